@@ -1,0 +1,142 @@
+"""`bridge demo`: the whole story locally, with no credentials and no database to set up.
+
+It starts the embedded Postgres (unless DATABASE_URL is set) and the sandbox Outreach and
+Zendesk on loopback, seeds them, creates the Zendesk objects, backfills, changes some
+source records, syncs incrementally and prints what happened. The demo always works in a
+database of its own (`bridge_demo`, recreated each time), so it never touches real state.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from datetime import timedelta
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from pydantic import SecretStr
+
+from bridge import schema, wiring
+from bridge.mapping.load import load_mappings
+from bridge.mapping.model import Mapping
+from bridge.mapping.order import sync_order
+from bridge.pipeline.report import RunReport
+from bridge.pipeline.sync import SyncOptions, sync_mapping
+from bridge.progress import progress_for
+from bridge.sandbox.seed import SeedInfo, seed_demo
+from bridge.sandbox.server import Sandbox
+from bridge.settings import Settings
+from bridge.store import migrate as store_migrate
+from bridge.store import pool as store_pool
+
+DEMO_DATABASE = "bridge_demo"
+CHANGED = 25
+ADDED = 5
+
+
+async def run(settings: Settings, *, vehicles: int = 500) -> int:
+    began = time.monotonic()
+    mappings = load_mappings(settings.bridge_mappings)
+    order = sync_order(mappings)
+    dsn = await _fresh_database(wiring.database_dsn(settings))
+    async with Sandbox() as sandbox:
+        seed = seed_demo(sandbox, vehicles=vehicles)
+        demo_settings = _settings_for(settings, sandbox, seed, dsn)
+        _say(f"sandbox Outreach at {sandbox.outreach_url}, Zendesk at {sandbox.zendesk_url}")
+        _say(f"seeded {', '.join(f'{len(sandbox.outreach.ids(t))} {t}' for t in _types(mappings))}")
+        pool = await store_pool.create_pool(dsn)
+        try:
+            await store_migrate.migrate(pool)
+            async with wiring.open_services(demo_settings, pool) as services:
+                changes = await schema.ensure_objects(services.zendesk, mappings, order)
+                created = [c for c in changes if c.action == "created"]
+                _say(f"created {len(created)} Zendesk object(s) and field(s)")
+                options = SyncOptions(kind="demo", actor="demo", overlap=timedelta(seconds=1))
+                _say("backfill:")
+                first = [await sync_mapping(mappings[n], services, options, progress_for(sys.stdout)) for n in order]
+                touched = _change_source(sandbox)
+                _say(f"changed {touched} vehicles and added {ADDED} in Outreach; incremental sync:")
+                second = [await sync_mapping(mappings[n], services, options, progress_for(sys.stdout)) for n in order]
+        finally:
+            await pool.close()
+        _summary(sandbox, mappings, first, second, time.monotonic() - began)
+    return 1 if any(r.failed for r in first + second) else 0
+
+
+async def _fresh_database(server_dsn: str) -> str:
+    """Recreates `bridge_demo` on the server and returns its DSN."""
+    conn = await asyncpg.connect(store_pool.normalise_dsn(server_dsn))
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {DEMO_DATABASE} WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {DEMO_DATABASE}")
+    finally:
+        await conn.close()
+    return _with_database(store_pool.normalise_dsn(server_dsn), DEMO_DATABASE)
+
+
+def _with_database(dsn: str, name: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def _settings_for(settings: Settings, sandbox: Sandbox, seed: SeedInfo, dsn: str) -> Settings:
+    return settings.model_copy(
+        update={
+            "database_url": SecretStr(dsn),
+            "outreach_api_url": sandbox.outreach_url,
+            "outreach_access_token": None,
+            "outreach_client_id": seed.outreach_client_id,
+            "outreach_client_secret": SecretStr(seed.outreach_client_secret),
+            "outreach_refresh_token": SecretStr(seed.outreach_refresh_token),
+            "bridge_secret_key": SecretStr(secrets.token_urlsafe(32)),
+            "zendesk_url": sandbox.zendesk_url,
+            "zendesk_client_id": seed.zendesk_client_id,
+            "zendesk_client_secret": SecretStr(seed.zendesk_client_secret),
+        }
+    )
+
+
+def _change_source(sandbox: Sandbox) -> int:
+    ids = sandbox.outreach.ids("vehicles")
+    for vid in ids[:: max(1, len(ids) // CHANGED)][:CHANGED]:
+        sandbox.outreach.update("vehicles", vid, color="Midnight Blue")
+    brands = sandbox.outreach.ids("vehicle_brands")
+    for n in range(ADDED):
+        sandbox.outreach.put(
+            "vehicles",
+            {"vehicle_name": f"Demo car {n}", "speed": f"{90 + n}mph", "color": "Red", "electric": True},
+            {"brand": brands[n % len(brands)] if brands else None, "main_driver": None},
+        )
+    return min(CHANGED, len(ids))
+
+
+def _types(mappings: dict[str, Mapping]) -> list[str]:
+    return sorted({m.source.type for m in mappings.values()})
+
+
+def _summary(
+    sandbox: Sandbox,
+    mappings: dict[str, Mapping],
+    first: list[RunReport],
+    second: list[RunReport],
+    seconds: float,
+) -> None:
+    _say("summary:")
+    for a, b in zip(first, second, strict=True):
+        m = mappings[a.mapping]
+        in_zendesk = len(sandbox.zendesk.records(m.target.object))
+        in_outreach = len(sandbox.outreach.ids(m.source.type))
+        _say(
+            f"  {a.mapping}: Outreach {in_outreach}, Zendesk {in_zendesk}; backfill wrote "
+            f"{a.written} (failed {a.failed}); incremental fetched {b.fetched}, wrote {b.written}, "
+            f"skipped {b.skipped} unchanged"
+        )
+    _say(
+        f"  requests: Outreach {sandbox.counters.total('outreach')}, "
+        f"Zendesk {sandbox.counters.total('zendesk')}; took {seconds:.1f}s"
+    )
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)

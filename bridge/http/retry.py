@@ -1,0 +1,80 @@
+"""When to try a failed request again, and how long to wait first.
+
+`RetryPolicy` answers one question: after attempt N failed with this transient error, wait how
+long, or give up? Backoff is exponential with full jitter (AWS architecture blog, "Exponential
+Backoff And Jitter"), so that many workers failing together do not retry together.
+
+Invariants: never more than `max_attempts` attempts in all; never a delay shorter than the
+server's `Retry-After`. `parse_retry_after` reads the three forms the APIs send: seconds, an
+HTTP date, and an ISO timestamp (Outreach's 503 `scheduledServerMaintenance`, api/outreach.md).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+
+from bridge.errors import TransientApiError
+
+
+class RetryPolicy:
+    """(attempt, error) → seconds to wait, or None to give up and re-raise."""
+
+    def __init__(
+        self,
+        max_attempts: int = 6,
+        base: float = 0.5,
+        cap: float = 30.0,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.max_attempts = max_attempts
+        self.base = base
+        self.cap = cap
+        self._rand = rand
+
+    def delay(self, attempt: int, error: TransientApiError) -> float | None:
+        """Delay before attempt `attempt + 1`; `attempt` counts from 1 (the first send)."""
+        if attempt >= self.max_attempts:
+            return None
+        backoff = self._rand() * min(self.cap, self.base * 2.0 ** (attempt - 1))
+        if error.retry_after is not None:
+            return max(error.retry_after, backoff)
+        return backoff
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from `now` (epoch seconds); None when absent or unreadable.
+
+    A moment already past gives 0.0: the server asked for a wait, just not a long one.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    when = _parse_moment(text)
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def _parse_moment(text: str) -> datetime | None:
+    """An HTTP date (RFC 9110) or an ISO 8601 timestamp, as an aware datetime."""
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when

@@ -1,0 +1,375 @@
+"""The one request loop both API clients use, and the one place aiohttp errors become ours.
+
+`Transport.request` runs, per attempt: wait for the rate limiter → add auth headers → send →
+update the limiter from the response → classify. 2xx/3xx return; a 401 triggers one
+`auth.refresh()` and a resend (a second 401 is an `AuthError`); 429, 5xx, timeouts, dropped
+connections and unreadable JSON bodies are `TransientApiError`s retried as `RetryPolicy`
+says; any other 4xx is a `RejectedError`. A 429's Retry-After pauses the shared limiter, so
+no request to that API goes out before it has passed (the limits are account-wide).
+
+Invariants: every aiohttp/asyncio failure leaves here as a `bridge.errors.ApiError`, chained
+`from` the original; messages read "<api> <METHOD> <redacted path>: <status> <detail>; <what
+to do>" and never carry headers, tokens or bodies (detail comes from an `ErrorParser`, which
+redacts). The loop is plain code, not aiohttp middleware, so aioresponses exercises all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as jsonlib
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+import structlog
+
+from bridge.errors import ApiError, AuthError, RejectedError, TransientApiError
+from bridge.http.ratelimit import RateLimiter
+from bridge.http.retry import RetryPolicy, parse_retry_after
+from bridge.redact import redact_text, redact_url
+
+log = structlog.get_logger(__name__)
+
+ErrorParser = Callable[["Response"], str]
+
+_UNPARSED: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    api: str  # "outreach" | "zendesk": used in errors, logs, metrics
+    timeout: float = 30.0  # per request, seconds
+    max_attempts: int = 6
+
+
+class Auth(Protocol):
+    async def headers(self) -> dict[str, str]: ...
+
+    async def refresh(self) -> None:
+        """Called after a 401; raises AuthError if the credentials cannot be renewed."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]  # case-insensitive
+    body: bytes
+    url: str
+    api: str = ""
+    method: str = ""
+    parsed: Any = field(default=_UNPARSED, repr=False, compare=False)
+
+    def json(self) -> Any:
+        """The parsed body; an unreadable one is a TransientApiError (retrying is right)."""
+        if self.parsed is not _UNPARSED:
+            return self.parsed
+        try:
+            return jsonlib.loads(self.body)
+        except ValueError as exc:
+            raise TransientApiError(
+                f"{self.api} {self.method} {_where(self.url)}: {self.status} body is not valid "
+                "JSON; the request will be retried",
+                api=self.api, method=self.method, path=_where(self.url), status=self.status,
+            ) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEvent:
+    """Handed to hooks after every attempt, for metrics and counters."""
+
+    api: str
+    method: str
+    path: str
+    status: int | None
+    seconds: float
+    error: str | None  # None when the attempt's answer was returned; else a short kind
+
+
+class _Unauthorized(Exception):
+    """A 401, handled by the loop (refresh once and resend), never seen by callers."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+class Transport:
+    """Sends requests for one API with auth, pacing, retries and error translation."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        config: HttpConfig,
+        *,
+        auth: Auth | None,
+        retry: RetryPolicy | None = None,
+        limiter: RateLimiter | None = None,
+        error_parser: ErrorParser | None = None,
+        hooks: Sequence[Callable[[RequestEvent], None]] = (),
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._session = session
+        self.config = config
+        self._auth = auth
+        self._retry = retry or RetryPolicy(max_attempts=config.max_attempts)
+        self._limiter = limiter
+        self._error_parser = error_parser or generic_error_detail
+        self._hooks = tuple(hooks)
+        self._sleep = sleep
+        self._clock = clock
+        self._wall = wall
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        data: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        authenticated: bool = True,
+    ) -> Response:
+        """Sends until success, a permanent error, or the retry policy gives up."""
+        body, extra = _encode_body(json)
+        call = _Call(method.upper(), url, body, data, params, {**extra, **(headers or {})})
+        use_auth = authenticated and self._auth is not None
+        attempt, refreshed = 0, False
+        while True:
+            attempt += 1
+            try:
+                return await self._attempt(call, use_auth)
+            except TransientApiError as err:
+                await self._back_off(attempt, err)
+            except _Unauthorized as unauthorized:
+                if not use_auth or refreshed or self._auth is None:
+                    raise self._auth_error(call, unauthorized.response, refreshed) from None
+                refreshed = True
+                attempt -= 1  # the resend after a refresh is not a retry
+                await self._auth.refresh()
+
+    async def _back_off(self, attempt: int, err: TransientApiError) -> None:
+        delay = self._retry.delay(attempt, err)
+        if delay is None:
+            raise err
+        log.info(
+            "http_retry", api=self.config.api, method=err.method, path=err.path,
+            status=err.status, attempt=attempt, delay=round(delay, 3),
+        )
+        await self._sleep(delay)
+
+    async def _attempt(self, call: _Call, use_auth: bool) -> Response:
+        if self._limiter is not None:
+            await self._limiter.wait()
+        headers = dict(call.headers)
+        if use_auth and self._auth is not None:
+            headers.update(await self._auth.headers())
+        started = self._clock()
+        response = await self._send(call, headers, started)
+        if self._limiter is not None:
+            self._limiter.update(response.headers)
+        try:
+            answer = self._classify(call, response)
+        except _Unauthorized:
+            self._emit(call, response.status, started, "unauthorized")
+            raise
+        except ApiError:
+            self._emit(call, response.status, started, _status_kind(response.status))
+            raise
+        self._emit(call, response.status, started, None)
+        return answer
+
+    async def _send(self, call: _Call, headers: dict[str, str], started: float) -> Response:
+        """One HTTP exchange; every aiohttp/asyncio failure is translated here."""
+        timeout = aiohttp.ClientTimeout(total=self.config.timeout)
+        try:
+            async with self._session.request(
+                call.method, call.url, data=call.body if call.body is not None else call.data,
+                params=call.params, headers=headers, timeout=timeout,
+            ) as raw:
+                body = await raw.read()
+                return Response(
+                    raw.status, raw.headers.copy(), body, str(raw.url),
+                    self.config.api, call.method,
+                )
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            kind = "timeout" if isinstance(exc, TimeoutError) else "connection"
+            self._emit(call, None, started, kind)
+            raise self._network_error(call, exc) from exc
+
+    def _classify(self, call: _Call, response: Response) -> Response:
+        status = response.status
+        if status < 400:
+            return _with_json(response, self._transient(call, response, "body is not valid JSON"))
+        if status == 401:
+            raise _Unauthorized(response)
+        if status == 429 or status >= 500 or status == 408:
+            raise self._retryable(call, response)
+        raise self._rejected(call, response)
+
+    def _retryable(self, call: _Call, response: Response) -> TransientApiError:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), self._wall())
+        if response.status == 429 and retry_after is not None and self._limiter is not None:
+            self._limiter.pause_for(retry_after)
+        detail = self._detail(response)
+        what = "rate limited" if response.status == 429 else "server error"
+        return self._transient(call, response, f"{detail or what}", retry_after)
+
+    def _transient(
+        self, call: _Call, response: Response, detail: str, retry_after: float | None = None
+    ) -> TransientApiError:
+        todo = f"retried up to {self._retry.max_attempts} attempts; try again later"
+        return TransientApiError(
+            _message(self.config.api, call, response.status, detail, todo),
+            retry_after=retry_after, api=self.config.api, method=call.method,
+            path=_where(call.url), status=response.status, detail=detail,
+        )
+
+    def _rejected(self, call: _Call, response: Response) -> RejectedError:
+        detail = self._detail(response)
+        todo = _REJECTED_TODO.get(response.status, "the request was refused; check it")
+        return RejectedError(
+            _message(self.config.api, call, response.status, detail, todo), api=self.config.api,
+            method=call.method, path=_where(call.url), status=response.status, detail=detail,
+        )
+
+    def _auth_error(self, call: _Call, response: Response, refreshed: bool) -> AuthError:
+        detail = self._detail(response)
+        todo = (
+            "credentials refused even after a refresh; check the token and its scopes"
+            if refreshed else "credentials refused; check the configured credentials"
+        )
+        return AuthError(
+            _message(self.config.api, call, 401, detail, todo), api=self.config.api,
+            method=call.method, path=_where(call.url), status=401, detail=detail,
+        )
+
+    def _network_error(self, call: _Call, exc: BaseException) -> ApiError:
+        where = dict(api=self.config.api, method=call.method, path=_where(call.url))
+        if isinstance(exc, (aiohttp.InvalidURL, aiohttp.TooManyRedirects)):
+            what, todo = type(exc).__name__, "check the configured API URL"
+            return ApiError(_message(self.config.api, call, None, what, todo), **where)
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            what, todo = "TLS certificate not trusted", "check the API URL and CA certificates"
+            return ApiError(_message(self.config.api, call, None, what, todo), **where)
+        if isinstance(exc, TimeoutError):
+            what = f"no response within {self.config.timeout:g}s"
+        else:
+            what = f"connection failed ({type(exc).__name__})"
+        todo = "will retry; check the network if this persists"
+        return TransientApiError(
+            _message(self.config.api, call, None, what, todo), detail=what, **where
+        )
+
+    def _detail(self, response: Response) -> str:
+        try:
+            return self._error_parser(response)
+        except Exception:  # a parser bug must not hide the API's status
+            log.warning("error_parser_failed", api=self.config.api, status=response.status)
+            return ""
+
+    def _emit(self, call: _Call, status: int | None, started: float, error: str | None) -> None:
+        event = RequestEvent(
+            self.config.api, call.method, _where(call.url), status,
+            self._clock() - started, error,
+        )
+        for hook in self._hooks:
+            try:
+                hook(event)
+            except Exception:  # metrics must never break a request
+                log.warning("request_hook_failed", api=event.api, hook=repr(hook))
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    method: str
+    url: str
+    body: bytes | None
+    data: Mapping[str, str] | None
+    params: Mapping[str, str] | None
+    headers: Mapping[str, str]
+
+
+_REJECTED_TODO = {
+    400: "the API refused the request as malformed; check the mapping and filters",
+    403: "forbidden; check the credentials' scopes and permissions",
+    404: "not found; check the object type, id or URL",
+    409: "conflict; the record changed concurrently, it will be retried on the next run",
+    415: "unsupported media type; this is a bridge bug, please report it",
+    422: "the API refused the data; check the mapping",
+}
+
+
+def _encode_body(payload: Any) -> tuple[bytes | None, dict[str, str]]:
+    if payload is None:
+        return None, {}
+    return jsonlib.dumps(payload).encode(), {"Content-Type": "application/json"}
+
+
+def _with_json(response: Response, malformed: TransientApiError) -> Response:
+    """Parses JSON bodies inside the loop, so a garbled one is retried like a 5xx."""
+    content_type = response.headers.get("Content-Type", "")
+    if not response.body.strip() or (content_type and "json" not in content_type.lower()):
+        return response
+    try:
+        parsed = jsonlib.loads(response.body)
+    except ValueError as exc:
+        raise malformed from exc
+    return Response(
+        response.status, response.headers, response.body, response.url,
+        response.api, response.method, parsed,
+    )
+
+
+def _status_kind(status: int) -> str:
+    if status < 400:
+        return "malformed_body"
+    if status == 429:
+        return "rate_limited"
+    return "server_error" if status >= 500 or status == 408 else "rejected"
+
+
+def generic_error_detail(response: Response) -> str:
+    """The error detail of a body in any of the common shapes, redacted and short."""
+    try:
+        body = jsonlib.loads(response.body)
+    except ValueError:
+        text = response.body[:400].decode("utf-8", "replace").strip()
+        return "" if text.startswith("<") else _short(text.splitlines()[0] if text else "")
+    return _short(_json_detail(body))
+
+
+def _json_detail(body: Any) -> str:
+    if isinstance(body, list):
+        return "; ".join(filter(None, (_json_detail(item) for item in body[:5])))
+    if not isinstance(body, dict):
+        return ""
+    if "errors" in body:
+        return _json_detail(body["errors"])
+    parts = [body.get(key) for key in ("error", "code", "title", "message", "description", "detail")]
+    strings = [p for p in parts if isinstance(p, str) and p]
+    if isinstance(body.get("error"), dict):
+        strings.insert(0, _json_detail(body["error"]))
+    return ": ".join(dict.fromkeys(strings))
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = redact_text(" ".join(text.split()))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _where(url: str) -> str:
+    """The redacted path and query of a URL: enough to find the call, no host, no secrets."""
+    redacted = redact_url(url)
+    rest = redacted.split("://", 1)[-1]
+    slash = rest.find("/")
+    return rest[slash:] if slash >= 0 else "/"
+
+
+def _message(api: str, call: _Call, status: int | None, detail: str, todo: str) -> str:
+    shown = "" if status is None else f"{status} "
+    return f"{api} {call.method} {_where(call.url)}: {shown}{detail}; {todo}"

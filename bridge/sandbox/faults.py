@@ -1,0 +1,157 @@
+"""Fault injection shared by both simulators: latency, error statuses, drops, bad bodies.
+
+Tests and benchmarks use it to prove that clients survive what real APIs do under load.
+Invariants: rules are matched in the order they were added; a matching rule is consumed
+once per request (`times=-1` never runs out) and the first matching rule wins; the
+per-API base latency applies to every request, before any rule. A "timeout" waits on the
+stop event so that stopping the sandbox never hangs on a sleeping handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from aiohttp import web
+
+Api = Literal["outreach", "zendesk"]
+Kind = Literal["latency", "status", "drop", "malformed", "timeout"]
+KINDS: tuple[str, ...] = ("latency", "status", "drop", "malformed", "timeout")
+APIS: tuple[str, ...] = ("outreach", "zendesk")
+DEFAULT_TIMEOUT_DELAY = 30.0
+
+
+@dataclass(slots=True)
+class FaultRule:
+    """One injected fault; `times` counts down as requests consume it (-1: forever)."""
+
+    api: str
+    kind: str
+    times: int = 1
+    path_contains: str = ""
+    method: str | None = None
+    status: int = 500
+    retry_after: float | None = None
+    delay: float = 0.0
+
+    def matches(self, api: str, method: str, path: str) -> bool:
+        if self.api != api or self.times == 0:
+            return False
+        if self.method is not None and self.method.upper() != method.upper():
+            return False
+        return self.path_contains in path
+
+
+@dataclass(slots=True)
+class Faults:
+    """The fault controls; `apply` is called by the server middleware for each request."""
+
+    rules: list[FaultRule] = field(default_factory=list)
+    latency: dict[str, float] = field(default_factory=dict)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add(
+        self,
+        api: Api | str,
+        kind: Kind | str,
+        *,
+        times: int = 1,
+        path_contains: str = "",
+        method: str | None = None,
+        status: int = 500,
+        retry_after: float | None = None,
+        delay: float = 0.0,
+    ) -> FaultRule:
+        """Queue a fault for the next matching requests of `api`."""
+        if api not in APIS:
+            raise ValueError(f"unknown api {api!r}; expected one of {', '.join(APIS)}")
+        if kind not in KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {', '.join(KINDS)}")
+        if kind == "timeout" and delay <= 0:
+            delay = DEFAULT_TIMEOUT_DELAY
+        rule = FaultRule(api, kind, times, path_contains, method, status, retry_after, delay)
+        self.rules.append(rule)
+        return rule
+
+    def add_from_json(self, data: dict[str, object]) -> FaultRule:
+        """Build a rule from the control surface's JSON body (same names as `add`)."""
+        known = {"times", "path_contains", "method", "status", "retry_after", "delay"}
+        extra = {k: v for k, v in data.items() if k in known}
+        return self.add(str(data["api"]), str(data["kind"]), **extra)  # type: ignore[arg-type]
+
+    def set_latency(self, api: Api | str, seconds: float) -> None:
+        """Delay every request of `api` by `seconds` (0 turns it off)."""
+        self.latency[api] = seconds
+
+    def clear(self) -> None:
+        """Forget every rule and every base latency."""
+        self.rules.clear()
+        self.latency.clear()
+
+    def take(self, api: str, method: str, path: str) -> FaultRule | None:
+        """The first rule matching this request, consumed once; None when no rule matches."""
+        for rule in self.rules:
+            if rule.matches(api, method, path):
+                if rule.times > 0:
+                    rule.times -= 1
+                return rule
+        return None
+
+    async def wait(self, seconds: float) -> None:
+        """Sleep `seconds`, cut short when the sandbox stops."""
+        if seconds <= 0:
+            return
+        try:
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+        except TimeoutError:
+            pass
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class DroppedConnection(Exception):
+    """Raised after the transport was closed on purpose: no response goes out."""
+
+
+async def apply(faults: Faults, api: str, request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Run `handler` under the faults configured for `api`."""
+    await faults.wait(faults.latency.get(api, 0.0))
+    rule = faults.take(api, request.method, request.path_qs)
+    if rule is None:
+        return await handler(request)
+    if rule.kind == "latency":
+        await faults.wait(rule.delay)
+        return await handler(request)
+    if rule.kind == "timeout":
+        await faults.wait(rule.delay)
+        return await handler(request)
+    if rule.kind == "status":
+        return _status_response(rule)
+    if rule.kind == "drop":
+        if request.transport is not None:
+            request.transport.close()
+        raise DroppedConnection(request.path)
+    return _malformed_response()
+
+
+def _status_response(rule: FaultRule) -> web.Response:
+    headers: dict[str, str] = {}
+    if rule.retry_after is not None:
+        headers["Retry-After"] = _seconds_text(rule.retry_after)
+    elif rule.status == 429:
+        headers["Retry-After"] = "1"
+    body = {"errors": [{"id": "injectedFault", "title": "Injected fault", "detail": f"sandbox fault {rule.status}"}]}
+    return web.json_response(body, status=rule.status, headers=headers)
+
+
+def _malformed_response() -> web.Response:
+    text = json.dumps({"data": [{"type": "broken", "id": 1, "attributes": {"x": "y"}}]})
+    return web.Response(text=text[: len(text) // 2], status=200, content_type="application/json")
+
+
+def _seconds_text(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"

@@ -1,0 +1,79 @@
+"""Settings: the environment table of DESIGN.md, read once by the CLI, worker and demo.
+
+Only `cli.py`, `worker.py` and `demo.py` read `Settings`; everything below gets small typed
+config objects built from it. Secrets are `SecretStr`, so a settings object printed or logged
+by accident shows `**********`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bridge.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    """Every knob bridge reads from the environment (and `.env`)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    database_url: SecretStr | None = None
+    bridge_data_dir: Path = Path(".bridge")
+    bridge_mappings: Path = Path("mappings")
+    bridge_secret_key: SecretStr | None = None
+
+    outreach_api_url: str = "https://api.outreach.io"
+    outreach_access_token: SecretStr | None = None
+    outreach_client_id: str | None = None
+    outreach_client_secret: SecretStr | None = None
+    outreach_refresh_token: SecretStr | None = None
+
+    zendesk_url: str | None = None
+    zendesk_subdomain: str | None = None
+    zendesk_client_id: str | None = None
+    zendesk_client_secret: SecretStr | None = None
+    zendesk_oauth_token: SecretStr | None = None
+    zendesk_email: str | None = None
+    zendesk_api_token: SecretStr | None = None
+
+    log_format: str | None = None  # json | console; default: console on a tty
+    log_level: str = "INFO"
+    port: int = 8080
+
+    # Tuning knobs.
+    bridge_page_size: int = Field(default=1000, ge=1, le=1000)
+    bridge_batch_size: int = Field(default=100, ge=1, le=100)
+    bridge_job_concurrency: int = Field(default=8, ge=1, le=25)
+    bridge_queue_pages: int = Field(default=2, ge=1, le=16)
+    bridge_overlap_seconds: float = Field(default=60.0, ge=0)
+    bridge_http_timeout: float = Field(default=30.0, gt=0)
+    bridge_max_attempts: int = Field(default=6, ge=1, le=20)
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str | None) -> str | None:
+        if value is not None and value not in ("json", "console"):
+            raise ValueError("LOG_FORMAT must be 'json' or 'console'")
+        return value
+
+    def zendesk_base_url(self) -> str:
+        """ZENDESK_URL, or https://<ZENDESK_SUBDOMAIN>.zendesk.com."""
+        if self.zendesk_url:
+            return self.zendesk_url.rstrip("/")
+        if self.zendesk_subdomain:
+            return f"https://{self.zendesk_subdomain}.zendesk.com"
+        raise ConfigError("Zendesk is not configured: set ZENDESK_URL or ZENDESK_SUBDOMAIN")
+
+
+def load_settings() -> Settings:
+    """Reads the environment, turning pydantic's errors into one ConfigError (exit 2)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"bad environment: {problems}; fix these variables and rerun") from exc

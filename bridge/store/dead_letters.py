@@ -1,0 +1,124 @@
+"""Dead letters: records that could not be translated or written, until one is.
+
+Keyed by (mapping, source_id): a record failing again bumps `attempts` and updates the
+error and `last_failed_at`, keeping `first_failed_at`. `resolve` deletes the rows of records
+a later run has written, in the same transaction as their id-map rows. Errors are stored
+redacted; payloads are the translated (target) payload, for inspection.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from bridge.store.pool import Connection
+from bridge.redact import redact_text
+
+ADD_MANY_SQL = """
+INSERT INTO dead_letters AS d
+    (mapping, source_id, external_id, error, payload, attempts, first_failed_at,
+     last_failed_at, run_id)
+SELECT $1, t.source_id, t.external_id, t.error, t.payload::jsonb, 1, now(), now(), $2
+FROM unnest($3::text[], $4::text[], $5::text[], $6::text[])
+     AS t(source_id, external_id, error, payload)
+ON CONFLICT (mapping, source_id) DO UPDATE SET
+    external_id    = coalesce(EXCLUDED.external_id, d.external_id),
+    error          = EXCLUDED.error,
+    payload        = coalesce(EXCLUDED.payload, d.payload),
+    attempts       = d.attempts + 1,
+    last_failed_at = now(),
+    run_id         = coalesce(EXCLUDED.run_id, d.run_id)
+"""
+RESOLVE_SQL = "DELETE FROM dead_letters WHERE mapping = $1 AND source_id = ANY($2::text[])"
+COUNT_SQL = """
+SELECT mapping, count(*) AS n FROM dead_letters
+WHERE $1::text IS NULL OR mapping = $1
+GROUP BY mapping ORDER BY mapping
+"""
+LIST_SQL = """
+SELECT mapping, source_id, external_id, error, payload::text AS payload, attempts,
+       first_failed_at, last_failed_at, run_id
+FROM dead_letters
+WHERE $1::text IS NULL OR mapping = $1
+ORDER BY last_failed_at DESC, mapping, source_id
+LIMIT $2
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    source_id: str
+    external_id: str | None
+    error: str
+    payload: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRow:
+    mapping: str
+    source_id: str
+    external_id: str | None
+    error: str
+    payload: dict[str, Any] | None
+    attempts: int
+    first_failed_at: datetime
+    last_failed_at: datetime
+    run_id: int | None
+
+
+async def add_many(
+    conn: Connection,
+    mapping: str,
+    run_id: int | None,
+    letters: Sequence[DeadLetter],
+) -> None:
+    """Records failures in one statement; a source id given twice counts once (last wins)."""
+    latest = list({letter.source_id: letter for letter in letters}.values())
+    if not latest:
+        return
+    await conn.execute(
+        ADD_MANY_SQL,
+        mapping,
+        run_id,
+        [letter.source_id for letter in latest],
+        [letter.external_id for letter in latest],
+        [redact_text(letter.error) for letter in latest],
+        [None if letter.payload is None else json.dumps(letter.payload) for letter in latest],
+    )
+
+
+async def resolve(conn: Connection, mapping: str, source_ids: Sequence[str]) -> int:
+    """Deletes the dead letters of records now written; returns how many there were."""
+    status = await conn.execute(RESOLVE_SQL, mapping, list(source_ids))
+    return int(status.split()[-1])
+
+
+async def count(conn: Connection, mapping: str | None = None) -> dict[str, int]:
+    """mapping → number of dead letters (mappings with none are absent)."""
+    return {row["mapping"]: int(row["n"]) for row in await conn.fetch(COUNT_SQL, mapping)}
+
+
+async def list_letters(
+    conn: Connection, mapping: str | None = None, limit: int = 100
+) -> list[DeadLetterRow]:
+    """The most recently failed first."""
+    rows = await conn.fetch(LIST_SQL, mapping, limit)
+    return [
+        DeadLetterRow(
+            mapping=row["mapping"],
+            source_id=row["source_id"],
+            external_id=row["external_id"],
+            error=row["error"],
+            payload=None if row["payload"] is None else json.loads(row["payload"]),
+            attempts=row["attempts"],
+            first_failed_at=row["first_failed_at"],
+            last_failed_at=row["last_failed_at"],
+            run_id=row["run_id"],
+        )
+        for row in rows
+    ]

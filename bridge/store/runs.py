@@ -1,0 +1,139 @@
+"""Run history: one row per backfill, worker pass or dry run, with running totals.
+
+A run starts as 'running'; its counts are incremented with each settled page, inside that
+page's transaction, so the totals always match what was committed. It ends with one of
+FINISHED_STATUSES. A process killed mid-run leaves 'running' behind; the next holder of the
+mapping calls `mark_interrupted` so history never shows a run that nobody is doing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from bridge.store.pool import Connection
+from bridge.errors import StoreError
+from bridge.redact import redact_text
+
+RUNNING = "running"
+FINISHED_STATUSES = frozenset({"succeeded", "failed", "partial", "interrupted"})
+
+START_SQL = """
+INSERT INTO runs (mapping, kind, status, actor, replica) VALUES ($1, $2, 'running', $3, $4)
+RETURNING id
+"""
+ADD_COUNTS_SQL = """
+UPDATE runs SET fetched = fetched + $2, written = written + $3, skipped = skipped + $4,
+                failed = failed + $5, parked = parked + $6
+WHERE id = $1
+"""
+FINISH_SQL = "UPDATE runs SET status = $2, error = $3, finished_at = now() WHERE id = $1"
+LATEST_SQL = """
+SELECT DISTINCT ON (mapping) id, mapping, kind, status, started_at, finished_at, fetched,
+       written, skipped, failed, parked, error, actor, replica
+FROM runs
+WHERE $1::text IS NULL OR mapping = $1
+ORDER BY mapping, started_at DESC, id DESC
+"""
+MARK_INTERRUPTED_SQL = """
+UPDATE runs SET status = 'interrupted', finished_at = now(),
+                error = coalesce(error, 'the process running it stopped before it finished')
+WHERE mapping = $1 AND status = 'running'
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RunCounts:
+    fetched: int = 0
+    written: int = 0
+    skipped: int = 0
+    failed: int = 0
+    parked: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    id: int
+    mapping: str
+    kind: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    counts: RunCounts
+    error: str | None
+    actor: str | None
+    replica: str | None = None
+
+
+def _from_row(row: asyncpg.Record) -> RunRow:
+    counts = RunCounts(
+        row["fetched"], row["written"], row["skipped"], row["failed"], row["parked"]
+    )
+    return RunRow(
+        id=row["id"],
+        mapping=row["mapping"],
+        kind=row["kind"],
+        status=row["status"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        counts=counts,
+        error=row["error"],
+        actor=row["actor"],
+        replica=row["replica"],
+    )
+
+
+async def start(
+    conn: Connection,
+    mapping: str,
+    kind: str,
+    *,
+    actor: str | None = None,
+    replica: str | None = None,
+) -> int:
+    """Records a new 'running' run and returns its id."""
+    run_id = await conn.fetchval(START_SQL, mapping, kind, actor, replica)
+    return int(run_id)
+
+
+async def add_counts(conn: Connection, run_id: int, counts: RunCounts) -> None:
+    """Adds `counts` to the run's totals (call once per settled page)."""
+    await conn.execute(
+        ADD_COUNTS_SQL,
+        run_id,
+        counts.fetched,
+        counts.written,
+        counts.skipped,
+        counts.failed,
+        counts.parked,
+    )
+
+
+async def finish(
+    conn: Connection, run_id: int, status: str, *, error: str | None = None
+) -> None:
+    """Ends the run; `error` is redacted again here as a last line of defence."""
+    if status not in FINISHED_STATUSES:
+        raise StoreError(
+            f"run {run_id} cannot finish as {status!r}; expected one of "
+            f"{', '.join(sorted(FINISHED_STATUSES))}"
+        )
+    await conn.execute(FINISH_SQL, run_id, status, None if error is None else redact_text(error))
+
+
+async def latest(conn: Connection, mapping: str | None = None) -> list[RunRow]:
+    """The most recent run of each mapping (or of the one given), ordered by mapping."""
+    return [_from_row(row) for row in await conn.fetch(LATEST_SQL, mapping)]
+
+
+async def mark_interrupted(conn: Connection, mapping: str) -> int:
+    """Marks runs of `mapping` still 'running' as interrupted; returns how many.
+
+    Call it only while holding the mapping's lease: a run another replica is doing is
+    'running' too.
+    """
+    status = await conn.execute(MARK_INTERRUPTED_SQL, mapping)
+    return int(status.split()[-1])

@@ -1,0 +1,225 @@
+"""The Zendesk custom objects client: builds requests, parses answers, runs bulk jobs.
+
+Retries, rate limits and 401 handling live in `bridge.http.transport`; this module only
+knows Zendesk's URLs and shapes (api/zendesk.md). Invariants: every answer is validated by a
+wire model before anything is read from it; callers get plain dataclasses or dicts; paging
+follows `links.next` verbatim, never to another origin and never twice to the same URL;
+request bodies come from small pure functions so tests can check them against the spec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from bridge.errors import RejectedError
+from bridge.http.transport import Response, Transport
+from bridge.redact import redact_url
+from bridge.zendesk import jobs
+from bridge.zendesk.models import ItemResult, UpsertItem, ZendeskRecord, ZendeskRecordId
+from bridge.zendesk.wire import (
+    API,
+    FieldEnvelope,
+    FieldsPage,
+    JobStatusEnvelope,
+    M,
+    ObjectEnvelope,
+    RecordsPage,
+    parse_answer,
+)
+
+MAX_PAGE_SIZE = 100
+MAX_FILTER_IDS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ZendeskConfig:
+    base_url: str  # e.g. https://acme.zendesk.com
+    poll_initial: float = 0.05  # first job-status poll delay, seconds
+    poll_max: float = 2.0  # backoff cap between polls
+    job_timeout: float = 600.0  # give up on a job after this long -> TransientApiError
+
+
+def object_body(
+    key: str, title: str, title_pluralized: str, description: str = ""
+) -> dict[str, Any]:
+    obj: dict[str, str] = {"key": key, "title": title, "title_pluralized": title_pluralized}
+    if description:
+        obj["description"] = description
+    return {"custom_object": obj}
+
+
+def field_body(field: Mapping[str, Any]) -> dict[str, Any]:
+    """`field` holds `key`, `title`, `type` and, per type, `custom_field_options` or
+    `relationship_target_type` (api/zendesk.md, "Fields")."""
+    missing = [k for k in ("key", "title", "type") if not field.get(k)]
+    if missing:
+        raise ValueError(f"a Zendesk custom object field needs {', '.join(missing)}")
+    return {"custom_object_field": dict(field)}
+
+
+class ZendeskClient:
+    """Custom objects, fields and records of one Zendesk account."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        config: ZendeskConfig,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._transport = transport
+        self._base = config.base_url.rstrip("/")
+        self._poller = jobs.JobPoller(
+            transport,
+            self._base,
+            poll_initial=config.poll_initial,
+            poll_max=config.poll_max,
+            timeout=config.job_timeout,
+            sleep=sleep,
+            clock=clock,
+        )
+
+    async def upsert_records(
+        self, object_key: str, items: Sequence[UpsertItem]
+    ) -> list[ItemResult]:
+        """Creates or updates by external id in one bulk job and waits for it."""
+        if not items:
+            return []
+        body = jobs.upsert_job_body(items)
+        return await self._run_job(object_key, body, [i.external_id for i in items])
+
+    async def delete_by_external_ids(
+        self, object_key: str, external_ids: Sequence[str]
+    ) -> list[ItemResult]:
+        if not external_ids:
+            return []
+        body = jobs.delete_job_body(external_ids)
+        return await self._run_job(object_key, body, list(external_ids))
+
+    async def _run_job(
+        self, object_key: str, body: dict[str, Any], external_ids: list[str]
+    ) -> list[ItemResult]:
+        resp = await self._send("POST", f"{self._object_url(object_key)}/jobs", json=body)
+        job = self._parse(JobStatusEnvelope, resp, "POST").job_status
+        job = await self._poller.wait(job)
+        return jobs.match_results(job, external_ids)
+
+    async def list_records(
+        self, object_key: str, *, page_size: int = MAX_PAGE_SIZE
+    ) -> AsyncIterator[ZendeskRecord]:
+        params = {"page[size]": str(min(max(page_size, 1), MAX_PAGE_SIZE))}
+        async for record in self._records(object_key, params):
+            yield record
+
+    async def records_by_external_ids(
+        self, object_key: str, external_ids: Sequence[str]
+    ) -> list[ZendeskRecord]:
+        """Records whose external id is listed; unknown ids are simply absent."""
+        for ext in external_ids:
+            if "," in ext:
+                raise ValueError(
+                    f"external id {ext!r} contains a comma, which filter[external_ids] "
+                    "cannot express; look it up another way"
+                )
+        found: list[ZendeskRecord] = []
+        for start in range(0, len(external_ids), MAX_FILTER_IDS):
+            chunk = external_ids[start : start + MAX_FILTER_IDS]
+            params = {"filter[external_ids]": ",".join(chunk), "page[size]": str(MAX_PAGE_SIZE)}
+            found.extend([r async for r in self._records(object_key, params)])
+        return found
+
+    async def _records(
+        self, object_key: str, params: dict[str, str]
+    ) -> AsyncIterator[ZendeskRecord]:
+        url: str | None = f"{self._object_url(object_key)}/records"
+        query: dict[str, str] | None = params
+        while url is not None:
+            resp = await self._send("GET", url, params=query)
+            page = self._parse(RecordsPage, resp, "GET")
+            for wire in page.custom_object_records:
+                yield ZendeskRecord(
+                    id=ZendeskRecordId(wire.id),
+                    external_id=wire.external_id,
+                    name=wire.name,
+                    fields=dict(wire.custom_object_fields or {}),
+                )
+            url = self._next_url(resp.url, page.links.next if page.meta.has_more else None)
+            query = None  # links.next already carries every parameter
+
+    async def get_object(self, key: str) -> dict[str, Any] | None:
+        try:
+            resp = await self._send("GET", self._object_url(key))
+        except RejectedError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._parse(ObjectEnvelope, resp, "GET").custom_object
+
+    async def create_object(
+        self, key: str, title: str, title_pluralized: str, description: str = ""
+    ) -> dict[str, Any]:
+        body = object_body(key, title, title_pluralized, description)
+        resp = await self._send("POST", f"{self._base}/api/v2/custom_objects", json=body)
+        return self._parse(ObjectEnvelope, resp, "POST").custom_object
+
+    async def list_fields(self, key: str) -> list[dict[str, Any]]:
+        url: str | None = f"{self._object_url(key)}/fields"
+        fields: list[dict[str, Any]] = []
+        while url is not None:
+            resp = await self._send("GET", url)
+            page = self._parse(FieldsPage, resp, "GET")
+            fields.extend(page.custom_object_fields)
+            url = self._next_url(resp.url, page.links.next if page.meta.has_more else None)
+        return fields
+
+    async def create_field(self, key: str, field: Mapping[str, Any]) -> dict[str, Any]:
+        resp = await self._send("POST", f"{self._object_url(key)}/fields", json=field_body(field))
+        return self._parse(FieldEnvelope, resp, "POST").custom_object_field
+
+    def _object_url(self, key: str) -> str:
+        return f"{self._base}/api/v2/custom_objects/{quote(key, safe='')}"
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Response:
+        return await self._transport.request(
+            method, url, json=json, params=params, headers=jobs.JSON_HEADERS
+        )
+
+    def _parse(self, model: type[M], resp: Response, method: str) -> M:
+        return parse_answer(model, resp.body, method=method, url=resp.url, status=resp.status)
+
+    def _next_url(self, current: str, next_url: str | None) -> str | None:
+        """Follows `links.next` verbatim, but not off the account nor round in a circle."""
+        if not next_url:
+            return None
+        if _origin(next_url) != _origin(self._base):
+            raise self._bad_link(current, f"points to another origin ({_origin(next_url)})")
+        if next_url == current:
+            raise self._bad_link(current, "is the page just read")
+        return next_url
+
+    def _bad_link(self, current: str, why: str) -> RejectedError:
+        return RejectedError(
+            f"Zendesk's links.next after {redact_url(current)} {why}; stopping the listing "
+            "to avoid reading the wrong data or looping; report it",
+            api=API,
+            method="GET",
+            path=redact_url(current),
+        )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()

@@ -1,0 +1,148 @@
+"""Pydantic models of what Zendesk sends back, validated at the edge of the client.
+
+Zendesk's answers vary more than its OpenAPI file admits (api/zendesk.md, "Result items"):
+ids arrive as strings or integers, job results come in several shapes, and unknown keys
+appear. So every model ignores extra keys, ids are coerced to strings, and only what bridge
+reads is required. `parse_answer` is the one place where a `ValidationError` becomes a
+`RejectedError`; nothing pydantic leaves this package.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from bridge.errors import RejectedError
+from bridge.redact import redact_url
+
+API = "zendesk"
+TERMINAL_STATUSES = frozenset({"completed", "failed"})
+
+
+def _to_str(value: Any) -> Any:
+    """Zendesk ids are strings for custom objects but integers elsewhere; keep them strings."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(int(value))
+    return value
+
+
+IdStr = Annotated[str, BeforeValidator(_to_str)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class TokenAnswer(_Wire):
+    """`POST /oauth/tokens` → `OAuthTokenForGrantTypesObject` in the spec."""
+
+    access_token: str
+    token_type: str | None = None
+    expires_in: float | None = None
+    scope: str | None = None
+
+
+class JobResult(_Wire):
+    """One entry of `job_status.results`, in any of the shapes api/zendesk.md lists."""
+
+    id: IdStr | None = None
+    index: int | None = None
+    external_id: IdStr | None = None
+    action: str | None = None
+    success: bool | None = None
+    status: str | None = None
+    error: Any = None
+    details: Any = None
+
+
+class JobStatus(_Wire):
+    """A bulk job as `job_status` describes it; `results` is only meaningful once terminal."""
+
+    id: IdStr
+    status: str
+    total: int | None = None
+    progress: int | None = None
+    message: str | None = None
+    results: list[JobResult] | dict[str, Any] | None = None
+    url: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def result_items(self) -> list[JobResult]:
+        """Per-item results; a bare `{"success": …}` object (another spec shape) has none."""
+        return self.results if isinstance(self.results, list) else []
+
+
+class JobStatusEnvelope(_Wire):
+    job_status: JobStatus
+
+
+class RecordWire(_Wire):
+    id: IdStr
+    name: str = ""
+    external_id: IdStr | None = None
+    custom_object_fields: dict[str, Any] | None = None
+
+
+class Links(_Wire):
+    next: str | None = None
+    prev: str | None = None
+
+
+class Meta(_Wire):
+    has_more: bool = False
+    after_cursor: str | None = None
+
+
+class RecordsPage(_Wire):
+    custom_object_records: list[RecordWire]
+    links: Links = Links()
+    meta: Meta = Meta()
+
+
+class ObjectEnvelope(_Wire):
+    custom_object: dict[str, Any]
+
+
+class FieldEnvelope(_Wire):
+    custom_object_field: dict[str, Any]
+
+
+class FieldsPage(_Wire):
+    custom_object_fields: list[dict[str, Any]]
+    links: Links = Links()
+    meta: Meta = Meta()
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_answer(model: type[M], body: bytes, *, method: str, url: str, status: int) -> M:
+    """Validates a 2xx body; a wrong shape is a `RejectedError` naming the call and the fields."""
+    path = redact_url(url)
+    try:
+        return model.model_validate(json.loads(body))
+    except (ValueError, ValidationError) as exc:
+        problems = _summarise(exc)
+        raise RejectedError(
+            f"Zendesk answered {method} {path} (HTTP {status}) with a body that is not a "
+            f"{model.__name__}: {problems}; this is an API change or a proxy in the way, "
+            "report it with this message",
+            api=API,
+            method=method,
+            path=path,
+            status=status,
+            detail=problems,
+        ) from exc
+
+
+def _summarise(exc: ValueError | ValidationError) -> str:
+    if isinstance(exc, ValidationError):
+        parts = [f"{'.'.join(map(str, e['loc'])) or '<body>'}: {e['msg']}" for e in exc.errors()]
+        return "; ".join(parts[:5])
+    return "not valid JSON"
