@@ -32,7 +32,7 @@ _QUERY_SECRET = re.compile(
     r"(?i)([?&](?:access_token|refresh_token|client_secret|token|api_token|password)=)[^&\s\"']+"
 )
 _KV_SECRET = re.compile(
-    r"(?i)\b((?:access_token|refresh_token|client_secret|api_token|password)[\"']?\s*[:=]\s*[\"']?)"
+    r"(?i)\b((?:access_token|refresh_token|client_secret|api_token|password|token|secret)[\"']?\s*[:=]\s*[\"']?)"
     r"[^\s\"'&,}]+"
 )
 
@@ -59,10 +59,8 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return redact_text(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
-    if parts.username or parts.password:
+    netloc = parts.netloc.rpartition("@")[2]
+    if "@" in parts.netloc:
         netloc = f"{REDACTED}@{netloc}"
     query = urlencode(
         [(k, REDACTED if is_secret_key(k) else v) for k, v in parse_qsl(parts.query, True)],

@@ -16,8 +16,8 @@ from typing import Any
 
 import asyncpg
 
-from bridge.store.pool import Connection
 from bridge.redact import redact_text
+from bridge.store.pool import Connection
 
 ADD_MANY_SQL = """
 INSERT INTO dead_letters AS d

@@ -20,8 +20,8 @@ from typing import Any
 
 import asyncpg
 
-from bridge.store.pool import Connection
 from bridge.errors import MigrationError, StoreError
+from bridge.store.pool import Connection
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")

@@ -41,7 +41,7 @@ def normalise_dsn(dsn: str) -> str:
         dsn = "postgresql://" + dsn[len("postgres://") :]
     if not dsn.startswith("postgresql://"):
         raise ConfigError(
-            f"database URL {redact_url(dsn)!r} is not a Postgres DSN; set DATABASE_URL to "
+            f"database URL {redacted(dsn)!r} is not a Postgres DSN; set DATABASE_URL to "
             "postgresql://user:password@host:5432/dbname"
         )
     return dsn
@@ -93,14 +93,22 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
             init=_init_connection,
             timeout=CONNECT_TIMEOUT_S,
         )
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise connect_error(dsn, exc) from exc
     return pool
 
 
+def redacted(dsn: str) -> str:
+    """The DSN without its password, for messages; never raises."""
+    try:
+        return redact_url(dsn)
+    except ValueError:  # e.g. a non-numeric port, which urlsplit only rejects on access
+        return redact_text(dsn)
+
+
 def connect_error(dsn: str, exc: Exception) -> BridgeError:
     """Maps what asyncpg or the OS raise while connecting to the bridge error to show."""
-    where = redact_url(dsn)
+    where = redacted(dsn)
     reason = redact_text(str(exc)) or type(exc).__name__
     if isinstance(exc, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError):
         return StoreError(
@@ -113,6 +121,11 @@ def connect_error(dsn: str, exc: Exception) -> BridgeError:
         )
     if isinstance(exc, asyncpg.ClientConfigurationError):
         return ConfigError(f"DATABASE_URL {where} is not valid: {reason}; fix DATABASE_URL")
+    if isinstance(exc, ValueError):  # the DSN did not parse; its text may hold the password
+        return ConfigError(
+            f"DATABASE_URL {where} cannot be parsed; fix DATABASE_URL "
+            "(percent-encode special characters in the user and password)"
+        )
     return StoreError(
         f"cannot connect to Postgres at {where}: {reason}; check DATABASE_URL, "
         "that the server is running and reachable from here, and its TLS settings (sslmode)"

@@ -14,9 +14,9 @@ from typing import Any
 
 import asyncpg
 
-from bridge.store.pool import Connection
 from bridge.errors import StoreError
 from bridge.redact import redact_text
+from bridge.store.pool import Connection
 
 RUNNING = "running"
 FINISHED_STATUSES = frozenset({"succeeded", "failed", "partial", "interrupted"})

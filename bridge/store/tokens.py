@@ -20,10 +20,10 @@ from typing import Any
 
 import asyncpg
 
-from bridge.store.pool import Connection
 from bridge.errors import StoreError
-from bridge.outreach.auth import StoredToken
+from bridge.outreach.auth import StoredToken, TokenStore
 from bridge.store.crypto import TokenCipher
+from bridge.store.pool import Connection
 
 LOAD_SQL = "SELECT ciphertext FROM oauth_tokens WHERE name = $1"
 SAVE_SQL = """
@@ -106,6 +106,11 @@ class PgTokenStore:
             # Release resets the session (pg_advisory_unlock_all), so even a lock whose
             # unlock failed, or whose acquire was cancelled mid-way, does not outlive this.
             await self._pool.release(conn)
+
+
+def as_token_store(store: PgTokenStore) -> TokenStore:
+    """Typed view of the store as the protocol (mypy checks that PgTokenStore conforms)."""
+    return store
 
 
 async def _unlock(conn: Connection, name: str) -> None:

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import time
+
+from bridge.store import idmap
+from bridge.store.pool import Connection
+
+
+def _rows(n: int, prefix: str = "h", zendesk: bool = True) -> list[idmap.IdMapRow]:
+    return [
+        idmap.IdMapRow(str(i), f"z{i}" if zendesk else None, f"ext-{i}", f"{prefix}{i}")
+        for i in range(n)
+    ]
+
+
+async def test_upsert_1000_rows_then_hashes(db_conn: Connection) -> None:
+    rows = _rows(1000)
+    started = time.perf_counter()
+    async with db_conn.transaction():
+        await idmap.upsert_many(db_conn, "accounts", rows)
+    elapsed = time.perf_counter() - started
+    print(f"upsert_many of 1000 rows: {elapsed * 1000:.1f} ms")
+    assert elapsed < 2.0  # generous: a few ms here; a per-row round trip would be far slower
+    assert await idmap.count(db_conn, "accounts") == 1000
+    ids = [str(i) for i in range(0, 1500, 3)]  # some unknown
+    got = await idmap.hashes(db_conn, "accounts", ids)
+    assert got == {i: f"h{i}" for i in ids if int(i) < 1000}
+    assert await idmap.count(db_conn, "other") == 0
+    assert await idmap.hashes(db_conn, "other", ids) == {}
+
+
+async def test_upsert_updates_hash_and_keeps_zendesk_id_when_none(db_conn: Connection) -> None:
+    await idmap.upsert_many(db_conn, "m", _rows(3))
+    await idmap.upsert_many(db_conn, "m", _rows(3, prefix="new", zendesk=False))
+    got = await idmap.lookup(db_conn, "m", ["0", "1", "2", "9"])
+    assert set(got) == {"0", "1", "2"}
+    assert got["1"] == idmap.IdMapRow("1", "z1", "ext-1", "new1")
+    await idmap.upsert_many(db_conn, "m", [idmap.IdMapRow("1", "z-other", "ext-1", "n")])
+    assert (await idmap.lookup(db_conn, "m", ["1"]))["1"].zendesk_id == "z-other"
+
+
+async def test_duplicate_source_ids_in_one_batch_last_wins(db_conn: Connection) -> None:
+    rows = [idmap.IdMapRow("1", None, "e", "first"), idmap.IdMapRow("1", "z", "e", "second")]
+    await idmap.upsert_many(db_conn, "m", rows)
+    assert await idmap.hashes(db_conn, "m", ["1"]) == {"1": "second"}
+    await idmap.upsert_many(db_conn, "m", [])
+    assert await idmap.count(db_conn, "m") == 1
+
+
+async def test_gone_rows_hide_their_hash_until_rewritten(db_conn: Connection) -> None:
+    await idmap.upsert_many(db_conn, "m", _rows(2))
+    await db_conn.execute("UPDATE id_map SET gone_at = now() WHERE source_id = '0'")
+    assert await idmap.hashes(db_conn, "m", ["0", "1"]) == {"1": "h1"}
+    await idmap.upsert_many(db_conn, "m", _rows(1))
+    assert await idmap.hashes(db_conn, "m", ["0", "1"]) == {"0": "h0", "1": "h1"}
+    assert await db_conn.fetchval("SELECT count(*) FROM id_map WHERE gone_at IS NOT NULL") == 0
+
+
+async def test_lookup_by_external_id(db_conn: Connection) -> None:
+    await idmap.upsert_many(db_conn, "m", _rows(3))
+    got = await idmap.lookup_external(db_conn, "m", ["ext-2", "ext-9"])
+    assert got == {"ext-2": idmap.IdMapRow("2", "z2", "ext-2", "h2")}
