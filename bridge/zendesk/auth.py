@@ -15,7 +15,7 @@ import base64
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 
@@ -133,7 +133,7 @@ class ClientCredentials:
         except ValueError:
             self._fail(resp.status, "the answer carries no access_token")
 
-    def _fail(self, status: int, detail: str) -> Any:
+    def _fail(self, status: int, detail: str) -> NoReturn:
         raise AuthError(
             f"Zendesk refused the OAuth client-credentials token request to "
             f"{redact_url(self._token_url)} (HTTP {status}: {detail}); {_CHECK_CLIENT}",

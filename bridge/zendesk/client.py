@@ -14,19 +14,19 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from bridge.errors import RejectedError
 from bridge.http.transport import Response, Transport
 from bridge.redact import redact_url
 from bridge.zendesk import jobs
+from bridge.zendesk.auth import zendesk_error_detail as zendesk_error_detail  # re-export
 from bridge.zendesk.models import ItemResult, UpsertItem, ZendeskRecord, ZendeskRecordId
 from bridge.zendesk.wire import (
     API,
     FieldEnvelope,
     FieldsPage,
     JobStatusEnvelope,
-    M,
     ObjectEnvelope,
     RecordsPage,
     parse_answer,
@@ -106,7 +106,7 @@ class ZendeskClient:
         self, object_key: str, body: dict[str, Any], external_ids: list[str]
     ) -> list[ItemResult]:
         resp = await self._send("POST", f"{self._object_url(object_key)}/jobs", json=body)
-        job = self._parse(JobStatusEnvelope, resp, "POST").job_status
+        job = parse_answer(JobStatusEnvelope, resp).job_status
         job = await self._poller.wait(job)
         return jobs.match_results(job, external_ids)
 
@@ -141,7 +141,7 @@ class ZendeskClient:
         query: dict[str, str] | None = params
         while url is not None:
             resp = await self._send("GET", url, params=query)
-            page = self._parse(RecordsPage, resp, "GET")
+            page = parse_answer(RecordsPage, resp)
             for wire in page.custom_object_records:
                 yield ZendeskRecord(
                     id=ZendeskRecordId(wire.id),
@@ -159,28 +159,28 @@ class ZendeskClient:
             if exc.status == 404:
                 return None
             raise
-        return self._parse(ObjectEnvelope, resp, "GET").custom_object
+        return parse_answer(ObjectEnvelope, resp).custom_object
 
     async def create_object(
         self, key: str, title: str, title_pluralized: str, description: str = ""
     ) -> dict[str, Any]:
         body = object_body(key, title, title_pluralized, description)
         resp = await self._send("POST", f"{self._base}/api/v2/custom_objects", json=body)
-        return self._parse(ObjectEnvelope, resp, "POST").custom_object
+        return parse_answer(ObjectEnvelope, resp).custom_object
 
     async def list_fields(self, key: str) -> list[dict[str, Any]]:
         url: str | None = f"{self._object_url(key)}/fields"
         fields: list[dict[str, Any]] = []
         while url is not None:
             resp = await self._send("GET", url)
-            page = self._parse(FieldsPage, resp, "GET")
+            page = parse_answer(FieldsPage, resp)
             fields.extend(page.custom_object_fields)
             url = self._next_url(resp.url, page.links.next if page.meta.has_more else None)
         return fields
 
     async def create_field(self, key: str, field: Mapping[str, Any]) -> dict[str, Any]:
         resp = await self._send("POST", f"{self._object_url(key)}/fields", json=field_body(field))
-        return self._parse(FieldEnvelope, resp, "POST").custom_object_field
+        return parse_answer(FieldEnvelope, resp).custom_object_field
 
     def _object_url(self, key: str) -> str:
         return f"{self._base}/api/v2/custom_objects/{quote(key, safe='')}"
@@ -197,16 +197,13 @@ class ZendeskClient:
             method, url, json=json, params=params, headers=jobs.JSON_HEADERS
         )
 
-    def _parse(self, model: type[M], resp: Response, method: str) -> M:
-        return parse_answer(model, resp.body, method=method, url=resp.url, status=resp.status)
-
     def _next_url(self, current: str, next_url: str | None) -> str | None:
         """Follows `links.next` verbatim, but not off the account nor round in a circle."""
         if not next_url:
             return None
         if _origin(next_url) != _origin(self._base):
             raise self._bad_link(current, f"points to another origin ({_origin(next_url)})")
-        if next_url == current:
+        if unquote(next_url) == unquote(current):  # resp.url comes back percent-encoded
             raise self._bad_link(current, "is the page just read")
         return next_url
 

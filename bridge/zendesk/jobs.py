@@ -99,10 +99,7 @@ class JobPoller:
     async def fetch(self, job_id: str) -> JobStatus:
         url = f"{self._base}/api/v2/job_statuses/{quote(job_id, safe='')}"
         resp = await self._transport.request("GET", url, headers=JSON_HEADERS)
-        envelope = parse_answer(
-            JobStatusEnvelope, resp.body, method="GET", url=resp.url, status=resp.status
-        )
-        return envelope.job_status
+        return parse_answer(JobStatusEnvelope, resp).job_status
 
     def _timed_out(self, job: JobStatus) -> TransientApiError:
         return TransientApiError(
@@ -125,9 +122,9 @@ def match_results(job: JobStatus, external_ids: Sequence[str]) -> list[ItemResul
     for pos, ext in enumerate(external_ids):
         positions.setdefault(ext, []).append(pos)
     for order, result in enumerate(job.result_items):
-        pos = _position(result, order, positions, len(external_ids))
-        if pos is not None and slots[pos] is None:
-            slots[pos] = result
+        slot = _position(result, order, positions, len(external_ids))
+        if slot is not None and slots[slot] is None:
+            slots[slot] = result
     return [_item_result(job, ext, res) for ext, res in zip(external_ids, slots)]
 
 

@@ -9,12 +9,12 @@ reads is required. `parse_answer` is the one place where a `ValidationError` bec
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from bridge.errors import RejectedError
+from bridge.http.transport import Response
 from bridge.redact import redact_url
 
 API = "zendesk"
@@ -122,27 +122,25 @@ class FieldsPage(_Wire):
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse_answer(model: type[M], body: bytes, *, method: str, url: str, status: int) -> M:
+def parse_answer(model: type[M], resp: Response) -> M:
     """Validates a 2xx body; a wrong shape is a `RejectedError` naming the call and the fields."""
-    path = redact_url(url)
+    path = redact_url(resp.url)
     try:
-        return model.model_validate(json.loads(body))
-    except (ValueError, ValidationError) as exc:
+        return model.model_validate(resp.json())
+    except ValidationError as exc:
         problems = _summarise(exc)
         raise RejectedError(
-            f"Zendesk answered {method} {path} (HTTP {status}) with a body that is not a "
-            f"{model.__name__}: {problems}; this is an API change or a proxy in the way, "
-            "report it with this message",
+            f"Zendesk answered {resp.method} {path} (HTTP {resp.status}) with a body that is "
+            f"not a {model.__name__}: {problems}; this is an API change or a proxy in the "
+            "way, report it with this message",
             api=API,
-            method=method,
+            method=resp.method,
             path=path,
-            status=status,
+            status=resp.status,
             detail=problems,
         ) from exc
 
 
-def _summarise(exc: ValueError | ValidationError) -> str:
-    if isinstance(exc, ValidationError):
-        parts = [f"{'.'.join(map(str, e['loc'])) or '<body>'}: {e['msg']}" for e in exc.errors()]
-        return "; ".join(parts[:5])
-    return "not valid JSON"
+def _summarise(exc: ValidationError) -> str:
+    parts = [f"{'.'.join(map(str, e['loc'])) or '<body>'}: {e['msg']}" for e in exc.errors()]
+    return "; ".join(parts[:5])

@@ -1,0 +1,108 @@
+"""Fixtures for the Zendesk client's wire tests: a mocked session, a real Transport, fakes."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aioresponses import aioresponses
+from aioresponses import core as aioresponses_core
+
+from bridge.http.retry import RetryPolicy
+from bridge.http.transport import Auth, HttpConfig, Transport
+from bridge.zendesk.auth import BearerToken, zendesk_error_detail
+from bridge.zendesk.client import ZendeskClient, ZendeskConfig
+
+BASE = "https://acme.zendesk.com"
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class RecordingSleep:
+    """Stands in for asyncio.sleep: records each delay and advances the fake clock."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        self.clock.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def sleep(clock: FakeClock) -> RecordingSleep:
+    return RecordingSleep(clock)
+
+
+class _CompatResponse(aiohttp.ClientResponse):
+    """aioresponses 0.7.9 builds responses without aiohttp 3.14's `stream_writer` argument."""
+
+    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+        super().__init__(method, url, **kwargs)
+
+
+@pytest.fixture
+def mock(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
+    monkeypatch.setattr(aioresponses_core, "ClientResponse", _CompatResponse)
+    with aioresponses() as m:
+        yield m
+
+
+@pytest.fixture
+async def session(mock: aioresponses) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+def make_transport(
+    session: aiohttp.ClientSession, auth: Auth | None, sleep: RecordingSleep, clock: FakeClock
+) -> Transport:
+    return Transport(
+        session,
+        HttpConfig(api="zendesk", max_attempts=3),
+        auth=auth,
+        retry=RetryPolicy(max_attempts=3, rand=lambda: 0.0),
+        error_parser=zendesk_error_detail,
+        sleep=sleep,
+        clock=clock,
+    )
+
+
+@pytest.fixture
+def client(
+    session: aiohttp.ClientSession, sleep: RecordingSleep, clock: FakeClock
+) -> ZendeskClient:
+    transport = make_transport(session, BearerToken("tok-test"), sleep, clock)
+    return ZendeskClient(transport, ZendeskConfig(BASE), sleep=sleep, clock=clock)
+
+
+def sent(mock: aioresponses, method: str, url: str) -> list[dict[str, Any]]:
+    """The kwargs of every request made to `url` (exact URL, query included)."""
+    from yarl import URL
+
+    return [call.kwargs for call in mock.requests.get((method, URL(url)), [])]
+
+
+def sent_json(kwargs: dict[str, Any]) -> Any:
+    return json.loads(kwargs["data"])
+
+
+def all_calls(mock: aioresponses) -> list[tuple[str, str]]:
+    return [(m, str(u)) for (m, u), calls in mock.requests.items() for _ in calls]
