@@ -57,6 +57,8 @@ def shorten(value: Any, limit: int = 60) -> str:
 
 def text_of(value: Any) -> str:
     """How a value reads inside a template or a text field."""
+    if value.__class__ is str:
+        return value
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -111,19 +113,22 @@ class Template:
     def render_record(
         self, attributes: Mapping[str, Any], record_id: str, record_type: str, **extra: Any
     ) -> str:
-        """Renders over a record's attributes, then `extra`, then its id and type."""
-
-        def lookup(path: tuple[str, ...]) -> Any:
-            if len(path) == 1:
-                key = path[0]
-                if key in extra:
-                    return extra[key]
-                if key in attributes:
-                    return attributes[key]
-                return record_id if key == "id" else record_type if key == "type" else None
-            return get_path(attributes, path)
-
-        return self.render(lookup)
+        """Renders over `extra`, then the record's attributes, then its id and type."""
+        out = []
+        for part in self.parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            if len(part) > 1:
+                value = get_path(attributes, part)
+            elif (key := part[0]) in extra:
+                value = extra[key]
+            elif key in attributes:
+                value = attributes[key]
+            else:
+                value = record_id if key == "id" else record_type if key == "type" else None
+            out.append(text_of(value))
+        return "".join(out)
 
 
 def _template_token(source: str, match: re.Match[str]) -> str | tuple[str, ...]:
@@ -180,7 +185,7 @@ def _digits(value: Any) -> str:
 def _to_int(value: Any) -> int | None:
     if isinstance(value, int):
         return int(value)
-    number = _to_decimal(value)
+    number = to_decimal_value(value)
     if number is None:
         return None
     if number != number.to_integral_value():
@@ -188,7 +193,8 @@ def _to_int(value: Any) -> int | None:
     return int(number)
 
 
-def _to_decimal(value: Any) -> Decimal | None:
+def to_decimal_value(value: Any) -> Decimal | None:
+    """A finite Decimal from a number or numeric text; "" is None."""
     if isinstance(value, bool) or isinstance(value, dict | list):
         raise TransformFailed("not a number")
     if isinstance(value, Decimal):
@@ -208,7 +214,8 @@ def _to_decimal(value: Any) -> Decimal | None:
     return number
 
 
-def _to_bool(value: Any) -> bool | None:
+def to_bool_value(value: Any) -> bool | None:
+    """A bool from a bool, 0/1 or a yes/no word; "" is None."""
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):
@@ -363,7 +370,7 @@ def _build_round(arg: Any, options: Mapping[str, Any]) -> StepFn:
     quantum = Decimal(1).scaleb(-places)
 
     def one(value: Any) -> Any:
-        number = _to_decimal(value)
+        number = to_decimal_value(value)
         return None if number is None else number.quantize(quantum)
 
     lifted = _each(one)
@@ -376,7 +383,7 @@ def _build_multiply(arg: Any, options: Mapping[str, Any]) -> StepFn:
     factor = Decimal(repr(arg)) if isinstance(arg, float) else Decimal(arg)
 
     def one(value: Any) -> Any:
-        number = _to_decimal(value)
+        number = to_decimal_value(value)
         return None if number is None else number * factor
 
     lifted = _each(one)
@@ -407,27 +414,23 @@ def _defs() -> Iterable[TransformDef]:
     yield TransformDef("title", "Title Case text", _plain(lambda v: _as_str(v).title()))
     yield TransformDef("digits", 'keep the digits 0-9 only ("130mph" -> "130")', _plain(_digits))
     yield TransformDef("to_int", 'whole number from text or number ("42" -> 42)', _plain(_to_int))
-    yield TransformDef("to_decimal", 'exact decimal number ("1234.50" -> 1234.50)', _plain(_to_decimal))
-    yield TransformDef("to_bool", "true/false from true/false, yes/no, on/off, 1/0", _plain(_to_bool))
+    yield TransformDef("to_decimal", 'exact decimal number ("1234.50" -> 1234.50)', _plain(to_decimal_value))
+    yield TransformDef("to_bool", "true/false from true/false, yes/no, on/off, 1/0", _plain(to_bool_value))
     yield TransformDef("to_date", 'ISO date or date-time -> "YYYY-MM-DD" (UTC)', _plain(to_date_text))
     yield TransformDef("to_datetime", 'ISO date-time -> "YYYY-MM-DDTHH:MM:SSZ" (UTC)', _plain(_to_datetime))
-    yield TransformDef("first", "first item of a list", lambda arg, opts: _first)
-    yield TransformDef(
-        "map", "{map: {a: A}, default: x}: replace listed values; others kept, or default",
-        _build_map, needs_arg=True, options=frozenset({"default"}),
-    )
-    yield TransformDef("default", "{default: x}: use x when the value is missing or empty", _build_default, needs_arg=True)
-    yield TransformDef(
-        "template", '{template: "{first} {last}"}: render over attributes and {value}',
-        _build_template, needs_arg=True,
-    )
+    yield TransformDef("first", "first item of a list", lambda _arg, _opts: _first)
+    yield TransformDef("map", "{map: {a: A}, default: x}: replace listed values; others kept, or default",
+                       _build_map, True, frozenset({"default"}))
+    yield TransformDef("default", "{default: x}: use x when the value is missing or empty", _build_default, True)
+    yield TransformDef("template", '{template: "{first} {last}"}: render over attributes and {value}',
+                       _build_template, True)
     yield TransformDef("join", '{join: ", "}: list -> text (bare `join` uses ", ")', _build_join)
     yield TransformDef("split", '{split: ","}: text -> list of trimmed, non-empty parts', _build_split)
-    yield TransformDef("truncate", "{truncate: 255}: keep at most that many characters", _build_truncate, needs_arg=True)
-    yield TransformDef("replace", "{replace: {old: new}}: replace text in the value", _build_replace, needs_arg=True)
-    yield TransformDef("null_if", '{null_if: ["", "n/a"]}: treat these values as missing', _build_null_if, needs_arg=True)
+    yield TransformDef("truncate", "{truncate: 255}: keep at most that many characters", _build_truncate, True)
+    yield TransformDef("replace", "{replace: {old: new}}: replace text in the value", _build_replace, True)
+    yield TransformDef("null_if", '{null_if: ["", "n/a"]}: treat these values as missing', _build_null_if, True)
     yield TransformDef("round", "{round: 2}: round a number to that many decimal places", _build_round)
-    yield TransformDef("multiply", "{multiply: 1.609344}: multiply a number (unit conversion)", _build_multiply, needs_arg=True)
+    yield TransformDef("multiply", "{multiply: 1.609344}: multiply a number (unit conversion)", _build_multiply, True)
 
 
 REGISTRY: Mapping[str, TransformDef] = {d.name: d for d in _defs()}

@@ -1,0 +1,303 @@
+"""One Outreach record -> one Zendesk record payload, its links and its payload hash.
+
+Pure and without I/O, and on the hot path: each mapping is compiled once (templates parsed,
+transform chains built, a coercion function chosen per field) and the compiled form is
+cached by mapping identity, so a record costs only dictionary work. Invariants:
+- every mapping field except lookups appears in `fields`; None means "clear it" (a missing
+  attribute is not an error unless the field is `required`); lookups come only from links;
+- values have the JSON type Zendesk's field type expects (no Decimal, no datetime);
+- relationships become `Link`s to resolve later; one absent from the record gives no link,
+  one explicitly null gives a link with `source_id=None` (clear the lookup);
+- `payload_hash` is stable across key order and covers name, fields and links, so a record
+  whose relationship changed is written again even if its attributes did not.
+Every failure is a RecordError carrying the mapping and source id (→ dead letter).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from bridge.errors import RecordError
+from bridge.mapping import model, transforms
+from bridge.mapping.transforms import Step, Template, TransformContext, TransformFailed, shorten
+from bridge.outreach.models import SourceRecord
+
+Coerce = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A lookup field to fill once its target is known.
+
+    `source_type`/`source_id` name the related Outreach record; both are empty/None when the
+    relationship is explicitly null, which means "clear the lookup".
+    """
+
+    field: str
+    target: str
+    match: str | None
+    source_type: str
+    source_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Translated:
+    """What is written to Zendesk for one source record."""
+
+    source_id: str
+    external_id: str
+    name: str
+    fields: dict[str, Any]
+    links: tuple[Link, ...]
+    payload_hash: str
+
+
+def _json_default(value: Any) -> Any:
+    """JSON for the few non-JSON values a hash may meet (Decimal only from custom code)."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"cannot hash a {type(value).__name__}")
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+
+
+def payload_hash(name: str, fields: Mapping[str, Any], links: Iterable[Link] = ()) -> str:
+    """sha256 hex of the canonical JSON of name, fields (and links, when there are any)."""
+    document: dict[str, Any] = {"name": name, "fields": fields}
+    link_list = [(k.field, k.target, k.match, k.source_type, k.source_id) for k in links]
+    if link_list:
+        document["links"] = sorted(link_list, key=lambda item: item[0])  # one link per field
+    return hashlib.sha256(_CANONICAL.encode(document).encode("utf-8")).hexdigest()
+
+
+# ---- coercion to Zendesk field types ------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    if value.__class__ is str:
+        return value
+    if isinstance(value, dict | list | tuple):
+        raise TransformFailed("expected a single value; use the 'join' transform for lists")
+    return transforms.text_of(value)
+
+
+def _integer(value: Any) -> int | None:
+    if isinstance(value, bool) or isinstance(value, dict | list | tuple):
+        raise TransformFailed("expected a whole number")
+    if isinstance(value, int):
+        return value
+    number = transforms.to_decimal_value(value)
+    if number is None:
+        return None
+    if number != number.to_integral_value():
+        raise TransformFailed("expected a whole number")
+    return int(number)
+
+
+def _decimal(value: Any) -> int | float | None:
+    if isinstance(value, bool) or isinstance(value, dict | list | tuple):
+        raise TransformFailed("expected a number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise TransformFailed("expected a finite number")
+        return value
+    number = transforms.to_decimal_value(value)
+    if number is None:
+        return None
+    if number == number.to_integral_value() and abs(number) < 2**53:
+        return int(number)
+    result = float(number)
+    if result in (float("inf"), float("-inf")):
+        raise TransformFailed("number too large")
+    return result
+
+
+def _checkbox(value: Any) -> bool | None:
+    return transforms.to_bool_value(value)
+
+
+def _date(value: Any) -> str | None:
+    return transforms.to_date_text(value)
+
+
+def _choice(options: list[str] | None) -> Coerce:
+    allowed = frozenset(options) if options else None
+
+    def coerce(value: Any) -> str | None:
+        if isinstance(value, bool) or isinstance(value, dict | list | tuple):
+            raise TransformFailed("expected one option value")
+        text = transforms.text_of(value)
+        if text == "":
+            return None
+        if allowed is not None and text not in allowed:
+            raise TransformFailed(f"not one of the options {sorted(allowed)}; add it or map it with 'map'")
+        return text
+
+    return coerce
+
+
+def _multi(options: list[str] | None) -> Coerce:
+    one = _choice(options)
+
+    def coerce(value: Any) -> list[str]:
+        items = value if isinstance(value, list | tuple) else [value]
+        return [text for text in (one(item) for item in items if item is not None) if text is not None]
+
+    return coerce
+
+
+def _regexp(pattern: str) -> Coerce:
+    compiled = re.compile(pattern)
+
+    def coerce(value: Any) -> str:
+        text = _text(value)
+        if not compiled.search(text):
+            raise TransformFailed(f"does not match the pattern {pattern!r}")
+        return text
+
+    return coerce
+
+
+def coercion(spec: model.FieldSpec) -> Coerce:
+    """The function that turns a transformed value into the JSON Zendesk's field type takes."""
+    simple: dict[str, Coerce] = {
+        "text": _text, "textarea": _text, "integer": _integer, "decimal": _decimal,
+        "checkbox": _checkbox, "date": _date,
+    }
+    if spec.type in simple:
+        return simple[spec.type]
+    if spec.type == "dropdown":
+        return _choice(spec.options)
+    if spec.type == "multiselect":
+        return _multi(spec.options)
+    if spec.type == "regexp":
+        return _regexp(spec.pattern or "")
+    raise ValueError(f"field type {spec.type!r} is not written as a value")
+
+
+# ---- the compiled translator --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    key: str
+    path: tuple[str, ...]
+    steps: tuple[Step, ...]
+    coerce: Coerce
+    type: str
+    required: bool
+
+    def read(self, attributes: Mapping[str, Any]) -> Any:
+        if len(self.path) == 1:
+            return attributes.get(self.path[0])
+        dotted = ".".join(self.path)
+        return attributes[dotted] if dotted in attributes else transforms.get_path(attributes, self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class _Relation:
+    key: str
+    source: str
+    target: str
+    match: str | None
+
+
+class Translator:
+    """A mapping compiled for translating many records."""
+
+    def __init__(self, mapping: model.Mapping) -> None:
+        self.mapping = mapping
+        self._name = Template.parse(mapping.target.name)
+        # {type} is fixed per mapping, so only {id} is left to fill per record
+        self._external_id = tuple(
+            mapping.source.type if part == ("type",) else part
+            for part in Template.parse(mapping.target.external_id).parts
+        )
+        self._fields = tuple(
+            _Field(key, spec.path, tuple(t.build() for t in spec.transform), coercion(spec), spec.type, spec.required)
+            for key, spec in mapping.fields.items()
+            if spec.type != "lookup"
+        )
+        self._relations = tuple(
+            _Relation(key, r.from_, r.target, r.match) for key, r in mapping.relationships.items()
+        )
+
+    def translate(self, record: SourceRecord) -> Translated:
+        """The payload for `record`; raises RecordError naming the field and value at fault."""
+        source_id = str(record.id)
+        attributes = record.attributes
+        values: dict[str, Any] = {}
+        for field in self._fields:
+            value = field.read(attributes)
+            if field.steps or value is not None:
+                value = self._converted(field, value, record)
+            if value is None and field.required:
+                raise self._error(record, f"field {field.key!r} is required but attribute "
+                                          f"{'.'.join(field.path)!r} is missing or empty")
+            values[field.key] = value
+        name = self._name.render_record(attributes, source_id, record.type)
+        if not name.strip():
+            name = f"{record.type} {source_id}"
+        external_id = "".join(source_id if isinstance(p, tuple) else p for p in self._external_id)
+        links = self._links(record) if self._relations else ()
+        return Translated(source_id, external_id, name, values, links, payload_hash(name, values, links))
+
+    def _converted(self, field: _Field, value: Any, record: SourceRecord) -> Any:
+        """The value after the field's transforms and its type coercion."""
+        try:
+            if field.steps:
+                context = TransformContext(field.key, record.attributes, str(record.id), record.type)
+                value = transforms.apply_chain(field.steps, value, context)
+            return None if value is None else field.coerce(value)
+        except RecordError as exc:
+            raise self._error(record, str(exc)) from exc
+        except (TransformFailed, ValueError, TypeError, ArithmeticError) as exc:
+            raise self._error(record, f"field {field.key!r}: cannot use {shorten(value)} as {field.type}: {exc}; "
+                                      "fix the source value or add a transform") from exc
+
+    def _links(self, record: SourceRecord) -> tuple[Link, ...]:
+        links = []
+        for rel in self._relations:
+            if rel.source not in record.relationships:
+                continue
+            ref = record.relationships[rel.source]
+            links.append(Link(rel.key, rel.target, rel.match, ref.type if ref else "", str(ref.id) if ref else None))
+        return tuple(links)
+
+    def _error(self, record: SourceRecord, detail: str) -> RecordError:
+        name = self.mapping.name
+        return RecordError(f"mapping {name!r}, record {record.type} {record.id}: {detail}",
+                           source_id=str(record.id), mapping=name)
+
+
+_CACHE: dict[int, Translator] = {}
+_CACHE_LIMIT = 256
+
+
+def compile_mapping(mapping: model.Mapping) -> Translator:
+    """The cached compiled translator for this mapping object."""
+    translator = _CACHE.get(id(mapping))
+    if translator is None or translator.mapping is not mapping:
+        if len(_CACHE) >= _CACHE_LIMIT:
+            _CACHE.clear()
+        translator = _CACHE[id(mapping)] = Translator(mapping)
+    return translator
+
+
+def translate(mapping: model.Mapping, record: SourceRecord) -> Translated:
+    """Translates one record with `mapping` (compiled once, then reused)."""
+    return compile_mapping(mapping).translate(record)
