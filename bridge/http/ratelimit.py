@@ -67,7 +67,8 @@ class RateLimiter:
     def update(self, headers: Mapping[str, str]) -> None:
         """Takes the quota from a response's headers; responses without them change nothing."""
         now = self._clock()
-        quotas = [q for q in self._read_all(headers, now) if q is not None]
+        lowered = {key.lower(): value for key, value in headers.items()}
+        quotas = [q for q in self._read_all(lowered, now) if q is not None]
         if quotas:
             self.quota = min(quotas, key=lambda q: q.remaining / max(q.limit, 1))
 
@@ -102,7 +103,7 @@ class RateLimiter:
             slot = max(self._next_slot, quota.reset_at)
         else:
             slot = max(self._next_slot, now)
-            self._next_slot = slot + (quota.reset_at - now) / quota.remaining
+            self._next_slot = slot + max(quota.reset_at - slot, 0.0) / quota.remaining
         return slot - now
 
     def _read_all(self, headers: Mapping[str, str], now: float) -> list[Quota | None]:

@@ -71,7 +71,7 @@ class Response:
         except ValueError as exc:
             raise TransientApiError(
                 f"{self.api} {self.method} {_where(self.url)}: {self.status} body is not valid "
-                "JSON; the request will be retried",
+                "JSON; retry the request, the API may have sent a truncated answer",
                 api=self.api, method=self.method, path=_where(self.url), status=self.status,
             ) from exc
 
@@ -86,6 +86,35 @@ class RequestEvent:
     status: int | None
     seconds: float
     error: str | None  # None when the attempt's answer was returned; else a short kind
+
+
+def generic_error_detail(response: Response) -> str:
+    """The error detail of a body in any of the common shapes, redacted and short."""
+    try:
+        body = jsonlib.loads(response.body)
+    except ValueError:
+        text = response.body[:400].decode("utf-8", "replace").strip()
+        return "" if text.startswith("<") else _short(text.splitlines()[0] if text else "")
+    return _short(_json_detail(body))
+
+
+def _json_detail(body: Any) -> str:
+    if isinstance(body, list):
+        return "; ".join(filter(None, (_json_detail(item) for item in body[:5])))
+    if not isinstance(body, dict):
+        return ""
+    if "errors" in body:
+        return _json_detail(body["errors"])
+    parts = [body.get(key) for key in ("error", "code", "title", "message", "description", "detail")]
+    strings = [p for p in parts if isinstance(p, str) and p]
+    if isinstance(body.get("error"), dict):
+        strings.insert(0, _json_detail(body["error"]))
+    return ": ".join(dict.fromkeys(strings))
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = redact_text(" ".join(text.split()))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class _Unauthorized(Exception):
@@ -106,7 +135,7 @@ class Transport:
         auth: Auth | None,
         retry: RetryPolicy | None = None,
         limiter: RateLimiter | None = None,
-        error_parser: ErrorParser | None = None,
+        error_parser: ErrorParser = generic_error_detail,
         hooks: Sequence[Callable[[RequestEvent], None]] = (),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -115,9 +144,10 @@ class Transport:
         self._session = session
         self.config = config
         self._auth = auth
+        # config.max_attempts only shapes the default policy; a given policy brings its own
         self._retry = retry or RetryPolicy(max_attempts=config.max_attempts)
         self._limiter = limiter
-        self._error_parser = error_parser or generic_error_detail
+        self._error_parser = error_parser
         self._hooks = tuple(hooks)
         self._sleep = sleep
         self._clock = clock
@@ -190,6 +220,7 @@ class Transport:
             async with self._session.request(
                 call.method, call.url, data=call.body if call.body is not None else call.data,
                 params=call.params, headers=headers, timeout=timeout,
+                allow_redirects=False,  # a redirect must not carry the token to another host
             ) as raw:
                 body = await raw.read()
                 return Response(
@@ -204,7 +235,10 @@ class Transport:
     def _classify(self, call: _Call, response: Response) -> Response:
         status = response.status
         if status < 400:
-            return _with_json(response, self._transient(call, response, "body is not valid JSON"))
+            try:
+                return _with_json(response)
+            except ValueError as exc:
+                raise self._transient(call, response, "body is not valid JSON") from exc
         if status == 401:
             raise _Unauthorized(response)
         if status == 429 or status >= 500 or status == 408:
@@ -249,20 +283,23 @@ class Transport:
         )
 
     def _network_error(self, call: _Call, exc: BaseException) -> ApiError:
-        where = dict(api=self.config.api, method=call.method, path=_where(call.url))
+        api, path = self.config.api, _where(call.url)
         if isinstance(exc, (aiohttp.InvalidURL, aiohttp.TooManyRedirects)):
             what, todo = type(exc).__name__, "check the configured API URL"
-            return ApiError(_message(self.config.api, call, None, what, todo), **where)
+            return ApiError(_message(api, call, None, what, todo), api=api, method=call.method,
+                            path=path, detail=what)
         if isinstance(exc, aiohttp.ClientConnectorCertificateError):
             what, todo = "TLS certificate not trusted", "check the API URL and CA certificates"
-            return ApiError(_message(self.config.api, call, None, what, todo), **where)
+            return ApiError(_message(api, call, None, what, todo), api=api, method=call.method,
+                            path=path, detail=what)
         if isinstance(exc, TimeoutError):
             what = f"no response within {self.config.timeout:g}s"
         else:
             what = f"connection failed ({type(exc).__name__})"
         todo = "will retry; check the network if this persists"
         return TransientApiError(
-            _message(self.config.api, call, None, what, todo), detail=what, **where
+            _message(api, call, None, what, todo), api=api, method=call.method, path=path,
+            detail=what,
         )
 
     def _detail(self, response: Response) -> str:
@@ -310,15 +347,15 @@ def _encode_body(payload: Any) -> tuple[bytes | None, dict[str, str]]:
     return jsonlib.dumps(payload).encode(), {"Content-Type": "application/json"}
 
 
-def _with_json(response: Response, malformed: TransientApiError) -> Response:
-    """Parses JSON bodies inside the loop, so a garbled one is retried like a 5xx."""
+def _with_json(response: Response) -> Response:
+    """Parses JSON bodies inside the loop, so a garbled one is retried like a 5xx.
+
+    Raises ValueError for a body that says it is JSON (or says nothing) and is not.
+    """
     content_type = response.headers.get("Content-Type", "")
     if not response.body.strip() or (content_type and "json" not in content_type.lower()):
         return response
-    try:
-        parsed = jsonlib.loads(response.body)
-    except ValueError as exc:
-        raise malformed from exc
+    parsed = jsonlib.loads(response.body)
     return Response(
         response.status, response.headers, response.body, response.url,
         response.api, response.method, parsed,
@@ -331,35 +368,6 @@ def _status_kind(status: int) -> str:
     if status == 429:
         return "rate_limited"
     return "server_error" if status >= 500 or status == 408 else "rejected"
-
-
-def generic_error_detail(response: Response) -> str:
-    """The error detail of a body in any of the common shapes, redacted and short."""
-    try:
-        body = jsonlib.loads(response.body)
-    except ValueError:
-        text = response.body[:400].decode("utf-8", "replace").strip()
-        return "" if text.startswith("<") else _short(text.splitlines()[0] if text else "")
-    return _short(_json_detail(body))
-
-
-def _json_detail(body: Any) -> str:
-    if isinstance(body, list):
-        return "; ".join(filter(None, (_json_detail(item) for item in body[:5])))
-    if not isinstance(body, dict):
-        return ""
-    if "errors" in body:
-        return _json_detail(body["errors"])
-    parts = [body.get(key) for key in ("error", "code", "title", "message", "description", "detail")]
-    strings = [p for p in parts if isinstance(p, str) and p]
-    if isinstance(body.get("error"), dict):
-        strings.insert(0, _json_detail(body["error"]))
-    return ": ".join(dict.fromkeys(strings))
-
-
-def _short(text: str, limit: int = 300) -> str:
-    text = redact_text(" ".join(text.split()))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _where(url: str) -> str:

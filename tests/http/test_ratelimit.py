@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import asyncio
+
+from bridge.http.ratelimit import RateLimiter
+from tests.http.fakes import FakeTime
+
+
+def limiter(t: FakeTime, reserve: float = 0.05) -> RateLimiter:
+    return RateLimiter(clock=t.clock, sleep=t.sleep, reserve=reserve, wall=t.wall)
+
+
+async def send_times(rl: RateLimiter, t: FakeTime, n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        await rl.wait()
+        times.append(t.now - 1000.0)
+    return times
+
+
+async def test_no_waiting_without_headers_or_with_plenty_left() -> None:
+    t = FakeTime()
+    rl = limiter(t)
+    assert await send_times(rl, t, 3) == [0, 0, 0]
+    rl.update({"X-RateLimit-Limit": "10000", "X-RateLimit-Remaining": "9000", "X-RateLimit-Reset": "600"})
+    assert await send_times(rl, t, 5) == [0] * 5
+    assert t.sleeps == [] and rl.waited_seconds == 0
+
+
+async def test_spreads_the_reserve_evenly_until_the_reset() -> None:
+    t = FakeTime()
+    rl = limiter(t)
+    # 4 left of 100 (below 5 %), reset in 40 s: one request every 10 s, the 5th at the reset
+    rl.update({"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "4", "X-RateLimit-Reset": "40"})
+    assert await send_times(rl, t, 5) == [0, 10, 20, 30, 40]
+    assert rl.waited_seconds == 40
+
+
+async def test_slows_down_more_as_remaining_falls() -> None:
+    gaps = []
+    for remaining in ("4", "2", "1"):
+        t = FakeTime()
+        rl = limiter(t)
+        rl.update({"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": remaining, "X-RateLimit-Reset": "40"})
+        times = await send_times(rl, t, 2)
+        gaps.append(times[1] - times[0])
+    assert gaps == [10, 20, 40]
+
+
+async def test_concurrent_waiters_get_distinct_slots() -> None:
+    t = FakeTime()
+    rl = limiter(t)
+    rl.update({"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "4", "X-RateLimit-Reset": "40"})
+    sent: list[float] = []
+
+    async def one() -> None:
+        await rl.wait()
+        sent.append(t.now - 1000.0)
+
+    await asyncio.gather(*(one() for _ in range(4)))
+    assert sorted(sent) == [0, 10, 20, 30]
+
+
+async def test_remaining_takes_the_first_of_two_values() -> None:
+    t = FakeTime()
+    rl = limiter(t)
+    rl.update({"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "2, 90", "X-RateLimit-Reset": "20"})
+    assert rl.quota is not None and rl.quota.remaining == 2
+    assert await send_times(rl, t, 3) == [0, 10, 20]
+
+
+async def test_reset_as_epoch_seconds_equals_reset_as_delta() -> None:
+    t = FakeTime()
+    a, b, c = limiter(t), limiter(t), limiter(t)
+    base = {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "1"}
+    a.update({**base, "X-RateLimit-Reset": "30"})
+    b.update({**base, "X-RateLimit-Reset": str(int(t.wall()) + 30)})
+    c.update({**base, "X-RateLimit-Reset": str(int(t.wall() * 1000) + 30_000)})
+    assert a.quota and b.quota and c.quota
+    assert a.quota.reset_at == b.quota.reset_at == c.quota.reset_at == t.now + 30
+
+
+async def test_reset_in_the_past_or_absurd_is_sane() -> None:
+    t = FakeTime()
+    rl = limiter(t)
+    rl.update({"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(t.wall()) - 50)})
+    assert await send_times(rl, t, 2) == [0, 0]  # window already reset
+    rl.update({"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "99999999"})
+    assert rl.quota is not None and rl.quota.reset_at - t.now <= 3600
+
+
+async def test_zendesk_per_minute_headers() -> None:
+    t = FakeTime()
+    rl = limiter(t)
+    rl.update({"X-Rate-Limit": "400", "X-Rate-Limit-Remaining": "10"})  # below 20 = 5 % of 400
+    assert await send_times(rl, t, 3) == [0, 6, 12]
+
+
+async def test_tightest_of_several_headers_wins() -> None:
+    t = FakeTime()
+    rl = limiter(t)
+    rl.update({
+        "X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "600",
+        "ratelimit-limit": "100", "ratelimit-remaining": "2", "ratelimit-reset": "10",
+    })
+    assert rl.quota is not None and (rl.quota.limit, rl.quota.remaining) == (100, 2)
+
+
+async def test_unreadable_headers_change_nothing() -> None:
+    t = FakeTime()
+    rl = limiter(t)
+    rl.update({"X-RateLimit-Limit": "lots", "X-RateLimit-Remaining": "1", "X-RateLimit-Reset": "9"})
+    rl.update({"Content-Type": "application/json"})
+    assert rl.quota is None
+
+
+async def test_pause_holds_every_waiter_until_it_ends() -> None:
+    t = FakeTime()
+    rl = limiter(t)
+    rl.pause_for(5)
+    rl.pause_until(t.now + 2)  # a shorter pause never shortens the longer one
+    released: list[float] = []
+
+    async def one() -> None:
+        await rl.wait()
+        released.append(t.now - 1000.0)
+
+    await asyncio.gather(*(one() for _ in range(3)))
+    assert released == [5, 5, 5]
+    assert rl.waited_seconds == 15

@@ -1,0 +1,260 @@
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import aiohttp
+import pytest
+from aioresponses import aioresponses
+from aioresponses.core import normalize_url
+
+from bridge.errors import ApiError, RejectedError, TransientApiError
+from bridge.http.retry import RetryPolicy
+from bridge.http.transport import HttpConfig, Response, Transport
+from bridge.outreach.auth import StaticToken
+from bridge.outreach.client import OutreachClient, OutreachConfig, format_since, outreach_error_detail
+from bridge.outreach.models import RelatedRef
+from tests.http.fakes import FakeTime
+
+API = "https://api.outreach.io"
+TOKEN = "outreach-access-SECRET"
+LIST = f"{API}/api/v2/customObjects/vehicles"
+
+
+def client(session: aiohttp.ClientSession, t: FakeTime, page_size: int = 2) -> OutreachClient:
+    transport = Transport(
+        session, HttpConfig(api="outreach"), auth=StaticToken(TOKEN),
+        retry=RetryPolicy(rand=lambda: 1.0), error_parser=outreach_error_detail,
+        sleep=t.sleep, clock=t.clock, wall=t.wall,
+    )
+    return OutreachClient(transport, OutreachConfig(api_url=API, page_size=page_size))
+
+
+def resource(id: Any, updated: str = "2024-07-25T13:18:30.736332Z", **rels: Any) -> dict[str, Any]:
+    return {
+        "type": "vehicles", "id": id,
+        "attributes": {"vehicle_name": f"car {id}", "updatedAt": updated, "unknownThing": [1]},
+        "relationships": rels,
+        "links": {"self": f"https://api.outreach-staging.com/api/v2/customObjects/vehicles/{id}"},
+        "meta": {"x": 1},
+    }
+
+
+def page_body(ids: list[int], next_url: str | None) -> dict[str, Any]:
+    links: dict[str, Any] = {"first": f"{LIST}?page%5Bsize%5D=2"}
+    if next_url:
+        links["next"] = next_url
+    return {"data": [resource(i) for i in ids], "meta": {"count": 0, "count_truncated": True}, "links": links}
+
+
+def requests_to(m: aioresponses, url: str) -> list[Any]:
+    return m.requests.get(("GET", normalize_url(url)), [])
+
+
+# ---- list URLs -------------------------------------------------------------------------
+
+def test_list_url_for_custom_objects_with_everything(session, fake_time) -> None:
+    url = client(session, fake_time, page_size=1000).list_url(
+        "vehicles", custom_object=True,
+        since=datetime(2024, 7, 25, 13, 18, 30, 736332, tzinfo=timezone.utc),
+        filters={"filter[brand][name]": "DMC"}, include=["main_driver", "brand"],
+        fields={"vehicles": ["vehicle_name", "speed"], "vehicle_brands": ["name"]},
+    )
+    parts = urlsplit(url)
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == LIST
+    assert parse_qsl(parts.query) == [
+        ("page[size]", "1000"), ("count", "false"), ("sort", "updatedAt"),
+        ("filter[updatedAt]", "2024-07-25T13:18:30.736Z..inf"), ("filter[brand][name]", "DMC"),
+        ("include", "main_driver,brand"), ("fields[vehicles]", "vehicle_name,speed"),
+        ("fields[vehicle_brands]", "name"),
+    ]
+
+
+def test_list_url_for_standard_resources_without_since(session, fake_time) -> None:
+    url = client(session, fake_time).list_url("prospects", custom_object=False)
+    assert url == f"{API}/api/v2/prospects?page[size]=2&count=false&sort=updatedAt"
+
+
+def test_since_is_utc_with_milliseconds() -> None:
+    cest = timezone(timedelta(hours=2))
+    assert format_since(datetime(2024, 7, 25, 15, 18, 30, 5000, tzinfo=cest)) == "2024-07-25T13:18:30.005Z"
+    assert format_since(datetime(2024, 1, 1)) == "2024-01-01T00:00:00.000Z"
+
+
+def test_page_size_is_bounded() -> None:
+    with pytest.raises(ValueError):
+        OutreachConfig(page_size=1001)
+
+
+# ---- paging ------------------------------------------------------------------------------
+
+async def test_pages_follow_links_next_over_three_pages(session, mocked, fake_time) -> None:
+    c = client(session, fake_time)
+    first = c.list_url("vehicles", custom_object=True)
+    second = f"{LIST}?page%5Bafter%5D=Wzk3Mjc1XQ%3D%3D&page%5Bsize%5D=2"
+    third = f"{LIST}?page%5Bafter%5D=WzEwMF0%3D&page%5Bsize%5D=2"
+    mocked.get(first, payload=page_body([1, 2], second))
+    mocked.get(second, payload=page_body([3, 4], third))
+    mocked.get(third, payload=page_body([5], None))
+    pages = [p async for p in c.pages(first)]
+    assert [[r.id for r in p.records] for p in pages] == [["1", "2"], ["3", "4"], ["5"]]
+    assert [(p.url, p.next_url) for p in pages] == [(first, second), (second, third), (third, None)]
+    for url in (first, second, third):
+        (call,) = requests_to(mocked, url)
+        headers = call.kwargs["headers"]
+        assert headers["Content-Type"] == headers["Accept"] == "application/vnd.api+json"
+        assert headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+async def test_foreign_next_link_is_refused_before_any_request(session, mocked, fake_time) -> None:
+    c = client(session, fake_time)
+    first = c.list_url("vehicles", custom_object=True)
+    staging = "https://api.outreach-staging.com/api/v2/customObjects/vehicles?page%5Bafter%5D=Wzk3Mjc1XQ%3D%3D"
+    mocked.get(first, payload=page_body([1], staging))
+    mocked.get(staging, payload=page_body([2], None))
+    with pytest.raises(ApiError, match="outside the configured API origin"):
+        [p async for p in c.pages(first)]
+    assert requests_to(mocked, staging) == []
+
+
+async def test_next_equal_to_current_stops_the_listing(session, mocked, fake_time) -> None:
+    c = client(session, fake_time)
+    first = c.list_url("vehicles", custom_object=True)
+    mocked.get(first, payload=page_body([1], first), repeat=True)
+    with pytest.raises(ApiError, match="equals the current page"):
+        [p async for p in c.pages(first)]
+    assert len(requests_to(mocked, first)) == 1
+
+
+async def test_records_are_parsed_tolerantly(session, mocked, fake_time) -> None:
+    body = {
+        "data": [
+            resource(
+                123456,
+                main_driver={"data": {"type": "prospect", "id": 123}},
+                brand={"data": {"type": "vehicle_brands", "id": "1"}},
+                co_owner={"data": None},
+                tasks={"links": {"related": "https://api.outreach.io/api/v2/tasks?filter[x]=1"}},
+                passengers={"data": [{"type": "prospect", "id": 5}]},
+            ),
+            resource("77", updated="2024-07-25T13:18:30.000Z"),
+        ],
+        "included": [{"type": "prospect", "id": 123, "attributes": {"name": "John"}}],
+        "links": {},
+        "somethingNew": True,
+    }
+    mocked.get(LIST, payload=body)
+    (page,) = [p async for p in client(session, fake_time).pages(LIST)]
+    first, second = page.records
+    assert (first.type, first.id, second.id) == ("vehicles", "123456", "77")
+    assert first.attributes["vehicle_name"] == "car 123456"
+    assert first.relationships == {
+        "main_driver": RelatedRef("prospect", "123"), "brand": RelatedRef("vehicle_brands", "1"), "co_owner": None,
+    }
+    assert first.updated_at == datetime(2024, 7, 25, 13, 18, 30, 736332, tzinfo=timezone.utc)
+    assert second.updated_at == datetime(2024, 7, 25, 13, 18, 30, tzinfo=timezone.utc)
+    assert page.included == {("prospect", "123"): {"name": "John"}}
+    assert page.next_url is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"errors": []},
+        {"data": {"type": "vehicles", "id": 1}},
+        {"data": [{"type": "vehicles"}]},
+        {"data": [{"type": "vehicles", "id": True}]},
+        {"data": [{"type": "vehicles", "id": 1, "attributes": {"updatedAt": "yesterday"}}]},
+        [1, 2],
+    ],
+)
+async def test_wrong_shape_is_rejected_clearly(session, mocked, fake_time, body) -> None:
+    mocked.get(LIST, body=json.dumps(body), content_type="application/vnd.api+json")
+    with pytest.raises(RejectedError, match="not JSON:API") as info:
+        [p async for p in client(session, fake_time).pages(LIST)]
+    assert info.value.api == "outreach" and TOKEN not in str(info.value)
+    assert fake_time.sleeps == []
+
+
+async def test_malformed_json_page_is_retried_then_succeeds(session, mocked, fake_time) -> None:
+    mocked.get(LIST, body=b'{"data": [{"type": "veh', content_type="application/vnd.api+json")
+    mocked.get(LIST, payload=page_body([9], None))
+    (page,) = [p async for p in client(session, fake_time).pages(LIST)]
+    assert [r.id for r in page.records] == ["9"]
+    assert len(requests_to(mocked, LIST)) == 2 and fake_time.sleeps == [0.5]
+
+
+async def test_malformed_json_every_time_gives_up_as_transient(session, mocked, fake_time) -> None:
+    mocked.get(LIST, body=b"{", content_type="application/json", repeat=True)
+    with pytest.raises(TransientApiError, match="not valid JSON"):
+        [p async for p in client(session, fake_time).pages(LIST)]
+    assert len(fake_time.sleeps) == 5
+
+
+# ---- errors ------------------------------------------------------------------------------
+
+async def test_jsonapi_error_detail_is_carried_in_rejected_error(session, mocked, fake_time) -> None:
+    body = {"errors": [{
+        "id": "unauthorizedOauthScope", "title": "Unauthorized OAuth Scope",
+        "detail": "Missing scope vehicles.read", "source": {"pointer": "/data"},
+    }]}
+    mocked.get(LIST, status=403, payload=body)
+    with pytest.raises(RejectedError) as info:
+        [p async for p in client(session, fake_time).pages(LIST)]
+    err = info.value
+    assert err.status == 403
+    assert err.detail == "unauthorizedOauthScope: Missing scope vehicles.read (at /data)"
+    assert str(err).startswith(
+        "outreach GET /api/v2/customObjects/vehicles: 403 unauthorizedOauthScope: Missing scope vehicles.read"
+    )
+    assert TOKEN not in str(err)
+
+
+def test_error_detail_shapes() -> None:
+    def resp(body: bytes) -> Response:
+        return Response(400, {}, body, LIST)
+
+    assert outreach_error_detail(resp(b'{"errors":[{"id":"validationError","details":"bad name"}]}')) == "validationError: bad name"
+    assert outreach_error_detail(resp(b'{"errors":[{"title":"Only title"},{"id":"x"}]}')) == "Only title; x"
+    assert outreach_error_detail(resp(b"Too Many Requests")) == "Too Many Requests"
+    assert "SECRET" not in outreach_error_detail(resp(b'{"errors":[{"id":"e","detail":"Bearer SECRET was bad"}]}'))
+
+
+async def test_401_with_static_token_is_an_auth_error_telling_what_to_do(session, mocked, fake_time) -> None:
+    mocked.get(LIST, status=401, payload={"errors": [{"id": "unauthorizedRequest"}]})
+    with pytest.raises(ApiError, match="OUTREACH_ACCESS_TOKEN") as info:
+        [p async for p in client(session, fake_time).pages(LIST)]
+    assert TOKEN not in str(info.value)
+
+
+# ---- single records and schema ---------------------------------------------------------
+
+async def test_get_returns_the_record(session, mocked, fake_time) -> None:
+    mocked.get(f"{LIST}/123456", payload={"data": resource(123456, main_driver={"data": None})})
+    record = await client(session, fake_time).get("vehicles", "123456", custom_object=True)
+    assert record is not None and record.id == "123456" and record.relationships == {"main_driver": None}
+
+
+async def test_get_missing_record_is_none(session, mocked, fake_time) -> None:
+    mocked.get(f"{API}/api/v2/prospects/9", status=404, payload={"errors": [{"id": "resourceNotFound"}]})
+    assert await client(session, fake_time).get("prospects", "9", custom_object=False) is None
+
+
+async def test_get_other_errors_propagate(session, mocked, fake_time) -> None:
+    mocked.get(f"{API}/api/v2/prospects/9", status=403, payload={})
+    with pytest.raises(RejectedError):
+        await client(session, fake_time).get("prospects", "9", custom_object=False)
+
+
+async def test_schema(session, mocked, fake_time) -> None:
+    schema = {"$schema": "http://json-schema.org/draft-07/hyper-schema#", "definitions": {"vehicles": {"type": "object"}}}
+    mocked.get(f"{API}/api/v2/schema", payload=schema)
+    assert await client(session, fake_time).schema() == schema
+
+
+async def test_schema_of_the_wrong_shape_is_rejected(session, mocked, fake_time) -> None:
+    mocked.get(f"{API}/api/v2/schema", payload={"nope": 1})
+    with pytest.raises(RejectedError, match="definitions"):
+        await client(session, fake_time).schema()
