@@ -12,7 +12,6 @@ import secrets
 import sys
 import time
 from datetime import timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from pydantic import SecretStr
@@ -64,20 +63,15 @@ async def run(settings: Settings, *, vehicles: int = 500) -> int:
     return 1 if any(r.failed for r in first + second) else 0
 
 
-async def _fresh_database(server_dsn: str) -> str:
-    """Recreates `bridge_demo` on the server and returns its DSN."""
+async def _fresh_database(server_dsn: str, name: str = DEMO_DATABASE) -> str:
+    """Recreates database `name` on the server and returns its DSN."""
     conn = await asyncpg.connect(store_pool.normalise_dsn(server_dsn))
     try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {DEMO_DATABASE} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {DEMO_DATABASE}")
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {name}")
     finally:
         await conn.close()
-    return _with_database(store_pool.normalise_dsn(server_dsn), DEMO_DATABASE)
-
-
-def _with_database(dsn: str, name: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+    return store_pool.dsn_with_database(server_dsn, name)
 
 
 def _settings_for(settings: Settings, sandbox: Sandbox, seed: SeedInfo, dsn: str) -> Settings:

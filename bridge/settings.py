@@ -18,7 +18,9 @@ from bridge.errors import ConfigError
 class Settings(BaseSettings):
     """Every knob bridge reads from the environment (and `.env`)."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", case_sensitive=False, env_ignore_empty=True
+    )
 
     database_url: SecretStr | None = None
     bridge_data_dir: Path = Path(".bridge")

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from bridge.store import checkpoints, dead_letters, idmap, runs
+from bridge.store.pool import Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,7 @@ async def collect(pool: asyncpg.Pool, names: list[str]) -> list[MappingStatus]:
 
 
 async def _one(
-    conn: asyncpg.Connection,
+    conn: Connection,
     name: str,
     cp: checkpoints.StoredCheckpoint | None,
     run: runs.RunRow | None,

@@ -132,13 +132,30 @@ async def _run_pages(
         concurrency=asyncio.Semaphore(options.job_concurrency),
     )
     tracker = WatermarkTracker(None)
-    async with asyncio.TaskGroup() as group:
-        group.create_task(_extract(mapping, services.outreach, start, queue))
-        while (item := await queue.get()) is not _DONE:
-            assert isinstance(item, Page)
-            await _settle_page(mapping, services, options, loader, tracker, item, report)
-            if progress is not None:
-                progress.page_settled(report)
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(_extract(mapping, services.outreach, start, queue))
+            while (item := await queue.get()) is not _DONE:
+                assert isinstance(item, Page)
+                await _settle_page(mapping, services, options, loader, tracker, item, report)
+                if progress is not None:
+                    progress.page_settled(report)
+    except BaseExceptionGroup as group_error:
+        raise _root_cause(group_error) from None
+
+
+def _root_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that ended the run, out of the task group that wrapped it."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop(0)
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)
+        else:
+            leaves.append(error)
+    real = [e for e in leaves if not isinstance(e, asyncio.CancelledError)]
+    return (real or leaves)[0]
 
 
 async def _extract(

@@ -22,6 +22,7 @@ Kind = Literal["latency", "status", "drop", "malformed", "timeout"]
 KINDS: tuple[str, ...] = ("latency", "status", "drop", "malformed", "timeout")
 APIS: tuple[str, ...] = ("outreach", "zendesk")
 DEFAULT_TIMEOUT_DELAY = 30.0
+DROPPED = 599  # status recorded for a dropped connection; no response is actually sent
 
 
 @dataclass(slots=True)
@@ -113,10 +114,6 @@ class Faults:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class DroppedConnection(Exception):
-    """Raised after the transport was closed on purpose: no response goes out."""
-
-
 async def apply(faults: Faults, api: str, request: web.Request, handler: Handler) -> web.StreamResponse:
     """Run `handler` under the faults configured for `api`."""
     await faults.wait(faults.latency.get(api, 0.0))
@@ -134,7 +131,7 @@ async def apply(faults: Faults, api: str, request: web.Request, handler: Handler
     if rule.kind == "drop":
         if request.transport is not None:
             request.transport.close()
-        raise DroppedConnection(request.path)
+        return web.Response(status=DROPPED)  # never reaches the client: the socket is closed
     return _malformed_response()
 
 

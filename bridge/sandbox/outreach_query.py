@@ -101,6 +101,35 @@ def _zone(zone: str | None) -> str:
     return zone if ":" in zone else f"{zone[:3]}:{zone[3:]}"
 
 
+_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+}
+
+
+def coerce(t: TypeDef, key: str, value: Any) -> Any:
+    """A state-API or request value in its stored form; ValueError when the type is wrong.
+    Date-times are stored as µs integers (a datetime, an ISO string or µs are accepted)."""
+    kind = t.attributes[key]
+    if value is None:
+        return None
+    if kind == "date-time":
+        if isinstance(value, datetime):
+            return to_micros(value)
+        if isinstance(value, str):
+            return parse_ts(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError(f"{key} must be an ISO 8601 timestamp")
+    check = _CHECKS.get(kind)
+    if check is not None and not check(value):
+        raise ValueError(f"{key} must be of type {kind}, got {type(value).__name__}")
+    return list(value) if kind == "array" else value
+
+
 def getter(typedef: TypeDef, name: str) -> Callable[[Rec], Any]:
     """Read attribute `name` (or id/createdAt/updatedAt) from a record."""
     if name == "id":

@@ -1,0 +1,153 @@
+"""Runs both simulators on loopback, each on its own port, with shared faults and counters.
+
+`Sandbox` is what `bridge demo`, the integration tests and the benchmarks start. Every
+request passes, outermost first, through: counting (final status, Retry-After sent), fault
+injection, then the simulator's own auth and rate limiting. `/_sandbox/...` is the control
+surface for out-of-process callers (faults, counters, touching Outreach records); it is
+neither counted nor faulted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from bridge.sandbox import faults as faults_mod
+from bridge.sandbox.counters import UNMATCHED, Counters
+from bridge.sandbox.faults import DROPPED, Faults
+from bridge.sandbox.outreach import OutreachSandbox
+from bridge.sandbox.zendesk import ZendeskSandbox
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CONTROL_PREFIX = "/_sandbox"
+
+
+class Sandbox:
+    """Both simulators on `host`, each on its own port (0 picks a free one)."""
+
+    def __init__(
+        self,
+        *,
+        outreach: OutreachSandbox | None = None,
+        zendesk: ZendeskSandbox | None = None,
+        host: str = "127.0.0.1",
+        outreach_port: int = 0,
+        zendesk_port: int = 0,
+    ) -> None:
+        self.outreach = outreach or OutreachSandbox()
+        self.zendesk = zendesk or ZendeskSandbox()
+        self.host = host
+        self.faults = Faults()
+        self.counters = Counters()
+        self.outreach_url = ""
+        self.zendesk_url = ""
+        self._ports = {"outreach": outreach_port, "zendesk": zendesk_port}
+        self._runners: list[web.AppRunner] = []
+
+    async def start(self) -> None:
+        """Bind both servers and fill in `outreach_url` and `zendesk_url`."""
+        self.faults.stopping.clear()
+        self.outreach_url = await self._serve("outreach", self.outreach.make_app([self._middleware("outreach")]))
+        self.zendesk_url = await self._serve("zendesk", self.zendesk.make_app([self._middleware("zendesk")]))
+        self.zendesk.start_jobs()
+
+    async def stop(self) -> None:
+        """Stop serving; sleeping faults are woken and background jobs cancelled."""
+        self.faults.stopping.set()
+        await self.zendesk.stop_jobs()
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+
+    async def __aenter__(self) -> Sandbox:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
+
+    async def _serve(self, api: str, app: web.Application) -> str:
+        self._add_control_routes(app)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self._ports[api])
+        await site.start()
+        self._runners.append(runner)
+        port = runner.addresses[0][1]
+        return f"http://{self.host}:{port}"
+
+    def _middleware(self, api: str) -> Any:
+        @web.middleware
+        async def count_and_fault(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if request.path.startswith(CONTROL_PREFIX):
+                return await handler(request)
+            status, retry_after = 0, None
+            try:
+                response = await faults_mod.apply(self.faults, api, request, handler)
+                status, retry_after = response.status, _retry_after(response.headers.get("Retry-After"))
+                if status == DROPPED:
+                    status = 0
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                self.counters.record(api, request.method, _route_name(request), request.path_qs, status, retry_after)
+
+        return count_and_fault
+
+    def _add_control_routes(self, app: web.Application) -> None:
+        app.router.add_post(f"{CONTROL_PREFIX}/faults", self._post_fault)
+        app.router.add_delete(f"{CONTROL_PREFIX}/faults", self._clear_faults)
+        app.router.add_get(f"{CONTROL_PREFIX}/counters", self._get_counters)
+        app.router.add_delete(f"{CONTROL_PREFIX}/counters", self._reset_counters)
+        app.router.add_post(f"{CONTROL_PREFIX}/outreach/touch", self._touch)
+
+    async def _post_fault(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if "latency" in body and "kind" not in body:
+            self.faults.set_latency(str(body["api"]), float(body["latency"]))
+            return web.json_response({"ok": True})
+        try:
+            self.faults.add_from_json(body)
+        except (KeyError, ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"ok": True}, status=201)
+
+    async def _clear_faults(self, request: web.Request) -> web.Response:
+        self.faults.clear()
+        return web.json_response({"ok": True})
+
+    async def _get_counters(self, request: web.Request) -> web.Response:
+        return web.json_response(self.counters.snapshot())
+
+    async def _reset_counters(self, request: web.Request) -> web.Response:
+        self.counters.reset()
+        return web.json_response({"ok": True})
+
+    async def _touch(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        try:
+            self.outreach.touch(str(body["type"]), [int(i) for i in body["ids"]])
+        except (KeyError, ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"ok": True})
+
+
+def _route_name(request: web.Request) -> str:
+    route = request.match_info.route
+    return route.name if route is not None and route.name else UNMATCHED
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) else None

@@ -1,0 +1,202 @@
+"""The Zendesk simulator over real HTTP: auth, objects, fields, limits, records, jobs, users."""
+
+from __future__ import annotations
+
+import base64
+
+from .conftest import World, wait_for
+
+CO = "/api/v2/custom_objects"
+
+
+async def _vehicle_object(world: World) -> None:
+    status, _, _ = await world.z("POST", CO, {"custom_object": {"key": "vehicle", "title": "Vehicle", "title_pluralized": "Vehicles"}})
+    assert status == 201
+    fields = [
+        {"key": "speed", "type": "integer", "title": "Speed"},
+        {"key": "weight", "type": "decimal", "title": "Weight"},
+        {"key": "electric", "type": "checkbox", "title": "Electric"},
+        {"key": "registered_on", "type": "date", "title": "Registered"},
+        {"key": "color", "type": "dropdown", "title": "Color", "custom_field_options": [{"name": "Red", "value": "red"}, {"name": "Blue", "value": "blue"}]},
+        {"key": "tags", "type": "multiselect", "title": "Tags", "custom_field_options": [{"name": "A", "value": "a"}, {"name": "B", "value": "b"}]},
+        {"key": "plate", "type": "regexp", "title": "Plate", "regexp_for_validation": "^[A-Z]{2}-\\d{3}$"},
+        {"key": "driver", "type": "lookup", "title": "Driver", "relationship_target_type": "zen:user"},
+        {"key": "note", "type": "text", "title": "Note"},
+    ]
+    for field in fields:
+        status, body, _ = await world.z("POST", f"{CO}/vehicle/fields", {"custom_object_field": field})
+        assert status == 201, body
+
+
+async def _job(world: World, action: str, items: list) -> dict:
+    status, body, _ = await world.z("POST", f"{CO}/vehicle/jobs", {"job": {"action": action, "items": items}})
+    assert status == 201 and body["job_status"]["status"] == "queued", body
+    url = body["job_status"]["url"]
+    done: dict = {}
+
+    async def completed() -> bool:
+        _, polled, _ = await world.z("GET", url)
+        done.update(polled["job_status"])
+        return polled["job_status"]["status"] == "completed"
+
+    await wait_for(completed)
+    return done
+
+
+async def test_oauth_client_credentials_basic_token_and_401(world: World) -> None:
+    info, url = world.info, world.sandbox.zendesk_url + "/oauth/tokens"
+    body = {"grant_type": "client_credentials", "client_id": info.zendesk_client_id, "client_secret": info.zendesk_client_secret, "scope": "read write"}
+    async with world.http.post(url, json=body) as r:
+        token = await r.json()
+    assert r.status == 201 and token["token_type"] == "bearer" and token["expires_in"] == 3600
+    bearer = {"Authorization": f"Bearer {token['access_token']}"}
+    assert (await world.z("GET", CO, headers=bearer))[0] == 200
+    async with world.http.post(url, json={**body, "client_secret": "wrong"}) as r:
+        assert r.status == 401
+    basic = base64.b64encode(f"{info.zendesk_email}/token:{info.zendesk_api_token}".encode()).decode()
+    assert (await world.z("GET", CO, headers={"Authorization": f"Basic {basic}"}))[0] == 200
+    status, err, _ = await world.z("GET", CO, headers={})
+    assert status == 401 and "error" in err
+    world.clock.advance(3601)
+    assert (await world.z("GET", CO, headers=bearer))[0] == 401
+    assert (await world.z("GET", CO))[0] == 200  # the static token does not expire
+    world.sandbox.zendesk.expire_tokens()
+    assert (await world.z("GET", CO))[0] == 401
+
+
+async def test_objects_fields_and_limits(world: World) -> None:
+    await _vehicle_object(world)
+    _, objects, _ = await world.z("GET", CO)
+    assert [o["key"] for o in objects["custom_objects"]] == ["vehicle"]
+    _, limit, _ = await world.z("GET", f"{CO}/limits/object_limit")
+    assert limit == {"count": 1, "limit": 30}
+    _, limit, _ = await world.z("GET", f"{CO}/vehicle/limits/field_limit")
+    assert limit == {"count": 9, "limit": 100}
+    _, field, _ = await world.z("GET", f"{CO}/vehicle/fields/driver")
+    assert field["custom_object_field"]["relationship_target_type"] == "zen:user"
+    status, _, _ = await world.z("POST", f"{CO}/vehicle/fields", {"custom_object_field": {"key": "x", "type": "lookup", "title": "X", "relationship_target_type": "zen:nothing"}})
+    assert status == 422
+    world.sandbox.zendesk.object_limit = 1
+    status, body, _ = await world.z("POST", CO, {"custom_object": {"key": "boat", "title": "Boat", "title_pluralized": "Boats"}})
+    assert status == 422 and body["errors"][0]["code"] == "LimitExceeded"
+    _, limit, _ = await world.z("GET", f"{CO}/limits/record_limit")
+    assert limit == {"count": 0, "limit": 50_000_000}
+
+
+async def test_record_validation_by_field_type(world: World) -> None:
+    await _vehicle_object(world)
+    bad = {"speed": "fast", "weight": "heavy", "electric": "yes", "registered_on": "2024-13-01", "color": "green",
+           "tags": ["a", "z"], "plate": "nope", "wheels": 4}  # fmt: skip
+    status, body, _ = await world.z("POST", f"{CO}/vehicle/records", {"custom_object_record": {"name": "x", "custom_object_fields": bad}})
+    assert status == 422 and body["error"] == "RecordInvalid"
+    assert set(body["details"]) == set(bad)
+    status, body, _ = await world.z("POST", f"{CO}/vehicle/records", {"custom_object_record": {"custom_object_fields": {}}})
+    assert status == 422 and "name" in body["details"]
+    good = {"speed": 130, "weight": 1.5, "electric": False, "registered_on": "2024-07-25", "color": "red", "tags": ["a", "b"], "plate": "AB-123"}
+    status, body, _ = await world.z("POST", f"{CO}/vehicle/records", {"custom_object_record": {"name": "DeLorean", "external_id": "e1", "custom_object_fields": good}})
+    assert status == 201 and body["custom_object_record"]["custom_object_fields"]["speed"] == 130 and len(body["custom_object_record"]["id"]) == 26
+    status, body, _ = await world.z("POST", f"{CO}/vehicle/records", {"custom_object_record": {"name": "Again", "external_id": "e1"}})
+    assert status == 422 and "external_id" in body["details"]
+    status, body, _ = await world.z("POST", f"{CO}/vehicle/records", {"custom_object_record": {"name": "Big", "custom_object_fields": {"note": "x" * 40_000}}})
+    assert status == 422
+
+
+async def test_lookup_resolution_and_upsert_by_external_id(world: World) -> None:
+    await _vehicle_object(world)
+    zd = world.sandbox.zendesk
+    user_id = next(iter(zd.users))
+    ext = zd.users[user_id]["external_id"]
+    payload = {"custom_object_record": {"name": "Car", "custom_object_fields": {"driver": f"external_id:{ext}"}}}
+    status, body, _ = await world.z("PATCH", f"{CO}/vehicle/records?external_id=car-1", payload)
+    assert status == 200 and body["custom_object_record"]["custom_object_fields"]["driver"] == str(user_id)
+    status, body, _ = await world.z("PATCH", f"{CO}/vehicle/records?external_id=car-1", {"custom_object_record": {"custom_object_fields": {"speed": 5}}})
+    fields = body["custom_object_record"]["custom_object_fields"]
+    assert fields["speed"] == 5 and fields["driver"] == str(user_id) and body["custom_object_record"]["name"] == "Car"
+    assert len(zd.records("vehicle")) == 1 and zd.record_by_external_id("vehicle", "car-1")["custom_object_fields"]["speed"] == 5
+    status, body, _ = await world.z("PATCH", f"{CO}/vehicle/records?external_id=car-1", {"custom_object_record": {"custom_object_fields": {"driver": "external_id:nobody"}}})
+    assert status == 422 and "driver" in body["details"]
+    status, _, _ = await world.z("DELETE", f"{CO}/vehicle/records?external_id=car-1")
+    assert status == 204 and zd.records("vehicle") == []
+
+
+async def test_bulk_job_lifecycle_and_per_item_results(world: World) -> None:
+    await _vehicle_object(world)
+    world.sandbox.zendesk.jobs.delay = 0.05
+    user_ext = next(iter(world.sandbox.zendesk.users.values()))["external_id"]
+    items = [{"external_id": f"v{i}", "name": f"Vehicle {i}", "custom_object_fields": {"speed": i, "driver": f"external_id:{user_ext}"}} for i in range(5)]
+    items[2]["custom_object_fields"]["driver"] = "external_id:ghost"
+    items[3]["custom_object_fields"]["speed"] = "fast"
+    status, body, _ = await world.z("POST", f"{CO}/vehicle/jobs", {"job": {"action": "create_or_update_by_external_id", "items": items}})
+    job_id = body["job_status"]["id"]
+    _, early, _ = await world.z("GET", f"/api/v2/job_statuses/{job_id}")
+    assert early["job_status"]["status"] in ("queued", "working") and early["job_status"]["total"] == 5
+    job = await _job(world, "create_or_update_by_external_id", items[:1] + [{**items[1], "name": "Renamed"}])
+    assert [r["status"] for r in job["results"]] == ["Updated", "Updated"]  # jobs run in submission order
+    assert world.sandbox.zendesk.record_by_external_id("vehicle", "v1")["name"] == "Renamed"
+    _, many, _ = await world.z("GET", f"/api/v2/job_statuses/show_many?ids={job_id},{job['id']}")
+    first = next(s for s in many["job_statuses"] if s["id"] == job_id)
+    results = {r["index"]: r for r in first["results"]}
+    assert first["status"] == "completed" and first["progress"] == 5
+    assert [results[i]["success"] for i in range(5)] == [True, True, False, False, True]
+    assert results[2]["external_id"] == "v2" and results[2]["error"] and "driver" in results[2]["details"]
+    assert results[0]["status"] == "Created" and isinstance(results[0]["id"], str)
+    assert world.sandbox.zendesk.record_by_external_id("vehicle", "v2") is None
+    deleted = await _job(world, "delete_by_external_id", ["v0", "missing"])
+    assert [r["success"] for r in deleted["results"]] == [True, False]
+
+
+async def test_job_item_limits_and_too_many_jobs(world: World) -> None:
+    await _vehicle_object(world)
+    status, body, _ = await world.z("POST", f"{CO}/vehicle/jobs", {"job": {"action": "create", "items": [{"name": "x"}] * 101}})
+    assert status == 400
+    zd = world.sandbox.zendesk
+    zd.jobs.max_jobs, zd.jobs.delay = 2, 5.0
+    for _ in range(2):
+        assert (await world.z("POST", f"{CO}/vehicle/jobs", {"job": {"action": "create", "items": [{"name": "x"}]}}))[0] == 201
+    status, body, _ = await world.z("POST", f"{CO}/vehicle/jobs", {"job": {"action": "create", "items": [{"name": "x"}]}})
+    assert status == 429 and body["error"] == "TooManyJobs"
+
+
+async def test_record_listing_cursor_paging_and_filters(world: World) -> None:
+    await _vehicle_object(world)
+    zd = world.sandbox.zendesk
+    made = [zd.create_record("vehicle", {"name": f"r{i}", "external_id": f"x{i}"})["id"] for i in range(25)]
+    seen, url = [], f"{CO}/vehicle/records?page[size]=10"
+    while url:
+        status, body, _ = await world.z("GET", url)
+        assert status == 200 and body["meta"].keys() == {"has_more", "after_cursor", "before_cursor"}
+        seen += [r["id"] for r in body["custom_object_records"]]
+        url = body["links"]["next"] if body["meta"]["has_more"] else None
+    assert seen == made
+    _, body, _ = await world.z("GET", f"{CO}/vehicle/records?filter[external_ids]=x3,x7")
+    assert sorted(r["external_id"] for r in body["custom_object_records"]) == ["x3", "x7"]
+    assert (await world.z("GET", f"{CO}/vehicle/records?page[size]=101"))[0] == 400
+    _, count, _ = await world.z("GET", f"{CO}/vehicle/records/count")
+    assert count["count"]["value"] == 25
+
+
+async def test_users_and_organizations(world: World) -> None:
+    zd = world.sandbox.zendesk
+    uid = next(iter(zd.users))
+    user = zd.users[uid]
+    org = zd.add_organization("Acme", external_id="acme")
+    _, body, _ = await world.z("GET", f"/api/v2/users/show_many?external_ids={user['external_id']},nobody")
+    assert [u["id"] for u in body["users"]] == [uid]
+    _, body, _ = await world.z("GET", f"/api/v2/users/show_many?ids={uid}")
+    assert body["users"][0]["email"] == user["email"]
+    _, body, _ = await world.z("GET", f"/api/v2/users/search?query=email:{user['email']}")
+    assert [u["id"] for u in body["users"]] == [uid]
+    _, body, _ = await world.z("GET", f"/api/v2/organizations/show_many?external_ids=acme")
+    assert [o["id"] for o in body["organizations"]] == [org]
+    zd.delete_user(uid)
+    _, body, _ = await world.z("GET", f"/api/v2/users/show_many?ids={uid}")
+    assert body["users"] == []
+
+
+async def test_rate_limit_per_minute(world: World) -> None:
+    world.sandbox.zendesk.rate_limit = 2
+    statuses = [(await world.z("GET", CO))[0] for _ in range(3)]
+    status, body, headers = await world.z("GET", CO)
+    assert statuses == [200, 200, 429] and headers["X-Rate-Limit"] == "2" and int(headers["Retry-After"]) >= 1
+    world.clock.advance(60)
+    assert (await world.z("GET", CO))[0] == 200
