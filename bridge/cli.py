@@ -110,6 +110,7 @@ async def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         batch_size=settings.bridge_batch_size,
         job_concurrency=settings.bridge_job_concurrency,
         queue_pages=settings.bridge_queue_pages,
+        pages_in_flight=settings.bridge_pages_in_flight,
     )
     reports = await run_backfill(settings, mappings, names, options)
     _print_summary(reports, dry_run=args.dry_run)

@@ -23,17 +23,16 @@ from datetime import datetime, timedelta
 import asyncpg
 import structlog
 
-from bridge.errors import BridgeError, RecordError, RejectedError
+from bridge.errors import BridgeError, RejectedError
 from bridge.logs import get_logger
 from bridge.mapping.model import Mapping
 from bridge.outreach.client import OutreachClient
 from bridge.outreach.models import Page
 from bridge.pipeline.incremental import Checkpoint, StartPoint, WatermarkTracker, start_point
-from bridge.pipeline.load import LoadResult, PageLoader
+from bridge.pipeline.load import PageLoader
+from bridge.pipeline.page import PageOutcome, commit_page, load_page
 from bridge.pipeline.report import ProgressSink, RunReport
-from bridge.store import checkpoints, dead_letters, idmap, runs
-from bridge.store.dead_letters import DeadLetter
-from bridge.translate import Translated, translate
+from bridge.store import checkpoints, runs
 from bridge.zendesk.client import ZendeskClient
 
 log = get_logger(__name__)
@@ -50,8 +49,9 @@ class SyncOptions:
     actor: str | None = None
     overlap: timedelta = timedelta(seconds=60)
     batch_size: int = 100
-    job_concurrency: int = 8
+    job_concurrency: int = 12
     queue_pages: int = 2
+    pages_in_flight: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +59,6 @@ class Services:
     outreach: OutreachClient
     zendesk: ZendeskClient
     pool: asyncpg.Pool
-
-
-@dataclass(frozen=True, slots=True)
-class _Translation:
-    ready: list[Translated]
-    dead: list[DeadLetter]
 
 
 async def sync_mapping(
@@ -124,8 +118,12 @@ async def _run_pages(
     report: RunReport,
     progress: ProgressSink | None,
 ) -> None:
-    queue: asyncio.Queue[Page | object] = asyncio.Queue(maxsize=options.queue_pages)
-    loader = PageLoader(
+    """Three stages: fetch pages → load several at once → settle them in listing order."""
+    pages: asyncio.Queue[Page | object] = asyncio.Queue(maxsize=options.queue_pages)
+    loads: asyncio.Queue[asyncio.Task[PageOutcome] | object] = asyncio.Queue(
+        maxsize=options.pages_in_flight
+    )
+    loader = None if options.dry_run else PageLoader(
         services.zendesk,
         mapping.target.object,
         batch_size=options.batch_size,
@@ -134,14 +132,51 @@ async def _run_pages(
     tracker = WatermarkTracker(None)
     try:
         async with asyncio.TaskGroup() as group:
-            group.create_task(_extract(mapping, services.outreach, start, queue))
-            while (item := await queue.get()) is not _DONE:
-                assert isinstance(item, Page)
-                await _settle_page(mapping, services, options, loader, tracker, item, report)
+            group.create_task(_extract(mapping, services.outreach, start, pages))
+            group.create_task(_load_ahead(mapping, services, loader, pages, loads, group))
+            while (task := await loads.get()) is not _DONE:
+                assert isinstance(task, asyncio.Task)
+                await _settle(mapping, services, options, tracker, await task, report)
                 if progress is not None:
                     progress.page_settled(report)
     except BaseExceptionGroup as group_error:
         raise _root_cause(group_error) from None
+
+
+async def _load_ahead(
+    mapping: Mapping,
+    services: Services,
+    loader: PageLoader | None,
+    pages: asyncio.Queue[Page | object],
+    loads: asyncio.Queue[asyncio.Task[PageOutcome] | object],
+    group: asyncio.TaskGroup,
+) -> None:
+    """Starts loading each page as it arrives; the bounded queue caps pages in flight."""
+    while (page := await pages.get()) is not _DONE:
+        assert isinstance(page, Page)
+        task = group.create_task(load_page(mapping, services.pool, loader, page))
+        await loads.put(task)
+    await loads.put(_DONE)
+
+
+async def _settle(
+    mapping: Mapping,
+    services: Services,
+    options: SyncOptions,
+    tracker: WatermarkTracker,
+    outcome: PageOutcome,
+    report: RunReport,
+) -> None:
+    structlog.contextvars.bind_contextvars(page=report.pages + 1)
+    watermark = tracker.observe(outcome.page.records)
+    if not options.dry_run:
+        assert report.run_id is not None
+        await commit_page(services.pool, mapping.name, report.run_id, outcome, watermark)
+    report.pages += 1
+    report.fetched += len(outcome.page.records)
+    report.written += outcome.changed if options.dry_run else len(outcome.written)
+    report.skipped += outcome.skipped
+    report.failed += len(outcome.dead)
 
 
 def _root_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -186,77 +221,3 @@ async def _pages(mapping: Mapping, outreach: OutreachClient, start: StartPoint) 
     )
     async for page in outreach.pages(url):
         yield page
-
-
-async def _settle_page(
-    mapping: Mapping,
-    services: Services,
-    options: SyncOptions,
-    loader: PageLoader,
-    tracker: WatermarkTracker,
-    page: Page,
-    report: RunReport,
-) -> None:
-    structlog.contextvars.bind_contextvars(page=report.pages + 1)
-    translation = _translate_page(mapping, page)
-    async with services.pool.acquire() as conn:
-        known = await idmap.hashes(conn, mapping.name, [t.source_id for t in translation.ready])
-    changed = [t for t in translation.ready if known.get(t.source_id) != t.payload_hash]
-    skipped = len(translation.ready) - len(changed)
-    watermark = tracker.observe(page.records)
-    if options.dry_run:
-        result = LoadResult([], [])
-        written = len(changed)
-    else:
-        result = await loader.write(changed)
-        written = len(result.written)
-        await _commit(services, mapping, report, page, watermark, result, translation, skipped)
-    report.pages += 1
-    report.fetched += len(page.records)
-    report.written += written
-    report.skipped += skipped
-    report.failed += len(result.dead) + len(translation.dead)
-
-
-async def _commit(
-    services: Services,
-    mapping: Mapping,
-    report: RunReport,
-    page: Page,
-    watermark: datetime | None,
-    result: LoadResult,
-    translation: _Translation,
-    skipped: int,
-) -> None:
-    dead = result.dead + translation.dead
-    async with services.pool.acquire() as conn, conn.transaction():
-        if result.written:
-            await idmap.upsert_many(conn, mapping.name, result.written)
-            await dead_letters.resolve(conn, mapping.name, [r.source_id for r in result.written])
-        if dead:
-            await dead_letters.add_many(conn, mapping.name, report.run_id, dead)
-        await checkpoints.save(
-            conn, mapping.name, watermark=watermark, resume_url=page.next_url, run_id=report.run_id
-        )
-        assert report.run_id is not None
-        await runs.add_counts(
-            conn,
-            report.run_id,
-            runs.RunCounts(
-                fetched=len(page.records),
-                written=len(result.written),
-                skipped=skipped,
-                failed=len(dead),
-            ),
-        )
-
-
-def _translate_page(mapping: Mapping, page: Page) -> _Translation:
-    ready: list[Translated] = []
-    dead: list[DeadLetter] = []
-    for record in page.records:
-        try:
-            ready.append(translate(mapping, record))
-        except RecordError as exc:
-            dead.append(DeadLetter(record.id, None, str(exc), {"attributes": record.attributes}))
-    return _Translation(ready, dead)
