@@ -8,6 +8,7 @@ database of its own (`bridge_demo`, recreated each time), so it never touches re
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 import time
@@ -16,12 +17,12 @@ from datetime import timedelta
 import asyncpg
 from pydantic import SecretStr
 
-from bridge import schema, wiring
+from bridge import logs, schema, wiring
 from bridge.mapping.load import load_mappings
 from bridge.mapping.model import Mapping
 from bridge.mapping.order import sync_order
 from bridge.pipeline.report import RunReport
-from bridge.pipeline.sync import SyncOptions, sync_mapping
+from bridge.pipeline.sync import Services, SyncOptions, sync_mapping
 from bridge.progress import progress_for
 from bridge.sandbox.seed import SeedInfo, seed_demo
 from bridge.sandbox.server import Sandbox
@@ -36,6 +37,8 @@ ADDED = 5
 
 async def run(settings: Settings, *, vehicles: int = 500) -> int:
     began = time.monotonic()
+    if "LOG_LEVEL" not in os.environ:  # the story is told on stdout; logs only for trouble
+        logs.configure(settings.log_format, "WARNING")
     mappings = load_mappings(settings.bridge_mappings)
     order = sync_order(mappings)
     dsn = await _fresh_database(wiring.database_dsn(settings))
@@ -53,14 +56,25 @@ async def run(settings: Settings, *, vehicles: int = 500) -> int:
                 _say(f"created {len(created)} Zendesk object(s) and field(s)")
                 options = SyncOptions(kind="demo", actor="demo", overlap=timedelta(seconds=1))
                 _say("backfill:")
-                first = [await sync_mapping(mappings[n], services, options, progress_for(sys.stdout)) for n in order]
+                first = [await _sync(mappings[n], services, options) for n in order]
                 touched = _change_source(sandbox)
                 _say(f"changed {touched} vehicles and added {ADDED} in Outreach; incremental sync:")
-                second = [await sync_mapping(mappings[n], services, options, progress_for(sys.stdout)) for n in order]
+                second = [await _sync(mappings[n], services, options) for n in order]
         finally:
             await pool.close()
         _summary(sandbox, mappings, first, second, time.monotonic() - began)
     return 1 if any(r.failed for r in first + second) else 0
+
+
+async def _sync(mapping: Mapping, services: Services, options: SyncOptions) -> RunReport:
+    report = await sync_mapping(mapping, services, options, progress_for(sys.stdout))
+    if not sys.stdout.isatty():  # the live table already showed it on a terminal
+        _say(
+            f"  {report.mapping}: {report.pages} page(s), fetched {report.fetched}, wrote "
+            f"{report.written}, skipped {report.skipped}, failed {report.failed} "
+            f"in {report.seconds:.2f}s"
+        )
+    return report
 
 
 async def _fresh_database(server_dsn: str, name: str = DEMO_DATABASE) -> str:
@@ -87,6 +101,7 @@ def _settings_for(settings: Settings, sandbox: Sandbox, seed: SeedInfo, dsn: str
             "zendesk_url": sandbox.zendesk_url,
             "zendesk_client_id": seed.zendesk_client_id,
             "zendesk_client_secret": SecretStr(seed.zendesk_client_secret),
+            "bridge_page_size": 100,
         }
     )
 
