@@ -1,0 +1,83 @@
+"""The worker's HTTP endpoints on `$PORT`: /healthz, /readyz and /metrics.
+
+- `/healthz` answers 200 while the event loop runs: the process is alive (liveness).
+- `/readyz` answers 200 only when the database answers and every migration is applied, and
+  503 otherwise (or while the worker is stopping), saying why (readiness).
+- `/metrics` is the Prometheus text of `bridge.metrics`; database-backed gauges are refreshed
+  first, within a short timeout, and left as they were if the database is down.
+Checks are handed in as callables, so this module knows nothing of Postgres or the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from bridge.logs import get_logger
+
+log = get_logger(__name__)
+
+CHECK_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    ready: bool
+    reason: str
+
+
+ReadinessCheck = Callable[[], Awaitable[Readiness]]
+MetricsSource = Callable[[], Awaitable[bytes]]
+
+
+class HealthServer:
+    """An aiohttp server for the three endpoints; `port` 0 picks a free one."""
+
+    def __init__(
+        self, port: int, readiness: ReadinessCheck, metrics: MetricsSource, host: str = "0.0.0.0"
+    ) -> None:
+        self._readiness, self._metrics = readiness, metrics
+        self.host, self.port = host, port
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics_text)
+        self._runner = web.AppRunner(app, access_log=None)
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
+        log.info("health_listening", port=self.port)
+
+    async def serve(self) -> None:
+        """A side task that ends only when `stop` is called."""
+        await self._stopped.wait()
+
+    async def stop(self) -> None:
+        self._stopped.set()
+        await self._runner.cleanup()
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                result = await self._readiness()
+        except TimeoutError:
+            result = Readiness(False, "the database did not answer in time")
+        body = {"status": "ready" if result.ready else "not ready", "reason": result.reason}
+        return web.json_response(body, status=200 if result.ready else 503)
+
+    async def _metrics_text(self, request: web.Request) -> web.Response:
+        body = await self._metrics()
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})

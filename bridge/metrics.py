@@ -1,0 +1,125 @@
+"""The worker's Prometheus metrics: what it synced, how the APIs answered, how far behind it is.
+
+One `Metrics` object per process, on its own registry (so tests can make several). Three
+sources feed it:
+- the pipeline, per settled page, through `RunMetrics` (a ProgressSink): records fetched,
+  written, skipped, failed and parked per mapping, and runs per mapping and status;
+- the HTTP request loop, after every attempt, through `observe_request` (a transport hook):
+  requests and latency per API and status code (`error` when no status came back);
+- at scrape time: time waited on rate limits (read from the RateLimiters), and, from
+  Postgres through `refresh`, lag since each mapping's last successful run and dead letters.
+Counters count this process only; lag and dead letters are the database's (all replicas).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from bridge.http.ratelimit import RateLimiter
+from bridge.http.transport import RequestEvent
+from bridge.pipeline.report import RunReport
+from bridge.store import dead_letters, runs
+
+OUTCOMES = ("fetched", "written", "skipped", "failed", "parked")
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _RateLimitCollector(Collector):
+    """Seconds spent waiting on rate limits, summed over every limiter of each API."""
+
+    def __init__(self) -> None:
+        self.limiters: list[tuple[str, RateLimiter]] = []
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "bridge_rate_limit_wait_seconds",
+            "Seconds requests waited for the APIs' rate limits",
+            labels=["api"],
+        )
+        totals: dict[str, float] = {}
+        for api, limiter in self.limiters:
+            totals[api] = totals.get(api, 0.0) + limiter.waited_seconds
+        for api, seconds in sorted(totals.items()):
+            family.add_metric([api], seconds)
+        yield family
+
+
+class Metrics:
+    """The metric objects of one process."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.records = Counter(
+            "bridge_records", "Records by mapping and outcome", ["mapping", "outcome"], registry=r
+        )
+        self.runs = Counter("bridge_runs", "Finished runs by mapping and status", ["mapping", "status"], registry=r)
+        self.requests = Counter(
+            "bridge_api_requests", "API request attempts by API and status", ["api", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "bridge_api_request_seconds", "API request latency by API and status", ["api", "status"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.lag = Gauge(
+            "bridge_lag_seconds", "Seconds since the mapping's last successful run ended", ["mapping"], registry=r
+        )
+        self.dead_letters = Gauge("bridge_dead_letters", "Records in the dead letters", ["mapping"], registry=r)
+        self._limits = _RateLimitCollector()
+        r.register(self._limits)
+
+    def observe_request(self, event: RequestEvent) -> None:
+        """Transport hook: called after every attempt."""
+        status = str(event.status) if event.status is not None else "error"
+        self.requests.labels(event.api, status).inc()
+        self.latency.labels(event.api, status).observe(event.seconds)
+
+    def track_limiter(self, api: str, limiter: RateLimiter) -> None:
+        self._limits.limiters.append((api, limiter))
+
+    def run_metrics(self, mapping: str) -> RunMetrics:
+        return RunMetrics(self, mapping)
+
+    async def refresh(self, pool: asyncpg.Pool[Any], names: list[str]) -> None:
+        """Reads lag and dead letters from Postgres (raises StoreError when it is down)."""
+        async with pool.acquire() as conn:
+            finished = await runs.last_succeeded(conn)
+            dead = await dead_letters.count(conn)
+        now = datetime.now(UTC)
+        for name in sorted(set(names) | set(finished) | set(dead)):
+            self.dead_letters.labels(name).set(dead.get(name, 0))
+            if (at := finished.get(name)) is not None:
+                self.lag.labels(name).set(max(0.0, (now - at).total_seconds()))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+@dataclass(slots=True)
+class RunMetrics:
+    """Adds one run's counts to the records counter as its pages settle."""
+
+    metrics: Metrics
+    mapping: str
+    _seen: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+
+    def page_settled(self, report: RunReport) -> None:
+        for outcome in OUTCOMES:
+            value = int(getattr(report, outcome))
+            delta = value - self._seen[outcome]
+            if delta > 0:
+                self.metrics.records.labels(self.mapping, outcome).inc(delta)
+            self._seen[outcome] = value
+
+    def run_finished(self, report: RunReport) -> None:
+        self.page_settled(report)
+        self.metrics.runs.labels(self.mapping, report.status).inc()

@@ -1,0 +1,333 @@
+"""Leases: a mapping runs on at most one process at a time, coordinated through Postgres.
+
+A lease is a row in `leases` (migration 0002): mapping, holder, heartbeat and expiry, all
+on the database clock, so replicas with skewed clocks still agree. Invariants:
+- `acquire` takes a lease only when there is none, it has expired, or the caller already
+  holds it; concurrent callers are serialised by the row lock of INSERT … ON CONFLICT, so
+  exactly one wins.
+- A holder renews all its leases on one heartbeat (`LeaseKeeper.heartbeat`, every TTL/3).
+  A lease renewed by nobody (a SIGKILLed replica) expires after its TTL and is free again.
+- A holder that cannot prove it still holds a lease (the renewal found another holder, or
+  the database has not answered for most of a TTL) treats it as lost: the work running
+  under it is cancelled (`LeaseKeeper.run_held` raises `LeaseLost`), so two processes never
+  write for one mapping at once for longer than that margin.
+- Release deletes only the caller's own row; a failed release is harmless (the row expires).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import asyncpg
+
+from bridge.errors import LeaseLost, StoreError
+from bridge.logs import get_logger
+from bridge.redact import redact_text
+from bridge.store.pool import Connection
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+ACQUIRE_SQL = """
+INSERT INTO leases AS l (mapping, holder, expires_at)
+VALUES ($1, $2, now() + make_interval(secs => $3))
+ON CONFLICT (mapping) DO UPDATE
+   SET holder = EXCLUDED.holder, acquired_at = now(), heartbeat_at = now(),
+       expires_at = EXCLUDED.expires_at
+ WHERE l.expires_at < now() OR l.holder = EXCLUDED.holder
+RETURNING mapping
+"""
+RENEW_SQL = """
+UPDATE leases SET heartbeat_at = now(), expires_at = now() + make_interval(secs => $3)
+WHERE holder = $1 AND mapping = ANY($2::text[])
+RETURNING mapping
+"""
+STEAL_SQL = """
+UPDATE leases SET holder = $3, acquired_at = now(), heartbeat_at = now(),
+                  expires_at = now() + make_interval(secs => $4)
+WHERE mapping = $1 AND holder = $2
+RETURNING mapping
+"""
+RELEASE_SQL = "DELETE FROM leases WHERE mapping = $1 AND holder = $2"
+RELEASE_ALL_SQL = "DELETE FROM leases WHERE holder = $1"
+LIST_SQL = """
+SELECT mapping, holder, acquired_at, heartbeat_at, expires_at, expires_at < now() AS expired
+FROM leases WHERE $1::text IS NULL OR mapping = $1 ORDER BY mapping
+"""
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    mapping: str
+    holder: str
+    acquired_at: datetime
+    heartbeat_at: datetime
+    expires_at: datetime
+    expired: bool
+
+
+def _pid_namespace() -> str:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "0"  # unknown: never judge another holder dead (see holder_is_dead_here)
+
+
+def holder_id(kind: str) -> str:
+    """`<kind>:<host>:<pid>:<pid namespace>:<random>`, unique across replicas and restarts."""
+    return f"{kind}:{socket.gethostname()}:{os.getpid()}:{_pid_namespace()}:{secrets.token_hex(3)}"
+
+
+def holder_is_dead_here(holder: str) -> bool:
+    """True only for a holder on this host, in this PID namespace, whose process is gone.
+
+    Such a lease (a SIGKILLed local backfill, say) is taken at once rather than after its TTL.
+    Anything else (another host, another container, an unknown format) is never judged dead.
+    """
+    parts = holder.split(":")
+    if len(parts) != 5 or not parts[2].isdigit():
+        return False
+    _, host, pid, namespace, _ = parts
+    if host != socket.gethostname() or namespace != _pid_namespace() or namespace == "0":
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists (e.g. EPERM: another user's process)
+    return False
+
+
+@contextmanager
+def _translated(action: str) -> Iterator[None]:
+    try:
+        yield
+    except _DB_ERRORS as exc:
+        reason = redact_text(str(exc)) or type(exc).__name__
+        raise StoreError(f"could not {action}: {reason}; check that Postgres is reachable") from exc
+
+
+async def acquire(conn: Connection, mapping: str, holder: str, ttl: float) -> bool:
+    """Takes (or re-takes) the lease on `mapping`; False when another holder has it."""
+    with _translated(f"take the lease on mapping {mapping!r}"):
+        return await conn.fetchval(ACQUIRE_SQL, mapping, holder, ttl) is not None
+
+
+async def take_from(conn: Connection, mapping: str, dead: str, holder: str, ttl: float) -> bool:
+    """Takes the lease on `mapping` from `dead` (only if `dead` still holds it)."""
+    with _translated(f"take over the lease on mapping {mapping!r}"):
+        return await conn.fetchval(STEAL_SQL, mapping, dead, holder, ttl) is not None
+
+
+async def renew(conn: Connection, holder: str, mappings: list[str], ttl: float) -> set[str]:
+    """Extends the holder's leases on `mappings`; returns those it still held."""
+    with _translated("renew the leases"):
+        rows = await conn.fetch(RENEW_SQL, holder, mappings, ttl)
+    return {row["mapping"] for row in rows}
+
+
+async def release(conn: Connection, mapping: str, holder: str) -> None:
+    with _translated(f"release the lease on mapping {mapping!r}"):
+        await conn.execute(RELEASE_SQL, mapping, holder)
+
+
+async def release_all(conn: Connection, holder: str) -> None:
+    with _translated("release the leases"):
+        await conn.execute(RELEASE_ALL_SQL, holder)
+
+
+async def current(conn: Connection, mapping: str | None = None) -> list[Lease]:
+    """Lease rows (of one mapping, or all), expired ones included and marked."""
+    with _translated("read the leases"):
+        rows = await conn.fetch(LIST_SQL, mapping)
+    return [Lease(**dict(row)) for row in rows]
+
+
+def busy_message(mapping: str, lease: Lease | None) -> str:
+    """Why `mapping` cannot run here now, and what to do."""
+    who = f"by {lease.holder} (lease expires {lease.expires_at.isoformat()})" if lease else "elsewhere"
+    return (
+        f"mapping {mapping!r} is being synced {who}; wait for that run to finish or stop "
+        "that process, then try again"
+    )
+
+
+@asynccontextmanager
+async def hold_all(
+    pool: asyncpg.Pool[Any],
+    holder: str,
+    mappings: list[str],
+    ttl: float,
+    *,
+    wait: float = 0.0,
+    enabled: bool = True,
+) -> AsyncIterator[Callable[[str, Awaitable[Any]], Awaitable[Any]]]:
+    """Leases every one of `mappings` for a one-off run (a backfill), or raises LeaseLost.
+
+    Yields `run(mapping, work)`, which awaits `work` under that mapping's lease. All leases are
+    taken up front, so a backfill never stops halfway because a worker holds a later mapping;
+    a lease held elsewhere is waited for up to `wait` seconds (a worker's run ends, a dead
+    holder's lease expires). They are renewed until the block ends, then released.
+    `enabled=False` (a dry run, which
+    writes nothing) takes none.
+    """
+    if not enabled:
+
+        async def unguarded(mapping: str, work: Awaitable[Any]) -> Any:
+            return await work
+
+        yield unguarded
+        return
+    keeper = LeaseKeeper(pool, holder, ttl)
+    heartbeat: asyncio.Task[None] | None = None
+    try:
+        for mapping in mappings:
+            if not await keeper.acquire_waiting(mapping, wait):
+                raise LeaseLost(busy_message(mapping, await keeper.holder_of(mapping)))
+        heartbeat = asyncio.create_task(keeper.heartbeat(), name="lease_heartbeat")
+        yield keeper.run_held
+    finally:
+        if heartbeat is not None:
+            heartbeat.cancel()
+        await asyncio.shield(keeper.release_all(timeout=ttl / 3))
+
+
+class LeaseKeeper:
+    """The leases one process holds, renewed together on one heartbeat."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        holder: str,
+        ttl: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pool, self.holder, self.ttl = pool, holder, ttl
+        self._clock = clock
+        self._renewed: dict[str, float] = {}  # mapping -> monotonic time of the last renewal
+        self._lost: dict[str, asyncio.Event] = {}
+
+    @property
+    def held(self) -> list[str]:
+        return sorted(self._renewed)
+
+    async def try_acquire(self, mapping: str) -> bool:
+        async with self.pool.acquire() as conn:
+            if not await acquire(conn, mapping, self.holder, self.ttl) and not await self._take_from_dead(
+                conn, mapping
+            ):
+                return False
+        self._renewed[mapping] = self._clock()
+        self._lost[mapping] = asyncio.Event()
+        return True
+
+    async def _take_from_dead(self, conn: Connection, mapping: str) -> bool:
+        found = await current(conn, mapping)
+        if not found or not holder_is_dead_here(found[0].holder):
+            return False
+        log.info("lease_taken_from_dead_process", lease_mapping=mapping, dead=found[0].holder)
+        return await take_from(conn, mapping, found[0].holder, self.holder, self.ttl)
+
+    async def acquire_waiting(self, mapping: str, wait: float, poll: float = 0.5) -> bool:
+        """`try_acquire`, retried for up to `wait` seconds while another process holds it."""
+        deadline = self._clock() + wait
+        while not await self.try_acquire(mapping):
+            if self._clock() >= deadline:
+                return False
+            lease = await self.holder_of(mapping)
+            log.info("waiting_for_lease", lease_mapping=mapping, holder=lease.holder if lease else None)
+            await asyncio.sleep(poll)
+        return True
+
+    async def holder_of(self, mapping: str) -> Lease | None:
+        async with self.pool.acquire() as conn:
+            found = await current(conn, mapping)
+        return found[0] if found and not found[0].expired else None
+
+    async def release(self, mapping: str) -> None:
+        """Gives the lease back; never raises (an unreleased lease simply expires)."""
+        self._renewed.pop(mapping, None)
+        self._lost.pop(mapping, None)
+        try:
+            async with asyncio.timeout(self.ttl / 3):
+                async with self.pool.acquire() as conn:
+                    await release(conn, mapping, self.holder)
+        except (StoreError, *_DB_ERRORS) as exc:
+            log.warning("lease_release_failed", lease_mapping=mapping, error=str(exc))
+
+    async def release_all(self, timeout: float) -> None:
+        """Gives every lease of this holder back, in the database too; never raises."""
+        self._renewed.clear()
+        for event in self._lost.values():
+            event.set()
+        self._lost.clear()
+        try:
+            async with asyncio.timeout(timeout):
+                async with self.pool.acquire() as conn:
+                    await release_all(conn, self.holder)
+        except (StoreError, *_DB_ERRORS) as exc:
+            log.warning("lease_release_failed", error=str(exc))
+
+    async def heartbeat(self) -> None:
+        """Renews every TTL/3, forever; database outages are survived, not raised."""
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            await self.renew_once()
+
+    async def renew_once(self) -> None:
+        names = self.held
+        if not names:
+            return
+        try:
+            async with asyncio.timeout(self.ttl / 3):
+                async with self.pool.acquire() as conn:
+                    kept = await renew(conn, self.holder, names, self.ttl)
+        except (StoreError, *_DB_ERRORS) as exc:
+            log.warning("lease_renew_failed", error=str(exc), mappings=names)
+            cutoff = self._clock() - self.ttl * 0.75  # past this we cannot know we still hold it
+            kept = {n for n in names if self._renewed.get(n, 0.0) > cutoff}
+        now = self._clock()
+        for name in names:
+            if name in kept:
+                self._renewed[name] = now
+            else:
+                self._mark_lost(name)
+
+    def _mark_lost(self, mapping: str) -> None:
+        log.warning("lease_lost", lease_mapping=mapping, holder=self.holder)
+        self._renewed.pop(mapping, None)
+        if (event := self._lost.get(mapping)) is not None:
+            event.set()
+
+    async def run_held(self, mapping: str, work: Awaitable[T]) -> T:
+        """Awaits `work` while the lease on `mapping` holds; cancels it if the lease is lost."""
+        lost = self._lost.get(mapping)
+        if lost is None:
+            raise LeaseLost(f"mapping {mapping!r} is not leased by {self.holder}; take the lease first")
+        task = asyncio.ensure_future(work)
+        watch = asyncio.ensure_future(lost.wait())
+        try:
+            await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+        if task.cancelled() and lost.is_set():
+            raise LeaseLost(
+                f"the lease on mapping {mapping!r} was lost (another process took it, or the "
+                "database stopped answering); the run was stopped and the next one resumes"
+            )
+        return task.result()

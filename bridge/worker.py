@@ -1,0 +1,253 @@
+"""`bridge worker`: the long-running process, from start to a clean stop.
+
+Lifecycle: open the pool and the clients, check migrations, start the health server, the
+lease heartbeat and the scheduler, then wait for a stop signal or for a side task to die.
+Invariants:
+- A mapping runs here only under its lease (`store/leases.py`); if the lease is lost the
+  run is cancelled, and a mapping another process holds is skipped, not waited for.
+- Side tasks (lease heartbeat, health server, scheduler) are watched: if one ends, the
+  worker stops and releases its leases rather than go on holding them as a zombie; the
+  CLI then exits 3 so the platform restarts it.
+- SIGTERM/SIGINT (installed by `stop_signals`, which restores the previous handlers):
+  take no new work; each run in flight stops right after its next settled page (so the
+  checkpoint is exact and the next run resumes after it); runs still going after
+  BRIDGE_STOP_TIMEOUT_SECONDS are cancelled (the unsettled page is rolled back and
+  rewritten next time, by upsert, never duplicated); leases are released under
+  `asyncio.shield`; connections close; the whole stop stays well under 25 s. A second
+  signal cancels the runs at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+
+from bridge import wiring
+from bridge.errors import BridgeError, ConfigError, StoreError
+from bridge.health import HealthServer, Readiness
+from bridge.logs import get_logger
+from bridge.mapping.load import load_mappings
+from bridge.mapping.model import Mapping
+from bridge.metrics import Metrics
+from bridge.pipeline.report import LogProgress, ProgressSink, RunReport
+from bridge.pipeline.sync import Services, SyncOptions, sync_mapping
+from bridge.scheduler import MappingScheduler, Outcome, ScheduleConfig
+from bridge.settings import Settings
+from bridge.store import leases
+from bridge.store import migrate as store_migrate
+from bridge.store.leases import LeaseKeeper
+
+log = get_logger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_DB_ERRORS = (BridgeError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    port: int
+    lease_ttl: float
+    stop_timeout: float
+    sync: SyncOptions
+    schedule: ScheduleConfig
+
+
+def config_from(settings: Settings, holder: str) -> WorkerConfig:
+    return WorkerConfig(
+        port=settings.port,
+        lease_ttl=settings.bridge_lease_ttl_seconds,
+        stop_timeout=settings.bridge_stop_timeout_seconds,
+        sync=SyncOptions(
+            kind="worker",
+            actor=holder,
+            overlap=timedelta(seconds=settings.bridge_overlap_seconds),
+            batch_size=settings.bridge_batch_size,
+            job_concurrency=settings.bridge_job_concurrency,
+            queue_pages=settings.bridge_queue_pages,
+            pages_in_flight=settings.bridge_pages_in_flight,
+        ),
+        schedule=ScheduleConfig(
+            jitter_seconds=settings.bridge_schedule_jitter_seconds,
+            backoff_seconds=settings.bridge_backoff_seconds,
+            backoff_max_seconds=settings.bridge_backoff_max_seconds,
+        ),
+    )
+
+
+async def run(settings: Settings) -> None:
+    """Runs the worker until a stop signal; raises BridgeError if it had to stop on its own."""
+    mappings = load_mappings(settings.bridge_mappings)
+    holder = leases.holder_id("worker")
+    config = config_from(settings, holder)
+    async with wiring.open_pool(settings) as pool:
+        await _require_migrated(settings, pool)
+        metrics = Metrics()
+        async with wiring.open_services(settings, pool, metrics=metrics) as services:
+            await Worker(mappings, services, metrics, config, holder).run()
+
+
+async def _require_migrated(settings: Settings, pool: asyncpg.Pool[Any]) -> None:
+    pending = await store_migrate.pending(pool)
+    if pending and settings.database_url is None:  # the embedded, local database
+        await store_migrate.migrate(pool)
+    elif pending:
+        raise ConfigError(
+            f"the database has {len(pending)} pending migration(s) ({', '.join(pending)}); "
+            "run `bridge migrate` first (Heroku's release phase and the Kubernetes migrate Job do)"
+        )
+
+
+@contextmanager
+def stop_signals(callback: Callable[[signal.Signals], None]) -> Iterator[None]:
+    """Routes SIGTERM and SIGINT to `callback` on the running loop; restores the old handlers."""
+    loop = asyncio.get_running_loop()
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, callback, sig)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+class _RunSink:
+    """Progress of one run: logs, metrics, and the stop at a page boundary."""
+
+    def __init__(self, sinks: list[ProgressSink], stopping: asyncio.Event) -> None:
+        self._sinks, self._stopping = sinks, stopping
+        self.stopped_here = False
+
+    def page_settled(self, report: RunReport) -> None:
+        for sink in self._sinks:
+            sink.page_settled(report)
+        if self._stopping.is_set() and not self.stopped_here:
+            # This page is committed; stop before the next one (it runs in this task).
+            self.stopped_here = True
+            log.info("run_stopping_after_page", page=report.pages)
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+
+    def run_finished(self, report: RunReport) -> None:
+        for sink in self._sinks:
+            sink.run_finished(report)
+
+
+class Worker:
+    """The scheduler, leases and health server of one process."""
+
+    def __init__(
+        self, mappings: dict[str, Mapping], services: Services, metrics: Metrics,
+        config: WorkerConfig, holder: str,
+    ) -> None:  # fmt: skip
+        self.mappings, self.services, self.metrics, self.config = mappings, services, metrics, config
+        self.keeper = LeaseKeeper(services.pool, holder, config.lease_ttl)
+        self.scheduler = MappingScheduler(mappings, self._run_mapping, self._probe, config.schedule)
+        self.health = HealthServer(config.port, self._readiness, self._metrics_text)
+        self._stopping = asyncio.Event()
+        self._signals = 0
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        log.info("stop_signal", signal=sig.name, count=self._signals)
+        self.stop()
+        if self._signals > 1:
+            self.scheduler.cancel_in_flight()
+
+    async def run(self) -> None:
+        with stop_signals(self._on_signal):
+            await self.health.start()
+            side = {
+                asyncio.create_task(self.keeper.heartbeat(), name="lease_heartbeat"),
+                asyncio.create_task(self.health.serve(), name="health_server"),
+            }
+            self.scheduler.start()
+            side.add(asyncio.create_task(self.scheduler.watch(), name="scheduler"))
+            log.info("worker_started", holder=self.keeper.holder, mappings=self.scheduler.order,
+                     port=self.health.port)  # fmt: skip
+            dead = await self._wait_for_stop(side)
+            await self._shutdown(side)
+        if dead is not None:
+            raise StoreError(
+                f"the worker stopped because its {dead} task ended unexpectedly (see the "
+                "side_task_died log line); its leases were released; restart it"
+            )
+
+    async def _wait_for_stop(self, side: set[asyncio.Task[None]]) -> str | None:
+        """Returns None on a stop request, else the name of the side task that ended."""
+        stop = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait({stop, *side}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        for task in side:
+            if task.done():
+                error = None if task.cancelled() else task.exception()
+                log.error("side_task_died", task=task.get_name(), error=repr(error))
+                return task.get_name()
+        return None
+
+    async def _shutdown(self, side: set[asyncio.Task[None]]) -> None:
+        self._stopping.set()
+        self.scheduler.stop_taking_work()
+        log.info("worker_stopping", in_flight=self.scheduler.in_flight())
+        await self.scheduler.drain(self.config.stop_timeout)
+        await asyncio.shield(self.keeper.release_all(timeout=2.0))
+        for task in side:
+            task.cancel()
+        await asyncio.gather(*side, return_exceptions=True)
+        await self.health.stop()
+        log.info("worker_stopped")
+
+    async def _run_mapping(self, name: str) -> Outcome:
+        """The scheduler's runner: one run of `name` under its lease, or BUSY."""
+        if not await self.keeper.try_acquire(name):
+            log.info("mapping_held_elsewhere", mapping=name)
+            return Outcome.BUSY
+        sink = _RunSink([LogProgress(), self.metrics.run_metrics(name)], self._stopping)
+        try:
+            work = sync_mapping(self.mappings[name], self.services, self.config.sync, sink)
+            await self.keeper.run_held(name, work)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not (sink.stopped_here and current is not None and current.cancelling() == 0):
+                raise
+        finally:
+            await asyncio.shield(self.keeper.release(name))
+        return Outcome.DONE
+
+    async def _probe(self, name: str) -> Hashable | None:
+        try:
+            lease = await self.keeper.holder_of(name)
+        except _DB_ERRORS:
+            return None
+        return (lease.holder, lease.acquired_at) if lease is not None else None
+
+    async def _readiness(self) -> Readiness:
+        if self._stopping.is_set():
+            return Readiness(False, "stopping")
+        try:
+            pending = await store_migrate.pending(self.services.pool)
+        except _DB_ERRORS as exc:
+            return Readiness(False, f"the database is unreachable: {exc}")
+        if pending:
+            return Readiness(False, f"pending migrations: {', '.join(pending)}")
+        return Readiness(True, "database reachable, migrations applied")
+
+    async def _metrics_text(self) -> bytes:
+        try:
+            async with asyncio.timeout(2.0):
+                await self.metrics.refresh(self.services.pool, list(self.mappings))
+        except _DB_ERRORS as exc:
+            log.warning("metrics_refresh_failed", error=str(exc))
+        return self.metrics.render()

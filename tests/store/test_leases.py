@@ -1,0 +1,132 @@
+"""Leases on real Postgres: one holder at a time, expiry, renewal, loss cancels the work."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import asyncpg
+import pytest
+
+from bridge.errors import LeaseLost
+from bridge.store import leases
+from bridge.store.leases import LeaseKeeper
+
+
+async def test_one_holder_at_a_time_and_release_frees_it(db_conn: Any) -> None:
+    assert await leases.acquire(db_conn, "vehicles", "a", 30)
+    assert not await leases.acquire(db_conn, "vehicles", "b", 30)
+    assert await leases.acquire(db_conn, "vehicles", "a", 30)  # the holder may take it again
+    assert await leases.acquire(db_conn, "vehicle_brands", "b", 30)
+    await leases.release(db_conn, "vehicles", "b")  # not b's: nothing happens
+    assert [(lease.mapping, lease.holder) for lease in await leases.current(db_conn)] == [
+        ("vehicle_brands", "b"), ("vehicles", "a"),
+    ]  # fmt: skip
+    await leases.release(db_conn, "vehicles", "a")
+    assert await leases.acquire(db_conn, "vehicles", "b", 30)
+
+
+async def test_an_expired_lease_is_taken_over(db_conn: Any) -> None:
+    assert await leases.acquire(db_conn, "vehicles", "dead-replica", 0.05)
+    await asyncio.sleep(0.1)
+    [lease] = await leases.current(db_conn, "vehicles")
+    assert lease.expired
+    assert await leases.acquire(db_conn, "vehicles", "live-replica", 30)
+    assert await leases.renew(db_conn, "dead-replica", ["vehicles"], 30) == set()
+
+
+async def test_concurrent_acquires_have_exactly_one_winner(db_pool: asyncpg.Pool[Any]) -> None:
+    async def take(holder: str) -> bool:
+        async with db_pool.acquire() as conn:
+            return await leases.acquire(conn, "vehicles", holder, 30)
+
+    results = await asyncio.gather(*(take(f"h{i}") for i in range(5)))
+    assert sorted(results) == [False] * 4 + [True]
+
+
+async def test_renewal_keeps_a_lease_past_its_ttl(db_pool: asyncpg.Pool[Any]) -> None:
+    keeper = LeaseKeeper(db_pool, "worker-a", ttl=1.0)
+    assert await keeper.try_acquire("vehicles")
+    heartbeat = asyncio.create_task(keeper.heartbeat())
+    try:
+        await asyncio.sleep(1.5)
+        other = LeaseKeeper(db_pool, "worker-b", ttl=1.0)
+        assert not await other.try_acquire("vehicles")
+        assert keeper.held == ["vehicles"]
+    finally:
+        heartbeat.cancel()
+    await keeper.release("vehicles")
+    assert await other.try_acquire("vehicles")
+
+
+async def test_losing_the_lease_cancels_the_work(db_pool: asyncpg.Pool[Any], db_conn: Any) -> None:
+    keeper = LeaseKeeper(db_pool, "worker-a", ttl=30)
+    assert await keeper.try_acquire("vehicles")
+    cancelled = asyncio.Event()
+
+    async def work() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    running = asyncio.create_task(keeper.run_held("vehicles", work()))
+    await asyncio.sleep(0.05)
+    await db_conn.execute("UPDATE leases SET holder = 'worker-b' WHERE mapping = 'vehicles'")
+    await keeper.renew_once()
+    with pytest.raises(LeaseLost, match="lease on mapping 'vehicles' was lost"):
+        await running
+    assert cancelled.is_set() and keeper.held == []
+
+
+async def test_backfill_refuses_a_mapping_held_elsewhere(db_pool: asyncpg.Pool[Any], db_conn: Any) -> None:
+    assert await leases.acquire(db_conn, "vehicles", "worker:host:1:abc", 30)
+    with pytest.raises(LeaseLost, match="being synced by worker:host:1:abc"):
+        async with leases.hold_all(db_pool, "backfill:x", ["vehicle_brands", "vehicles"], 30):
+            pytest.fail("must not run")
+    # Nothing half-taken is left behind.
+    assert [lease.mapping for lease in await leases.current(db_conn)] == ["vehicles"]
+
+
+async def test_backfill_holds_its_mappings_until_done(db_pool: asyncpg.Pool[Any], db_conn: Any) -> None:
+    async with leases.hold_all(db_pool, "backfill:x", ["vehicle_brands", "vehicles"], 30) as run_held:
+        held = {lease.mapping: lease.holder for lease in await leases.current(db_conn)}
+        assert held == {"vehicle_brands": "backfill:x", "vehicles": "backfill:x"}
+
+        async def answer() -> int:
+            return 42
+
+        assert await run_held("vehicles", answer()) == 42
+    assert await leases.current(db_conn) == []
+
+
+async def test_a_dead_local_holder_is_taken_over_at_once(db_pool: asyncpg.Pool[Any], db_conn: Any) -> None:
+    me = leases.holder_id("backfill")
+    kind, host, pid, namespace, rand = me.split(":")
+    dead = await asyncio.create_subprocess_exec("true")
+    await dead.wait()  # a pid that existed and is gone
+    for holder, taken in [
+        (f"backfill:{host}:{dead.pid}:{namespace}:aaa", True),
+        (f"backfill:{host}:{os.getppid()}:{namespace}:bbb", False),  # alive
+        (f"backfill:other-host:{dead.pid}:{namespace}:ccc", False),  # not ours to judge
+        (f"backfill:{host}:{dead.pid}:1:ddd", False),  # another container's PID namespace
+    ]:
+        await db_conn.execute("DELETE FROM leases")
+        assert await leases.acquire(db_conn, "vehicles", holder, 30)
+        keeper = LeaseKeeper(db_pool, me, ttl=30)
+        assert await keeper.try_acquire("vehicles") is taken, holder
+
+
+async def test_backfill_waits_for_a_lease_to_come_free(db_pool: asyncpg.Pool[Any], db_conn: Any) -> None:
+    assert await leases.acquire(db_conn, "vehicles", "worker:elsewhere:1:1:x", 30)
+
+    async def worker_run_ends() -> None:
+        await asyncio.sleep(0.3)
+        await leases.release(db_conn, "vehicles", "worker:elsewhere:1:1:x")
+
+    ending = asyncio.create_task(worker_run_ends())
+    async with leases.hold_all(db_pool, "backfill:x", ["vehicles"], 30, wait=5):
+        assert [lease.holder for lease in await leases.current(db_conn)] == ["backfill:x"]
+    await ending

@@ -1,0 +1,104 @@
+"""The worker in process: signal handlers come and go cleanly, runs stop at a page boundary,
+and a dead side task stops the worker instead of leaving it holding leases."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bridge import wiring, worker
+from bridge.errors import StoreError
+from bridge.mapping.load import load_mappings
+from bridge.metrics import Metrics
+from bridge.pipeline.report import RunReport
+from bridge.scheduler import ScheduleConfig
+from bridge.store import leases
+from tests.e2e.test_worker import prepare
+from tests.e2e.worker_proc import query, wait_for, write_mappings
+from tests.fixtures_sandbox import SandboxWorld
+
+
+async def test_stop_signals_reach_the_callback_and_the_old_handlers_come_back() -> None:
+    seen: list[signal.Signals] = []
+    got = asyncio.Event()
+
+    def before(signum: int, frame: Any) -> None:
+        raise AssertionError("the previous handler must not run inside the block")
+
+    def callback(sig: signal.Signals) -> None:
+        seen.append(sig)
+        got.set()
+
+    original = signal.signal(signal.SIGTERM, before)
+    try:
+        with worker.stop_signals(callback):
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.wait_for(got.wait(), 5)
+        assert seen == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) is before
+    finally:
+        signal.signal(signal.SIGTERM, original)
+
+
+async def test_a_run_is_cancelled_right_after_a_settled_page_once_stopping() -> None:
+    stopping = asyncio.Event()
+    sink = worker._RunSink([], stopping)
+    pages: list[int] = []
+
+    async def run() -> None:
+        report = RunReport("vehicles")
+        for page in range(1, 10):
+            report.pages = page
+            sink.page_settled(report)
+            pages.append(page)
+            if page == 3:
+                stopping.set()
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(run())
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert pages == [1, 2, 3, 4] and sink.stopped_here  # page 4 settled before the cancel landed
+
+
+async def test_a_dead_side_task_stops_the_worker_and_releases_its_leases(
+    world: SandboxWorld, tmp_path: Path
+) -> None:
+    mappings_dir = write_mappings(tmp_path / "mappings", "1h", prospects=False)
+    await prepare(world, mappings_dir)
+    dsn = world.settings.database_url.get_secret_value()  # type: ignore[union-attr]
+    mappings = load_mappings(mappings_dir)
+    holder = leases.holder_id("worker")
+    config = replace(worker.config_from(world.settings, holder), port=0, lease_ttl=1.0,
+                     schedule=ScheduleConfig(jitter_seconds=0, startup_stagger_seconds=0.1))  # fmt: skip
+    async with wiring.open_pool(world.settings) as pool:
+        metrics = Metrics()
+        async with wiring.open_services(world.settings, pool, metrics=metrics) as services:
+            w = worker.Worker(mappings, services, metrics, config, holder)
+            running = asyncio.create_task(w.run())
+
+            async def both_ran() -> bool:
+                rows = await query(dsn, "SELECT count(*) AS n FROM runs WHERE status = 'succeeded'")
+                return rows[0]["n"] == 2
+
+            await wait_for(both_ran, "a run of each mapping")
+            port = w.health.port
+            await query(dsn, "INSERT INTO leases (mapping, holder, expires_at) VALUES ('x', $1, now() + interval '1 minute')", holder)
+
+            async def broken_renewal() -> None:
+                raise RuntimeError("heartbeat bug")
+
+            w.keeper.renew_once = broken_renewal  # type: ignore[method-assign]
+            with pytest.raises(StoreError, match="lease_heartbeat task ended unexpectedly"):
+                await asyncio.wait_for(running, 10)
+    assert await query(dsn, "SELECT * FROM leases") == []
+    with pytest.raises(aiohttp.ClientConnectionError):
+        async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/healthz"):
+            pass
