@@ -1,0 +1,243 @@
+"""Dead-letter retry: fetch the records afresh, translate with the current mapping, write them.
+
+A dead letter holds a record that could not be translated or written. Retrying its stored
+payload would repeat the old translation, so a retry reads the record again from Outreach
+(one list request per up to 1000 ids, `filter[id]=a,b,c`, api/outreach.md "Filters and
+sort") and sends it through the same page path as a sync (`pipeline/page.py`: translate,
+skip if the id map already holds this payload, bulk upsert). Invariants:
+
+- a letter leaves the table only when its record is written, found unchanged in the id
+  map, or no longer listed by Outreach (deleted, or outside the mapping's filter: nothing
+  is left to write); otherwise its attempts grow and its error is replaced;
+- each chunk's outcome (id-map rows, resolved and failed letters, run counts) is stored in
+  ONE transaction; the checkpoint is never touched;
+- `max_attempts` and `backoff` select which letters are due (the worker's schedule); the
+  CLI retries every letter;
+- a retry that tried something is a `dead_letter_retry` row in the run history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+
+from bridge.errors import BridgeError
+from bridge.logs import get_logger
+from bridge.mapping.model import Mapping
+from bridge.outreach.models import OutreachId, Page, SourceRecord
+from bridge.pipeline.load import PageLoader
+from bridge.pipeline.page import PageOutcome, commit_links, load_page
+from bridge.pipeline.reconcile import with_page_size
+from bridge.pipeline.resolve import relationship_query
+from bridge.pipeline.sync import Services
+from bridge.store import dead_letters, idmap, runs
+from bridge.store.dead_letters import DeadLetterRow
+
+log = get_logger(__name__)
+
+FETCH_CHUNK = 1000  # ids per Outreach list request (page[size] ≤ 1000)
+FILTER_CHARS = 6000  # and at most this much `filter[id]` text: request lines have limits
+
+
+@dataclass(frozen=True, slots=True)
+class RedriveOptions:
+    actor: str | None = None
+    max_attempts: int | None = None  # leave letters that failed this often (None: retry all)
+    backoff: timedelta | None = None  # only letters whose backoff has passed (None: all)
+    backoff_max: timedelta = timedelta(hours=6)
+    limit: int = 10_000  # letters per call
+    batch_size: int = 100
+    job_concurrency: int = 4
+
+
+@dataclass(slots=True)
+class RedriveReport:
+    """`written`: landed in Zendesk; `unchanged`: already there; `vanished`: no longer in
+    Outreach; `failed`: still dead, attempts bumped."""
+
+    mapping: str
+    run_id: int | None = None
+    status: str = "succeeded"
+    tried: int = 0
+    written: int = 0
+    unchanged: int = 0
+    vanished: int = 0
+    failed: int = 0
+    error: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        line = (
+            f"{self.mapping}: {self.status}; retried {self.tried}, written {self.written}, "
+            f"unchanged {self.unchanged}, gone from Outreach {self.vanished}, "
+            f"still failing {self.failed}"
+        )
+        return line + (f"; {self.error}" if self.error else "")
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "mapping": self.mapping, "run_id": self.run_id, "status": self.status,
+            "tried": self.tried, "written": self.written, "unchanged": self.unchanged,
+            "vanished": self.vanished, "failed": self.failed, "error": self.error,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+async def retry_dead_letters(
+    mapping: Mapping, services: Services, options: RedriveOptions
+) -> RedriveReport:
+    """Retries the due dead letters of one mapping; a run row only when there were some."""
+    report = RedriveReport(mapping.name)
+    async with services.pool.acquire() as conn:
+        letters = await dead_letters.retryable(
+            conn, mapping.name, max_attempts=options.max_attempts, backoff=options.backoff,
+            backoff_max=options.backoff_max, limit=options.limit,
+        )
+        if not letters:
+            return report
+        report.run_id = await runs.start(
+            conn, mapping.name, "dead_letter_retry", actor=options.actor
+        )
+    structlog.contextvars.bind_contextvars(mapping=mapping.name, run_id=report.run_id)
+    try:
+        loader = PageLoader(
+            services.zendesk, mapping.target.object, batch_size=options.batch_size,
+            concurrency=asyncio.Semaphore(options.job_concurrency),
+        )
+        for chunk in chunks(letters):
+            await _chunk(mapping, services, loader, chunk, report)
+        report.status = "partial" if report.failed else "succeeded"
+    except BaseException as exc:
+        report.status = "interrupted" if isinstance(exc, asyncio.CancelledError) else "failed"
+        report.error = str(exc) if isinstance(exc, BridgeError) else type(exc).__name__
+        raise
+    finally:
+        report.seconds = time.monotonic() - report.started
+        await asyncio.shield(_finish(services, report))
+        log.info("dead_letter_retry_finished", **report.as_dict())
+        structlog.contextvars.unbind_contextvars("mapping", "run_id")
+    return report
+
+
+async def _chunk(
+    mapping: Mapping,
+    services: Services,
+    loader: PageLoader,
+    letters: Sequence[DeadLetterRow],
+    report: RedriveReport,
+) -> None:
+    wanted = [letter.source_id for letter in letters]
+    page = await fetch_records(mapping, services, wanted)
+    records = page.records
+    outcome = await load_page(mapping, services.pool, loader, page)
+    written = {row.source_id for row in outcome.written}
+    dead = {letter.source_id for letter in outcome.dead}
+    found = {record.id for record in records}
+    unchanged = found - written - dead
+    vanished = set(wanted) - found
+    await _commit(mapping.name, services, report, outcome, sorted(written | unchanged | vanished))
+    report.tried += len(wanted)
+    report.written += len(written)
+    report.unchanged += len(unchanged)
+    report.vanished += len(vanished)
+    report.failed += len(dead)
+
+
+def chunks(letters: Sequence[DeadLetterRow]) -> list[list[DeadLetterRow]]:
+    """Up to FETCH_CHUNK letters each, and ids of at most FILTER_CHARS characters."""
+    out: list[list[DeadLetterRow]] = []
+    current: list[DeadLetterRow] = []
+    chars = 0
+    for letter in letters:
+        if current and (len(current) == FETCH_CHUNK or chars + len(letter.source_id) > FILTER_CHARS):
+            out.append(current)
+            current, chars = [], 0
+        current.append(letter)
+        chars += len(letter.source_id) + 1
+    if current:
+        out.append(current)
+    return out
+
+
+async def fetch_records(mapping: Mapping, services: Services, source_ids: Sequence[str]) -> Page:
+    """The live records among `source_ids` (≤ 1000) as one page, fetched like a sync fetches
+    them (same `include` and related `fields`, so lookups resolve the same way)."""
+    filters = {**mapping.source.query_filters(), "filter[id]": ",".join(source_ids)}
+    include, fields = relationship_query(mapping)
+    url = services.outreach.list_url(
+        mapping.source.type, custom_object=mapping.source.custom_object, filters=filters,
+        include=include, fields=fields,
+    )
+    url = with_page_size(url, FETCH_CHUNK)
+    wanted = set(source_ids)
+    found: list[SourceRecord] = []
+    included: dict[tuple[str, OutreachId], dict[str, Any]] = {}
+    async for page in services.outreach.pages(url):
+        found.extend(record for record in page.records if record.id in wanted)
+        included.update(page.included)
+    return Page(records=found, url=url, next_url=None, included=included)
+
+
+async def _commit(
+    name: str,
+    services: Services,
+    report: RedriveReport,
+    outcome: PageOutcome,
+    resolved: Sequence[str],
+) -> None:
+    assert report.run_id is not None
+    counts = runs.RunCounts(
+        fetched=len(outcome.page.records), written=len(outcome.written),
+        skipped=outcome.skipped, failed=len(outcome.dead), parked=len(outcome.parked),
+    )
+    async with services.pool.acquire() as conn, conn.transaction():
+        if outcome.written:
+            await idmap.upsert_many(conn, name, outcome.written)
+        await dead_letters.resolve(conn, name, resolved)
+        if outcome.dead:
+            await dead_letters.add_many(conn, name, report.run_id, outcome.dead)
+        await commit_links(conn, name, outcome)
+        await runs.add_counts(conn, report.run_id, counts)
+
+
+async def _finish(services: Services, report: RedriveReport) -> None:
+    if report.run_id is None:
+        return
+    note = (
+        f"retried {report.tried} dead letter(s): {report.written} written, {report.unchanged} "
+        f"unchanged, {report.vanished} gone from Outreach, {report.failed} still failing"
+    )
+    async with services.pool.acquire() as conn:
+        await runs.add_repair_counts(conn, report.run_id, note=note)
+        await runs.finish(conn, report.run_id, report.status, error=report.error)
+
+
+async def purge_dead_letters(pool: asyncpg.Pool, mapping: str, *, actor: str | None) -> int:
+    """Drops a mapping's dead letters for good, with a `dead_letter_purge` audit row."""
+    async with pool.acquire() as conn, conn.transaction():
+        purged = await dead_letters.purge(conn, mapping)
+        run_id = await runs.start(conn, mapping, "dead_letter_purge", actor=actor)
+        await runs.add_counts(conn, run_id, runs.RunCounts(skipped=purged))
+        await runs.add_repair_counts(conn, run_id, note=f"purged {purged} dead letter(s)")
+        await runs.finish(conn, run_id, "succeeded")
+    log.info("dead_letters_purged", mapping=mapping, purged=purged)
+    return purged
+
+
+def letter_dict(letter: DeadLetterRow) -> dict[str, object]:
+    """A dead letter for `bridge dead-letters list --json`."""
+    return {
+        "mapping": letter.mapping, "source_id": letter.source_id,
+        "external_id": letter.external_id, "attempts": letter.attempts, "error": letter.error,
+        "first_failed_at": letter.first_failed_at.isoformat(),
+        "last_failed_at": letter.last_failed_at.isoformat(), "run_id": letter.run_id,
+        "payload": letter.payload,
+    }

@@ -1,0 +1,133 @@
+"""Dead-letter retry end to end, in process: sandbox over loopback, real Postgres."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from bridge.mapping.load import load_mappings
+from bridge.mapping.model import FieldSpec, Mapping
+from bridge.pipeline.redrive import RedriveOptions, chunks, retry_dead_letters
+from bridge.pipeline.sync import SyncOptions, sync_mapping
+from bridge.store.dead_letters import DeadLetterRow
+from tests.fixtures_sandbox import SandboxWorld
+from tests.pipeline.test_reconcile import fetch, services, zendesk_ids, zendesk_writes
+from tests.pipeline.test_sync import assert_exact, backfill, prepare_zendesk
+
+OPTIONS = RedriveOptions(actor="tester")
+
+
+def vehicles(world: SandboxWorld) -> Mapping:
+    return load_mappings(world.settings.bridge_mappings)["vehicles"]
+
+
+def broken(mapping: Mapping, field: str, spec: dict[str, object]) -> Mapping:
+    """The mapping with one field redefined so that translation fails for every record."""
+    fields = {**mapping.fields, field: FieldSpec.model_validate(spec)}
+    return mapping.model_copy(update={"fields": fields})
+
+
+NO_DIGITS = {"from": "speed", "type": "integer"}  # "120mph" is not an integer
+COLOR_NUMBER = {"from": "color", "type": "integer"}
+
+
+@pytest.fixture
+async def dead(world: SandboxWorld) -> SandboxWorld:
+    """Brands synced; every vehicle dead-lettered by a broken mapping."""
+    await prepare_zendesk(world)
+    await backfill(world)
+    async with services(world.settings) as s:
+        await sync_mapping(broken(vehicles(world), "top_speed_mph", NO_DIGITS), s, SyncOptions(full=True))
+    letters = await fetch(world, "SELECT source_id FROM dead_letters WHERE mapping = 'vehicles'")
+    assert len(letters) == world.seed.vehicles
+    world.sandbox.counters.reset()
+    return world
+
+
+@pytest.fixture
+async def world_with_letters(world: SandboxWorld) -> SandboxWorld:
+    """Nothing written yet for vehicles; every vehicle dead-lettered at first sight."""
+    await prepare_zendesk(world)
+    async with services(world.settings) as s:
+        await sync_mapping(broken(vehicles(world), "top_speed_mph", NO_DIGITS), s, SyncOptions())
+    world.sandbox.counters.reset()
+    return world
+
+
+async def test_fixed_mapping_retry_lands_them_and_empties_the_table(world_with_letters: SandboxWorld) -> None:
+    world = world_with_letters
+    async with services(world.settings) as s:
+        report = await retry_dead_letters(vehicles(world), s, OPTIONS)
+    assert (report.status, report.tried, report.written, report.failed) == (
+        "succeeded", world.seed.vehicles, world.seed.vehicles, 0)
+    assert await fetch(world, "SELECT 1 FROM dead_letters") == []
+    assert len(zendesk_ids(world.sandbox)) == world.seed.vehicles
+    mapped = await fetch(world, "SELECT 1 FROM id_map WHERE mapping = 'vehicles'")
+    assert len(mapped) == world.seed.vehicles
+    # 230 ids fetched afresh in ONE list request (filter[id]=a,b,c; page[size]=1000).
+    assert world.sandbox.counters.count("outreach", method="GET") == 1
+    run = (await fetch(world, "SELECT * FROM runs WHERE kind = 'dead_letter_retry'"))[0]
+    assert (run["status"], run["actor"], run["written"]) == ("succeeded", "tester", world.seed.vehicles)
+
+
+async def test_still_bad_grows_attempts_and_updates_the_error(world_with_letters: SandboxWorld) -> None:
+    world = world_with_letters
+    before = {r["source_id"]: r for r in await fetch(world, "SELECT * FROM dead_letters")}
+    still_broken = broken(vehicles(world), "color", COLOR_NUMBER)
+    async with services(world.settings) as s:
+        report = await retry_dead_letters(still_broken, s, OPTIONS)
+    assert (report.status, report.failed, report.written) == ("partial", world.seed.vehicles, 0)
+    after = {r["source_id"]: r for r in await fetch(world, "SELECT * FROM dead_letters")}
+    assert after.keys() == before.keys()
+    for sid, row in after.items():
+        assert row["attempts"] == before[sid]["attempts"] + 1
+        assert "color" in row["error"] and "top_speed_mph" in before[sid]["error"]
+        assert row["last_failed_at"] > before[sid]["last_failed_at"]
+    assert zendesk_writes(world.sandbox) == 0
+
+
+async def test_a_letter_whose_record_is_gone_leaves_the_table(world_with_letters: SandboxWorld) -> None:
+    world = world_with_letters
+    gone = world.sandbox.outreach.ids("vehicles")[:3]
+    for vid in gone:
+        world.sandbox.outreach.delete("vehicles", vid)
+    async with services(world.settings) as s:
+        report = await retry_dead_letters(vehicles(world), s, OPTIONS)
+    assert (report.vanished, report.written) == (3, world.seed.vehicles - 3)
+    assert await fetch(world, "SELECT 1 FROM dead_letters") == []
+
+
+async def test_unchanged_records_leave_the_table_without_a_write(dead: SandboxWorld) -> None:
+    """Written before, dead-lettered by a later bad change: Zendesk already has the payload."""
+    async with services(dead.settings) as s:
+        report = await retry_dead_letters(vehicles(dead), s, OPTIONS)
+    assert (report.unchanged, report.written) == (dead.seed.vehicles, 0)
+    assert zendesk_writes(dead.sandbox) == 0
+    assert await fetch(dead, "SELECT 1 FROM dead_letters") == []
+    assert_exact(dead.sandbox)
+
+
+async def test_the_worker_selection_stops_after_max_attempts_and_waits_for_backoff(
+    world_with_letters: SandboxWorld,
+) -> None:
+    world = world_with_letters
+    async with services(world.settings) as s:
+        capped = RedriveOptions(max_attempts=1)  # every letter has failed once already
+        assert (await retry_dead_letters(vehicles(world), s, capped)).tried == 0
+        waiting = RedriveOptions(backoff=timedelta(hours=1))
+        assert (await retry_dead_letters(vehicles(world), s, waiting)).tried == 0
+        due = RedriveOptions(max_attempts=2, backoff=timedelta(microseconds=1))
+        assert (await retry_dead_letters(vehicles(world), s, due)).tried == world.seed.vehicles
+    assert await fetch(world, "SELECT 1 FROM runs WHERE kind = 'dead_letter_retry'") != []
+
+
+def test_chunks_cap_ids_and_filter_length() -> None:
+    def letter(i: int) -> DeadLetterRow:
+        return DeadLetterRow("m", str(i), None, "e", None, 1, None, None, None)  # type: ignore[arg-type]
+
+    sizes = [len(c) for c in chunks([letter(i) for i in range(2500)])]
+    assert sizes == [1000, 1000, 500]
+    long_ids = [letter(10**11 + i) for i in range(1000)]  # 12 digits: 13 chars each
+    assert all(sum(len(x.source_id) + 1 for x in c) <= 6000 for c in chunks(long_ids))
+    assert sum(len(c) for c in chunks(long_ids)) == 1000
