@@ -7,6 +7,11 @@ the bridge process, and its peak RSS. Figures are printed, never asserted.
 
     .venv/bin/python bench/backfill.py                       # 10k and 100k, at 0 and 50 ms
     .venv/bin/python bench/backfill.py --records 10000 --latency-ms 0
+    .venv/bin/python bench/backfill.py --lookups both    # attribute-only beside two lookups
+
+`--lookups with` (the default) runs the example mappings, where every vehicle has two lookups
+(driver: zen:user by email, brand: mapping:vehicle_brands); `without` runs the same mapping
+with its relationships removed; `both` prints one row of each per scenario.
 """
 
 from __future__ import annotations
@@ -37,19 +42,22 @@ def main() -> None:
     parser.add_argument("--records", type=int, action="append")
     parser.add_argument("--latency-ms", type=float, action="append")
     parser.add_argument("--mapping", default="vehicles")
+    parser.add_argument("--lookups", choices=("with", "without", "both"), default="with")
     args = parser.parse_args()
     server_dsn = os.environ.get("DATABASE_URL") or embedded_pg.start_embedded(REPO / ".bridge")
-    print(f"{'records':>8} {'latency':>8} {'rec/s':>8} {'run rec/s':>9} {'out/1k':>7} {'zd/1k':>7} "
+    variants = {"with": [True], "without": [False], "both": [False, True]}[args.lookups]
+    print(f"{'lookups':>7} {'records':>8} {'latency':>8} {'rec/s':>8} {'run rec/s':>9} {'out/1k':>7} {'zd/1k':>7} "
           f"{'cpu µs/rec':>10} {'peak RSS MB':>11} {'wall s':>7} {'sandbox CPU':>11}")
     for latency in args.latency_ms or [0.0, 50.0]:
         for records in args.records or [10_000, 100_000]:
-            row = scenario(server_dsn, records, latency, args.mapping)
-            print(f"{records:>8} {latency:>6.0f}ms {row['rate']:>8.0f} {row['run_rate']:>9.0f} {row['outreach_per_1k']:>7.1f} "
-                  f"{row['zendesk_per_1k']:>7.1f} {row['cpu_us']:>10.0f} {row['rss_mb']:>11.1f} "
-                  f"{row['seconds']:>7.1f} {row['sandbox_cpu_pct']:>10.0f}%", flush=True)
+            for lookups in variants:
+                row = scenario(server_dsn, records, latency, args.mapping, lookups)
+                print(f"{'2' if lookups else '0':>7} {records:>8} {latency:>6.0f}ms {row['rate']:>8.0f} {row['run_rate']:>9.0f} {row['outreach_per_1k']:>7.1f} "
+                      f"{row['zendesk_per_1k']:>7.1f} {row['cpu_us']:>10.0f} {row['rss_mb']:>11.1f} "
+                      f"{row['seconds']:>7.1f} {row['sandbox_cpu_pct']:>10.0f}%", flush=True)
 
 
-def scenario(server_dsn: str, records: int, latency_ms: float, mapping: str) -> dict[str, float]:
+def scenario(server_dsn: str, records: int, latency_ms: float, mapping: str, lookups: bool = True) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         info_file = Path(tmp) / "sandbox.json"
         sandbox = subprocess.Popen(
@@ -61,7 +69,7 @@ def scenario(server_dsn: str, records: int, latency_ms: float, mapping: str) -> 
             info = _wait_for_info(info_file, sandbox)
             dsn = _fresh_database(server_dsn, "bridge_bench")
             before = _cpu_seconds(sandbox.pid)
-            row = _run_backfill(info, dsn, mapping, records)
+            row = _run_backfill(info, dsn, mapping, records, _mappings_dir(Path(tmp), lookups))
             row["sandbox_cpu_pct"] = 100 * (_cpu_seconds(sandbox.pid) - before) / row["seconds"]
             return row
         finally:
@@ -69,7 +77,22 @@ def scenario(server_dsn: str, records: int, latency_ms: float, mapping: str) -> 
             sandbox.wait(timeout=30)
 
 
-def _run_backfill(info: dict[str, Any], dsn: str, mapping: str, records: int) -> dict[str, float]:
+def _mappings_dir(tmp: Path, lookups: bool) -> Path:
+    """The example mappings, or a copy whose mappings have no relationships (attribute-only)."""
+    if lookups:
+        return REPO / "mappings"
+    import yaml
+
+    folder = tmp / "mappings"
+    folder.mkdir()
+    for path in (REPO / "mappings").glob("*.yaml"):
+        doc = yaml.safe_load(path.read_text())
+        doc.pop("relationships", None)
+        (folder / path.name).write_text(yaml.safe_dump(doc))
+    return folder
+
+
+def _run_backfill(info: dict[str, Any], dsn: str, mapping: str, records: int, mappings: Path) -> dict[str, float]:
     env = {
         **os.environ,
         "DATABASE_URL": dsn,
@@ -78,7 +101,7 @@ def _run_backfill(info: dict[str, Any], dsn: str, mapping: str, records: int) ->
         "ZENDESK_URL": info["zendesk_url"],
         "ZENDESK_CLIENT_ID": info["zendesk_client_id"],
         "ZENDESK_CLIENT_SECRET": info["zendesk_client_secret"],
-        "BRIDGE_MAPPINGS": str(REPO / "mappings"),
+        "BRIDGE_MAPPINGS": str(mappings),
         "LOG_LEVEL": "WARNING",
     }
     _bridge(["migrate"], env)

@@ -11,19 +11,25 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import tempfile
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import asyncpg
 from pydantic import SecretStr
 
 from bridge import logs, schema, wiring
-from bridge.mapping.load import load_mappings
+from bridge.mapping.load import load_mapping, load_mappings
 from bridge.mapping.model import Mapping
 from bridge.mapping.order import sync_order
 from bridge.pipeline.report import RunReport
 from bridge.pipeline.sync import Services, SyncOptions, sync_mapping
 from bridge.progress import progress_for
+from bridge.schema import plan as schema_plan
+from bridge.schema import report as schema_report
+from bridge.schema import scaffold
+from bridge.schema.desired import wanted_objects
 from bridge.sandbox.seed import SeedInfo, seed_demo
 from bridge.sandbox.server import Sandbox
 from bridge.settings import Settings
@@ -51,9 +57,7 @@ async def run(settings: Settings, *, vehicles: int = 500) -> int:
         try:
             await store_migrate.migrate(pool)
             async with wiring.open_services(demo_settings, pool) as services:
-                changes = await schema.ensure_objects(services.zendesk, mappings, order)
-                created = [c for c in changes if c.action == "created"]
-                _say(f"created {len(created)} Zendesk object(s) and field(s)")
+                await _schema_story(services, mappings, order)
                 options = SyncOptions(kind="demo", actor="demo", overlap=timedelta(seconds=1))
                 _say("backfill:")
                 first = [await _sync(mappings[n], services, options) for n in order]
@@ -64,6 +68,29 @@ async def run(settings: Settings, *, vehicles: int = 500) -> int:
             await pool.close()
         _summary(sandbox, mappings, first, second, time.monotonic() - began)
     return 1 if any(r.failed for r in first + second) else 0
+
+
+async def _schema_story(services: Services, mappings: dict[str, Mapping], order: list[str]) -> None:
+    """Zendesk starts empty: scaffold from Outreach's schema, plan, then apply (issue 4)."""
+    types = await services.outreach.source_types()
+    starter = scaffold.scaffold(
+        types["vehicles"], scaffold.ScaffoldOptions("vehicles", readers={"vehicle_brands": "vehicle_brands"}),
+        "bridge mappings scaffold vehicles",
+    )
+    with tempfile.TemporaryDirectory() as folder:  # the starter must load as a mapping, unchanged
+        path = Path(folder) / "vehicles.yaml"
+        path.write_text(starter, encoding="utf-8")
+        suggested = load_mapping(path, known={"vehicle_brands"})
+    _say(f"Zendesk has {len(await services.zendesk.list_objects())} custom objects; `bridge mappings scaffold "
+         f"vehicles` reads Outreach's schema and suggests {len(suggested.fields)} fields and "
+         f"{len(suggested.relationships)} lookups")
+    drift = schema_plan.source_drift(mappings, order, types)
+    plan = await schema_plan.make_plan(services.zendesk, wanted_objects(mappings, order), drift)
+    _say(f"schema plan: {schema_report.plan_summary(plan)}")
+    changes = await schema.apply_plan(services.zendesk, plan)
+    created = [c for c in changes if c.action == "created"]
+    objects = sum(1 for c in created if c.field is None)
+    _say(f"schema apply: limits checked, created {objects} object(s) and {len(created) - objects} field(s)")
 
 
 async def _sync(mapping: Mapping, services: Services, options: SyncOptions) -> RunReport:

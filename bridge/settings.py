@@ -54,6 +54,20 @@ class Settings(BaseSettings):
     bridge_overlap_seconds: float = Field(default=60.0, ge=0)
     bridge_http_timeout: float = Field(default=30.0, gt=0)
     bridge_max_attempts: int = Field(default=6, ge=1, le=20)
+    # Worker (issue 5): leases, shutdown, schedule jitter, backoff after failed runs.
+    bridge_lease_ttl_seconds: float = Field(default=30.0, ge=1, le=3600)
+    bridge_lease_wait_seconds: float = Field(default=60.0, ge=0)  # backfill waits this long for a held mapping
+    bridge_stop_timeout_seconds: float = Field(default=12.0, gt=0, le=18)
+    bridge_schedule_jitter_seconds: float = Field(default=5.0, ge=0)
+    bridge_backoff_seconds: float = Field(default=30.0, gt=0)
+    bridge_backoff_max_seconds: float = Field(default=900.0, gt=0)
+    # Repair (issue 6): reconcile guard and listing, dead-letter retries by the worker.
+    bridge_reconcile_max_delete_share: float = Field(default=0.10, ge=0, le=1)
+    bridge_reconcile_page_size: int = Field(default=1000, ge=1, le=1000)
+    bridge_reconcile_every_seconds: float = Field(default=86400.0, gt=0)
+    bridge_dead_letter_max_attempts: int = Field(default=8, ge=1)
+    bridge_dead_letter_backoff_seconds: float = Field(default=300.0, gt=0)
+    bridge_dead_letter_backoff_max_seconds: float = Field(default=21600.0, gt=0)
 
     @field_validator("log_format")
     @classmethod

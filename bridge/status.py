@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
 import asyncpg
 
-from bridge.store import checkpoints, dead_letters, idmap, runs
+from bridge.store import checkpoints, dead_letters, idmap, leases, links, runs
 from bridge.store.pool import Connection
 
 
@@ -22,6 +22,12 @@ class MappingStatus:
     lag_seconds: float | None  # since the end of the last successful run
     records: int
     dead_letters: int
+    last_repair: dict[str, object] | None = None  # latest reconcile / reset / retry (audit)
+    gone: int = 0  # id-map rows marked gone by reconcile (on_delete: keep)
+    held_by: str | None = None  # the process whose lease covers the mapping now (issue 5)
+    lease_expires: str | None = None
+    parked_links: int = 0  # lookups waiting for their target (store/links.py)
+    oldest_parked_seconds: float | None = None  # age of the longest-waiting one
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -30,13 +36,19 @@ class MappingStatus:
 async def collect(pool: asyncpg.Pool, names: list[str]) -> list[MappingStatus]:
     async with pool.acquire() as conn:
         stored = {cp.mapping: cp for cp in await checkpoints.load_all(conn)}
-        latest = {row.mapping: row for row in await runs.latest(conn)}
+        latest = {row.mapping: row for row in await runs.latest_syncs(conn)}
         dead = await dead_letters.count(conn)
+        held = {lease.mapping: lease for lease in await leases.current(conn) if not lease.expired}
+        parked = await links.summary(conn)
         result = []
         for name in sorted(set(names) | set(stored) | set(latest)):
-            result.append(
-                await _one(conn, name, stored.get(name), latest.get(name), dead.get(name, 0))
-            )
+            row = await _one(conn, name, stored.get(name), latest.get(name), dead.get(name, 0))
+            if (lease := held.get(name)) is not None:
+                row = replace(row, held_by=lease.holder, lease_expires=lease.expires_at.isoformat())
+            if (waiting := parked.get(name)) is not None:
+                age = (datetime.now(UTC) - waiting.oldest).total_seconds() if waiting.oldest else None
+                row = replace(row, parked_links=waiting.count, oldest_parked_seconds=age)
+            result.append(row)
     return result
 
 
@@ -58,4 +70,6 @@ async def _one(
         lag_seconds=(datetime.now(UTC) - ok_finish).total_seconds() if ok_finish else None,
         records=await idmap.count(conn, name),
         dead_letters=dead,
+        last_repair=next((r.as_dict() for r in await runs.recent_repairs(conn, name, 1)), None),
+        gone=await idmap.gone_count(conn, name),
     )

@@ -7,7 +7,7 @@ Nothing below this module sees `Settings`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -19,6 +19,7 @@ from bridge.errors import ConfigError
 from bridge.http.ratelimit import RateLimiter
 from bridge.http.retry import RetryPolicy
 from bridge.http.transport import Auth, HttpConfig, RequestEvent, Transport
+from bridge.metrics import Metrics
 from bridge.outreach import auth as outreach_auth
 from bridge.outreach.client import OutreachClient, OutreachConfig, outreach_error_detail
 from bridge.pipeline.sync import Services
@@ -62,10 +63,18 @@ async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 
 @asynccontextmanager
 async def open_services(
-    settings: Settings, pool: asyncpg.Pool, tally: RequestTally | None = None
+    settings: Settings,
+    pool: asyncpg.Pool,
+    tally: RequestTally | None = None,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[Services]:
     """Both API clients over one HTTP session, sharing the pool for the token store."""
-    hooks = [tally] if tally is not None else []
+    hooks: list[Callable[[RequestEvent], None]] = [tally] if tally is not None else []
+    limiters = {"outreach": RateLimiter(), "zendesk": RateLimiter()}
+    if metrics is not None:  # the worker's /metrics: every request, and rate-limit waits
+        hooks.append(metrics.observe_request)
+        for api, limiter in limiters.items():
+            metrics.track_limiter(api, limiter)
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(connector=connector) as session:
         outreach = OutreachClient(
@@ -74,7 +83,7 @@ async def open_services(
                 _http_config(settings, "outreach"),
                 auth=_outreach_auth(settings, session, pool),
                 retry=RetryPolicy(max_attempts=settings.bridge_max_attempts),
-                limiter=RateLimiter(),
+                limiter=limiters["outreach"],
                 error_parser=outreach_error_detail,
                 hooks=hooks,
             ),
@@ -87,7 +96,7 @@ async def open_services(
                 _http_config(settings, "zendesk"),
                 auth=_zendesk_auth(settings, session, zendesk_url),
                 retry=RetryPolicy(max_attempts=settings.bridge_max_attempts),
-                limiter=RateLimiter(),
+                limiter=limiters["zendesk"],
                 error_parser=zendesk_error_detail,
                 hooks=hooks,
             ),

@@ -28,6 +28,7 @@ from bridge.http.transport import Response, Transport, generic_error_detail
 from bridge.outreach import wire
 from bridge.outreach.models import Page, SourceRecord
 from bridge.outreach.pagination import CursorPaginator
+from bridge.outreach.schema import SourceType, parse_schema
 from bridge.redact import redact_text, redact_url
 
 JSONAPI = "application/vnd.api+json"
@@ -118,6 +119,17 @@ class OutreachClient:
         if not isinstance(body, dict) or not isinstance(body.get("definitions"), dict):
             raise self._bad_shape(url, "schema has no `definitions` object")
         return body
+
+    async def source_types(self) -> dict[str, SourceType]:
+        """The schema's types, parsed (`bridge.outreach.schema`); custom objects only when
+        this client's credentials are accepted."""
+        return parse_schema(await self.schema())
+
+    async def probe(self, type: str, *, custom_object: bool) -> None:
+        """Reads one record of `type`: raises AuthError when the credentials are refused,
+        RejectedError (404) when Outreach has no such type; returns when it can be listed."""
+        url = f"{self._resource_url(type, custom_object)}?page[size]=1&count=false"
+        await self._get_json(url)
 
     async def _get_json(self, url: str) -> Any:
         response = await self._transport.request("GET", url, headers=_HEADERS)

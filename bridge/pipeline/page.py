@@ -2,13 +2,14 @@
 
 `load_page` may run for several pages at once (it touches only Zendesk and reads hashes);
 `commit_page` runs strictly in listing order, and writes the page's id-map rows, dead
-letters, run counts and the checkpoint after it in ONE transaction. So the stored
-checkpoint never passes a page whose records are not all written or dead-lettered.
+letters, parked links, run counts and the checkpoint after it in ONE transaction. So the
+stored checkpoint never passes a page whose records are not all written or dead-lettered,
+and a record written without a lookup always has its link parked.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import asyncpg
@@ -16,10 +17,13 @@ import asyncpg
 from bridge.errors import RecordError
 from bridge.mapping.model import Mapping
 from bridge.outreach.models import Page
-from bridge.pipeline.load import PageLoader
-from bridge.store import checkpoints, dead_letters, idmap, runs
+from bridge.pipeline.load import LoadResult, PageLoader
+from bridge.pipeline.resolve import LinkPlan, Resolver
+from bridge.store import checkpoints, dead_letters, idmap, links, runs
 from bridge.store.dead_letters import DeadLetter
 from bridge.store.idmap import IdMapRow
+from bridge.store.links import ParkedLink
+from bridge.store.pool import Connection
 from bridge.translate import Translated, translate
 
 
@@ -32,12 +36,18 @@ class PageOutcome:
     dead: list[DeadLetter]
     skipped: int
     changed: int
+    parked: list[ParkedLink] = field(default_factory=list)  # lookups waiting for their target
+    settled: list[tuple[str, str]] = field(default_factory=list)  # (source_id, field) set or cleared
 
 
 async def load_page(
-    mapping: Mapping, pool: asyncpg.Pool, loader: PageLoader | None, page: Page
+    mapping: Mapping,
+    pool: asyncpg.Pool,
+    loader: PageLoader | None,
+    page: Page,
+    resolver: Resolver | None = None,
 ) -> PageOutcome:
-    """Translates and writes one page; with no loader (dry run) it only counts."""
+    """Translates, resolves lookups and writes one page; with no loader (dry run) it only counts."""
     ready, untranslatable = translate_page(mapping, page)
     async with pool.acquire() as conn:
         known = await idmap.hashes(conn, mapping.name, [t.source_id for t in ready])
@@ -45,8 +55,28 @@ async def load_page(
     skipped = len(ready) - len(changed)
     if loader is None:
         return PageOutcome(page, [], untranslatable, skipped, len(changed))
-    result = await loader.write(changed)
-    return PageOutcome(page, result.written, result.dead + untranslatable, skipped, len(changed))
+    plan = LinkPlan()
+    if mapping.relationships and changed:
+        plan = await (resolver or Resolver(loader.zendesk)).plan(pool, changed, page.included)
+    result = await loader.write(changed, plan.values)
+    parked, settled = _links_after(plan, result, resolver)
+    return PageOutcome(
+        page, result.written, result.dead + untranslatable, skipped, len(changed), parked, settled
+    )
+
+
+def _links_after(
+    plan: LinkPlan, result: LoadResult, resolver: Resolver | None
+) -> tuple[list[ParkedLink], list[tuple[str, str]]]:
+    """Links to park and links settled, for the records actually written."""
+    written = {row.source_id for row in result.written}
+    parked = plan.parked_for(written)
+    for key, zid in result.refused.items():  # Zendesk refused the target: re-park the link
+        parked.append(replace(plan.pending[key], failed_zendesk_id=zid))
+        if resolver is not None and key in plan.targets:
+            resolver.forget(plan.targets[key])
+    settled = [k for k in plan.settled_for(written) if k not in result.refused]
+    return parked, settled
 
 
 async def commit_page(
@@ -62,10 +92,18 @@ async def commit_page(
             await dead_letters.resolve(conn, mapping, [r.source_id for r in outcome.written])
         if outcome.dead:
             await dead_letters.add_many(conn, mapping, run_id, outcome.dead)
+        await commit_links(conn, mapping, outcome)
         await checkpoints.save(
             conn, mapping, watermark=watermark, resume_url=outcome.page.next_url, run_id=run_id
         )
         await runs.add_counts(conn, run_id, counts(outcome))
+
+
+async def commit_links(conn: Connection, mapping: str, outcome: PageOutcome) -> None:
+    """Parks the page's waiting links and drops the parked rows of links now set or cleared
+    (call inside the page's transaction)."""
+    await links.unpark(conn, mapping, outcome.settled)
+    await links.park_many(conn, mapping, outcome.parked)
 
 
 def counts(outcome: PageOutcome) -> runs.RunCounts:
@@ -74,6 +112,7 @@ def counts(outcome: PageOutcome) -> runs.RunCounts:
         written=len(outcome.written),
         skipped=outcome.skipped,
         failed=len(outcome.dead),
+        parked=len(outcome.parked),
     )
 
 

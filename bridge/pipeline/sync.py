@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,8 +32,10 @@ from bridge.outreach.models import Page
 from bridge.pipeline.incremental import Checkpoint, StartPoint, WatermarkTracker, start_point
 from bridge.pipeline.load import PageLoader
 from bridge.pipeline.page import PageOutcome, commit_page, load_page
+from bridge.pipeline.park import Filler
 from bridge.pipeline.report import ProgressSink, RunReport
-from bridge.store import checkpoints, runs
+from bridge.pipeline.resolve import Resolver, relationship_query
+from bridge.store import checkpoints, links, runs
 from bridge.zendesk.client import ZendeskClient
 
 log = get_logger(__name__)
@@ -66,13 +69,25 @@ async def sync_mapping(
     services: Services,
     options: SyncOptions,
     progress: ProgressSink | None = None,
+    *,
+    mappings: AbcMapping[str, Mapping] | None = None,
 ) -> RunReport:
-    """Runs one mapping once, from its checkpoint (or as `options` say), and reports counts."""
+    """Runs one mapping once, from its checkpoint (or as `options` say), and reports counts.
+
+    Afterwards it fills parked links that this run made fillable: links of `mappings` (all
+    mappings, so links waiting on this one are found; default: just this one) whose target
+    is this mapping, and this mapping's links to Zendesk users/organizations parked earlier.
+    """
     report = RunReport(mapping.name)
     structlog.contextvars.bind_contextvars(mapping=mapping.name)
+    resolver = Resolver(services.zendesk)
     try:
+        async with services.pool.acquire() as conn:
+            began = await links.database_now(conn)
         start = await _begin(mapping, services, options, report)
-        await _run_pages(mapping, services, options, start, report, progress)
+        await _run_pages(mapping, services, options, start, report, progress, resolver)
+        if not options.dry_run:
+            await _fill_after(mapping, services, options, resolver, began, mappings)
         report.status = "partial" if report.failed else "succeeded"
     except BaseException as exc:
         report.status = "interrupted" if isinstance(exc, asyncio.CancelledError) else "failed"
@@ -117,6 +132,7 @@ async def _run_pages(
     start: StartPoint,
     report: RunReport,
     progress: ProgressSink | None,
+    resolver: Resolver,
 ) -> None:
     """Three stages: fetch pages → load several at once → settle them in listing order."""
     pages: asyncio.Queue[Page | object] = asyncio.Queue(maxsize=options.queue_pages)
@@ -133,7 +149,9 @@ async def _run_pages(
     try:
         async with asyncio.TaskGroup() as group:
             group.create_task(_extract(mapping, services.outreach, start, pages))
-            group.create_task(_load_ahead(mapping, services, loader, pages, loads, group))
+            group.create_task(
+                _load_ahead(mapping, services, loader, resolver, pages, loads, group)
+            )
             while (task := await loads.get()) is not _DONE:
                 assert isinstance(task, asyncio.Task)
                 await _settle(mapping, services, options, tracker, await task, report)
@@ -147,6 +165,7 @@ async def _load_ahead(
     mapping: Mapping,
     services: Services,
     loader: PageLoader | None,
+    resolver: Resolver,
     pages: asyncio.Queue[Page | object],
     loads: asyncio.Queue[asyncio.Task[PageOutcome] | object],
     group: asyncio.TaskGroup,
@@ -154,7 +173,7 @@ async def _load_ahead(
     """Starts loading each page as it arrives; the bounded queue caps pages in flight."""
     while (page := await pages.get()) is not _DONE:
         assert isinstance(page, Page)
-        task = group.create_task(load_page(mapping, services.pool, loader, page))
+        task = group.create_task(load_page(mapping, services.pool, loader, page, resolver))
         await loads.put(task)
     await loads.put(_DONE)
 
@@ -177,6 +196,24 @@ async def _settle(
     report.written += outcome.changed if options.dry_run else len(outcome.written)
     report.skipped += outcome.skipped
     report.failed += len(outcome.dead)
+    report.parked += len(outcome.parked)
+
+
+async def _fill_after(
+    mapping: Mapping,
+    services: Services,
+    options: SyncOptions,
+    resolver: Resolver,
+    began: datetime,
+    mappings: AbcMapping[str, Mapping] | None,
+) -> None:
+    known = {**(mappings or {}), mapping.name: mapping}
+    filler = Filler(known, services.zendesk, services.pool, resolver=resolver,
+                    batch_size=options.batch_size, concurrency=options.job_concurrency)  # fmt: skip
+    waiting = await filler.on_mappings(mapping.name)
+    earlier = await filler.on_zendesk(mapping.name, began)
+    if waiting.filled or earlier.filled:
+        log.info("parked_links_filled", waiting_on_this=waiting.filled, to_zendesk=earlier.filled)
 
 
 def _root_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -213,11 +250,14 @@ async def _pages(mapping: Mapping, outreach: OutreachClient, start: StartPoint) 
         except RejectedError as exc:
             log.warning("resume_url_refused", detail=exc.detail, status=exc.status)
             # Fall through: list again from the watermark; hashes skip what is already written.
+    include, fields = relationship_query(mapping)
     url = outreach.list_url(
         mapping.source.type,
         custom_object=mapping.source.custom_object,
         since=start.since,
         filters=mapping.source.query_filters(),
+        include=include,
+        fields=fields,
     )
     async for page in outreach.pages(url):
         yield page

@@ -52,6 +52,7 @@ class ZendeskSandbox:
         object_limit: int = 30,
         field_limit: int = 100,
         record_limit: int = 50_000_000,
+        lookup_limit: int | None = None,
         max_jobs: int = 30,
         job_delay: float = 0.0,
         rng_seed: int = 0,
@@ -62,6 +63,8 @@ class ZendeskSandbox:
         self.object_limit = object_limit
         self.field_limit = field_limit
         self.record_limit = record_limit
+        # 5 lookup fields per object on Suite Team/Growth (3 or 5 objects), else 10 (api/zendesk.md)
+        self.lookup_limit = lookup_limit if lookup_limit is not None else (5 if object_limit <= 5 else 10)
         self.objects: dict[str, dict[str, Any]] = {}
         self.fields: dict[str, list[dict[str, Any]]] = {}
         self._records: dict[str, dict[str, dict[str, Any]]] = {}

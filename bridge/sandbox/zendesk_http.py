@@ -72,6 +72,7 @@ def build_app(sandbox: ZendeskSandbox, outer: list[Any]) -> web.Application:
     r.add_get("/api/v2/users/show_many", api.users_show_many, name="users_show_many")
     r.add_get("/api/v2/users/search", api.users_search, name="users_search")
     r.add_get("/api/v2/organizations/show_many", api.organizations_show_many, name="organizations_show_many")
+    r.add_get("/api/v2/organizations/search", api.organizations_search, name="organizations_search")
     return app
 
 
@@ -193,6 +194,9 @@ class _Api:
             return web.json_response({"error": "RecordInvalid", "description": "Record validation errors", "details": {"base": [{"description": problem, "error": "InvalidValue"}]}}, status=422)
         if len(self.sb.fields[obj["key"]]) >= self.sb.field_limit:
             return errors(422, "LimitExceeded", "Field limit reached", f"an object allows {self.sb.field_limit} fields")
+        lookups = sum(1 for f in self.sb.fields[obj["key"]] if f["type"] == "lookup")
+        if spec.get("type") == "lookup" and lookups >= self.sb.lookup_limit:
+            return errors(422, "LimitExceeded", "Lookup field limit reached", f"an object allows {self.sb.lookup_limit} lookup fields")
         field = self.sb.add_field(obj["key"], spec)
         return web.json_response({"custom_object_field": self._render_field(request, obj["key"], field)}, status=201)
 
@@ -233,13 +237,24 @@ class _Api:
     async def organizations_show_many(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(_people("organizations", self.sb.organizations, request, "organizations"))
 
+    async def organizations_search(self, request: web.Request) -> web.StreamResponse:
+        """`external_id` or `name`, not both; exact match, case-insensitive (the spec's words)."""
+        origin, orgs = str(request.url.origin()), list(self.sb.organizations.values())
+        if ("external_id" in request.query) == ("name" in request.query):
+            return legacy(400, "InvalidParameter", "Search by exactly one of external_id and name")
+        field = "external_id" if "external_id" in request.query else "name"
+        wanted = request.query[field].casefold()
+        found = [o for o in orgs if str(o.get(field) or "").casefold() == wanted]
+        return web.json_response({"organizations": [_person(origin, "organizations", o) for o in found[:100]], "count": len(found), "next_page": None, "previous_page": None})
+
     async def users_search(self, request: web.Request) -> web.StreamResponse:
         origin, users = str(request.url.origin()), list(self.sb.users.values())
         if "external_id" in request.query:
             found = [u for u in users if u["external_id"] == request.query["external_id"]]
         else:
-            query = request.query.get("query", "").strip().strip('"')
+            query = request.query.get("query", "").strip()
             field, _, value = query.partition(":") if ":" in query else ("", "", query)
+            value = value.strip().strip('"')
             if field in ("email", "name", "external_id"):
                 found = [u for u in users if str(u.get(field) or "").lower() == value.lower()]
             else:

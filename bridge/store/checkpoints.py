@@ -80,3 +80,14 @@ async def save(
 async def reset(conn: Connection, mapping: str) -> None:
     """Forgets the watermark and resume URL, so the next run starts from scratch."""
     await conn.execute(RESET_SQL, mapping)
+
+
+async def clear(conn: Connection, mapping: str) -> StoredCheckpoint | None:
+    """`reset`, returning the checkpoint as it was (None if there was none), for the audit.
+
+    Call inside a transaction so nothing saves a checkpoint between the read and the reset.
+    """
+    before = await load(conn, mapping)
+    if before is not None:
+        await reset(conn, mapping)
+    return before

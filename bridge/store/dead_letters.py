@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -122,3 +122,70 @@ async def list_letters(
         )
         for row in rows
     ]
+
+
+# --- retry and purge (pipeline/redrive.py, `bridge dead-letters`) ----------------------------
+# A letter is due when its backoff has passed: base * 2^(attempts-1), capped, after the last
+# failure. The exponent is capped too, so a letter with many attempts cannot overflow.
+RETRYABLE_SQL = """
+SELECT mapping, source_id, external_id, error, payload::text AS payload, attempts,
+       first_failed_at, last_failed_at, run_id
+FROM dead_letters
+WHERE mapping = $1
+  AND ($2::integer IS NULL OR attempts < $2)
+  AND ($3::interval IS NULL OR last_failed_at
+       + least($3::interval * power(2, least(attempts - 1, 30)), $4::interval) <= now())
+ORDER BY source_id
+LIMIT $5
+"""
+PURGE_SQL = """
+DELETE FROM dead_letters
+WHERE ($1::text IS NULL OR mapping = $1) AND ($2::text[] IS NULL OR source_id = ANY($2))
+"""
+MAPPINGS_SQL = "SELECT DISTINCT mapping FROM dead_letters ORDER BY mapping"
+
+
+async def retryable(
+    conn: Connection,
+    mapping: str,
+    *,
+    max_attempts: int | None = None,
+    backoff: timedelta | None = None,
+    backoff_max: timedelta = timedelta(hours=6),
+    limit: int = 10_000,
+) -> list[DeadLetterRow]:
+    """Letters of `mapping` to retry now, by source id.
+
+    `max_attempts`: leave letters that have failed that often (None: no limit).
+    `backoff`: only letters whose backoff since the last failure has passed (None: all).
+    """
+    rows = await conn.fetch(RETRYABLE_SQL, mapping, max_attempts, backoff, backoff_max, limit)
+    return [_letter(row) for row in rows]
+
+
+async def purge(
+    conn: Connection, mapping: str | None = None, source_ids: Sequence[str] | None = None
+) -> int:
+    """Deletes dead letters (of one mapping, or of these records); returns how many."""
+    ids = None if source_ids is None else list(source_ids)
+    status = await conn.execute(PURGE_SQL, mapping, ids)
+    return int(status.split()[-1])
+
+
+async def mappings(conn: Connection) -> list[str]:
+    """The mappings that have dead letters."""
+    return [row["mapping"] for row in await conn.fetch(MAPPINGS_SQL)]
+
+
+def _letter(row: asyncpg.Record) -> DeadLetterRow:
+    return DeadLetterRow(
+        mapping=row["mapping"],
+        source_id=row["source_id"],
+        external_id=row["external_id"],
+        error=row["error"],
+        payload=None if row["payload"] is None else json.loads(row["payload"]),
+        attempts=row["attempts"],
+        first_failed_at=row["first_failed_at"],
+        last_failed_at=row["last_failed_at"],
+        run_id=row["run_id"],
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -102,3 +103,72 @@ async def lookup_external(
 async def count(conn: Connection, mapping: str) -> int:
     value = await conn.fetchval(COUNT_SQL, mapping)
     return int(value)
+
+
+# --- reconcile (pipeline/reconcile.py) -------------------------------------------------------
+# Rows whose source id is not among the live ids: a hash anti-join over unnest(), so a
+# mapping of a million rows is compared in one statement. Rows synced at or after
+# `listed_from` are left out: a record created after the listing began may be missing from
+# it and yet be live.
+MISSING_SQL = """
+SELECT m.source_id, m.external_id, m.gone_at IS NOT NULL AS gone
+FROM id_map m
+LEFT JOIN unnest($2::text[]) AS live(source_id) ON live.source_id = m.source_id
+WHERE m.mapping = $1 AND live.source_id IS NULL AND m.synced_at < $3
+ORDER BY m.source_id
+"""
+DELETE_MANY_SQL = "DELETE FROM id_map WHERE mapping = $1 AND source_id = ANY($2::text[])"
+MARK_GONE_SQL = """
+UPDATE id_map SET gone_at = now()
+WHERE mapping = $1 AND source_id = ANY($2::text[]) AND gone_at IS NULL
+"""
+CLEAR_GONE_SQL = """
+UPDATE id_map m SET gone_at = NULL
+FROM unnest($2::text[]) AS live(source_id)
+WHERE m.mapping = $1 AND m.gone_at IS NOT NULL AND m.source_id = live.source_id
+"""
+GONE_COUNT_SQL = "SELECT count(*) FROM id_map WHERE mapping = $1 AND gone_at IS NOT NULL"
+NOW_SQL = "SELECT now()"
+
+
+@dataclass(frozen=True, slots=True)
+class MissingRow:
+    source_id: str
+    external_id: str
+    gone: bool  # already marked gone by an earlier reconcile
+
+
+async def database_now(conn: Connection) -> datetime:
+    """The database clock (id-map `synced_at` is stamped by it, not by this host's clock)."""
+    value: datetime = await conn.fetchval(NOW_SQL)
+    return value
+
+
+async def missing(
+    conn: Connection, mapping: str, live_ids: Sequence[str], listed_from: datetime
+) -> list[MissingRow]:
+    """Rows of `mapping` synced before `listed_from` whose source id is not live."""
+    rows = await conn.fetch(MISSING_SQL, mapping, list(live_ids), listed_from)
+    return [MissingRow(row["source_id"], row["external_id"], row["gone"]) for row in rows]
+
+
+async def delete_many(conn: Connection, mapping: str, source_ids: Sequence[str]) -> int:
+    """Forgets these records (their Zendesk records are deleted); returns how many rows."""
+    status = await conn.execute(DELETE_MANY_SQL, mapping, list(source_ids))
+    return int(status.split()[-1])
+
+
+async def mark_gone(conn: Connection, mapping: str, source_ids: Sequence[str]) -> int:
+    """Stamps `gone_at` on rows not already gone; returns how many were newly marked."""
+    status = await conn.execute(MARK_GONE_SQL, mapping, list(source_ids))
+    return int(status.split()[-1])
+
+
+async def clear_gone(conn: Connection, mapping: str, live_ids: Sequence[str]) -> int:
+    """Un-marks gone rows whose record is live again; returns how many came back."""
+    status = await conn.execute(CLEAR_GONE_SQL, mapping, list(live_ids))
+    return int(status.split()[-1])
+
+
+async def gone_count(conn: Connection, mapping: str) -> int:
+    return int(await conn.fetchval(GONE_COUNT_SQL, mapping))

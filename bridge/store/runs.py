@@ -137,3 +137,84 @@ async def mark_interrupted(conn: Connection, mapping: str) -> int:
     """
     status = await conn.execute(MARK_INTERRUPTED_SQL, mapping)
     return int(status.split()[-1])
+
+
+# Issue 5 (worker metrics): lag is measured from the end of the last successful sync run.
+LAST_SUCCEEDED_SQL = """
+SELECT mapping, max(finished_at) AS finished_at FROM runs
+WHERE status IN ('succeeded', 'partial') AND kind IN ('backfill', 'worker')
+GROUP BY mapping
+"""
+
+
+async def last_succeeded(conn: Connection) -> dict[str, datetime]:
+    """Per mapping, when its last successful backfill or worker run ended."""
+    return {row["mapping"]: row["finished_at"] for row in await conn.fetch(LAST_SUCCEEDED_SQL)}
+
+
+# --- repairs: reconcile, reset, dead-letter retry (migration 0003) ---------------------------
+# Every deletion and every reset is a run row: who (actor), when (started/finished), how
+# many (deleted / gone / the usual counts) and a note in words.
+REPAIR_KINDS = ("reconcile", "reset", "dead_letter_retry", "dead_letter_purge")
+ADD_REPAIR_SQL = """
+UPDATE runs SET deleted = deleted + $2, gone = gone + $3, note = coalesce($4, note)
+WHERE id = $1
+"""
+RECENT_REPAIRS_SQL = """
+SELECT id, mapping, kind, status, started_at, finished_at, fetched, written, skipped, failed,
+       parked, error, actor, replica, deleted, gone, note
+FROM runs
+WHERE kind = ANY($1::text[]) AND ($2::text IS NULL OR mapping = $2)
+ORDER BY started_at DESC, id DESC
+LIMIT $3
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RepairRow:
+    """A repair run as the audit shows it."""
+
+    run: RunRow
+    deleted: int
+    gone: int
+    note: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        r = self.run
+        return {
+            "id": r.id, "mapping": r.mapping, "kind": r.kind, "status": r.status,
+            "actor": r.actor, "started_at": r.started_at.isoformat(),
+            "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+            "fetched": r.counts.fetched, "written": r.counts.written,
+            "failed": r.counts.failed, "deleted": self.deleted, "gone": self.gone,
+            "note": self.note, "error": r.error,
+        }
+
+
+async def add_repair_counts(
+    conn: Connection, run_id: int, *, deleted: int = 0, gone: int = 0, note: str | None = None
+) -> None:
+    """Adds to what a repair run removed; `note` (if given) replaces the run's note."""
+    await conn.execute(ADD_REPAIR_SQL, run_id, deleted, gone, note)
+
+
+async def recent_repairs(
+    conn: Connection, mapping: str | None = None, limit: int = 20
+) -> list[RepairRow]:
+    """The latest repair runs, newest first (of one mapping, or of all)."""
+    rows = await conn.fetch(RECENT_REPAIRS_SQL, list(REPAIR_KINDS), mapping, limit)
+    return [RepairRow(_from_row(row), row["deleted"], row["gone"], row["note"]) for row in rows]
+
+
+LATEST_SYNC_SQL = """
+SELECT DISTINCT ON (mapping) id, mapping, kind, status, started_at, finished_at, fetched,
+       written, skipped, failed, parked, error, actor, replica
+FROM runs
+WHERE NOT (kind = ANY($1::text[]))
+ORDER BY mapping, started_at DESC, id DESC
+"""
+
+
+async def latest_syncs(conn: Connection) -> list[RunRow]:
+    """Like `latest`, leaving out repair runs: a reconcile is not what lag is measured from."""
+    return [_from_row(row) for row in await conn.fetch(LATEST_SYNC_SQL, list(REPAIR_KINDS))]

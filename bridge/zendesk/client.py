@@ -19,21 +19,42 @@ from urllib.parse import quote, unquote, urlsplit
 from bridge.errors import RejectedError
 from bridge.http.transport import Response, Transport
 from bridge.redact import redact_url
-from bridge.zendesk import jobs
+from bridge.zendesk import jobs, people
 from bridge.zendesk.auth import zendesk_error_detail as zendesk_error_detail  # re-export
-from bridge.zendesk.models import ItemResult, UpsertItem, ZendeskRecord, ZendeskRecordId
+from bridge.zendesk.models import (
+    ItemResult,
+    RecordUpdate,
+    UpsertItem,
+    ZendeskPerson,
+    ZendeskRecord,
+    ZendeskRecordId,
+)
 from bridge.zendesk.wire import (
     API,
     FieldEnvelope,
     FieldsPage,
     JobStatusEnvelope,
+    LimitAnswer,
     ObjectEnvelope,
+    ObjectsList,
     RecordsPage,
     parse_answer,
 )
 
 MAX_PAGE_SIZE = 100
 MAX_FILTER_IDS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A Zendesk custom objects limit: how many are used and how many the plan allows."""
+
+    count: int
+    limit: int
+
+    @property
+    def left(self) -> int:
+        return max(self.limit - self.count, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +123,42 @@ class ZendeskClient:
         body = jobs.delete_job_body(external_ids)
         return await self._run_job(object_key, body, list(external_ids))
 
+    async def update_records(
+        self, object_key: str, items: Sequence[RecordUpdate]
+    ) -> list[ItemResult]:
+        """Changes only the fields sent, by record id, in one bulk `update` job; each result's
+        `external_id` holds the record id it answers for."""
+        if not items:
+            return []
+        body = jobs.update_job_body(items)
+        return await self._run_job(object_key, body, [str(i.id) for i in items])
+
+    # --- users and organizations: lookup targets (bridge.zendesk.people) ---------------------
+    async def users_by_external_ids(self, external_ids: Sequence[str]) -> list[ZendeskPerson]:
+        return await people.show_many(self._send, self._base, "users", external_ids=external_ids)
+
+    async def users_by_ids(self, ids: Sequence[str]) -> list[ZendeskPerson]:
+        return await people.show_many(self._send, self._base, "users", ids=ids)
+
+    async def organizations_by_external_ids(
+        self, external_ids: Sequence[str]
+    ) -> list[ZendeskPerson]:
+        return await people.show_many(
+            self._send, self._base, "organizations", external_ids=external_ids
+        )
+
+    async def organizations_by_ids(self, ids: Sequence[str]) -> list[ZendeskPerson]:
+        return await people.show_many(self._send, self._base, "organizations", ids=ids)
+
+    async def users_by_email(self, email: str) -> list[ZendeskPerson]:
+        return await people.search_users(self._send, self._base, "email", email)
+
+    async def users_by_name(self, name: str) -> list[ZendeskPerson]:
+        return await people.search_users(self._send, self._base, "name", name)
+
+    async def organizations_by_name(self, name: str) -> list[ZendeskPerson]:
+        return await people.search_organizations(self._send, self._base, name)
+
     async def _run_job(
         self, object_key: str, body: dict[str, Any], external_ids: list[str]
     ) -> list[ItemResult]:
@@ -167,6 +224,27 @@ class ZendeskClient:
         body = object_body(key, title, title_pluralized, description)
         resp = await self._send("POST", f"{self._base}/api/v2/custom_objects", json=body)
         return parse_answer(ObjectEnvelope, resp).custom_object
+
+    async def list_objects(self) -> list[dict[str, Any]]:
+        """Every custom object of the account (the endpoint is not paginated)."""
+        resp = await self._send("GET", f"{self._base}/api/v2/custom_objects")
+        return list(parse_answer(ObjectsList, resp).custom_objects)
+
+    async def object_limit(self) -> Limit:
+        """Custom objects used and allowed by the plan (3, 5, 30 or 50)."""
+        return await self._limit(f"{self._base}/api/v2/custom_objects/limits/object_limit")
+
+    async def record_limit(self) -> Limit:
+        """Custom object records used and allowed, across the account."""
+        return await self._limit(f"{self._base}/api/v2/custom_objects/limits/record_limit")
+
+    async def field_limit(self, key: str) -> Limit:
+        """Fields of one object used and allowed (standard fields not counted)."""
+        return await self._limit(f"{self._object_url(key)}/limits/field_limit")
+
+    async def _limit(self, url: str) -> Limit:
+        answer = parse_answer(LimitAnswer, await self._send("GET", url))
+        return Limit(count=answer.count, limit=answer.limit)
 
     async def list_fields(self, key: str) -> list[dict[str, Any]]:
         url: str | None = f"{self._object_url(key)}/fields"

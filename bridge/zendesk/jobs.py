@@ -21,11 +21,12 @@ import structlog
 from bridge.errors import TransientApiError
 from bridge.http.transport import Transport
 from bridge.redact import redact_text
-from bridge.zendesk.models import ItemResult, UpsertItem, ZendeskRecordId
+from bridge.zendesk.models import ItemResult, RecordUpdate, UpsertItem, ZendeskRecordId
 from bridge.zendesk.wire import API, JobResult, JobStatus, JobStatusEnvelope, parse_answer
 
 MAX_JOB_ITEMS = 100
 UPSERT = "create_or_update_by_external_id"
+UPDATE = "update"
 DELETE = "delete_by_external_id"
 _ERROR_LIMIT = 500
 _OK_STATUSES = frozenset({"created", "updated", "deleted", "unchanged"})
@@ -41,6 +42,13 @@ def upsert_job_body(items: Sequence[UpsertItem]) -> dict[str, Any]:
         for i in items
     ]
     return {"job": {"action": UPSERT, "items": records}}
+
+
+def update_job_body(items: Sequence[RecordUpdate]) -> dict[str, Any]:
+    """`update` items carry the record `id`; only the custom_object_fields sent change."""
+    _check_size(len(items))
+    records = [{"id": str(i.id), "custom_object_fields": dict(i.fields)} for i in items]
+    return {"job": {"action": UPDATE, "items": records}}
 
 
 def delete_job_body(external_ids: Sequence[str]) -> dict[str, Any]:

@@ -39,3 +39,21 @@ class ZendeskRecord:
     external_id: str | None
     name: str
     fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordUpdate:
+    """One item of an `update` bulk job: only the fields sent change (used to fill lookups)."""
+
+    id: ZendeskRecordId
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ZendeskPerson:
+    """A Zendesk user or organization, as a lookup target."""
+
+    id: str
+    external_id: str | None
+    email: str | None
+    name: str

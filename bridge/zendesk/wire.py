@@ -109,6 +109,17 @@ class ObjectEnvelope(_Wire):
     custom_object: dict[str, Any]
 
 
+class ObjectsList(_Wire):
+    custom_objects: list[dict[str, Any]]
+
+
+class LimitAnswer(_Wire):
+    """`CustomObjectLimitsResponse`: `{"count", "limit"}`."""
+
+    count: int
+    limit: int
+
+
 class FieldEnvelope(_Wire):
     custom_object_field: dict[str, Any]
 

@@ -258,3 +258,33 @@ async def test_schema_of_the_wrong_shape_is_rejected(session, mocked, fake_time)
     mocked.get(f"{API}/api/v2/schema", payload={"nope": 1})
     with pytest.raises(RejectedError, match="definitions"):
         await client(session, fake_time).schema()
+
+
+async def test_source_types_parses_the_schema(session, mocked, fake_time) -> None:
+    schema = {"definitions": {
+        "vehicles": {"definitions": {"updatedAt": {"type": "string", "format": "date-time", "filterable": True,
+                                                   "sortable": True}},
+                     "properties": {"relationships": {"properties": {"brand": {"x-target-type": "vehicle_brands"}}}}},
+        "prospect": {"definitions": {"emails": {"type": "array", "filterable": False}}},
+    }}
+    mocked.get(f"{API}/api/v2/schema", payload=schema)
+
+    types = await client(session, fake_time).source_types()
+
+    assert types["vehicles"].custom_object and not types["prospect"].custom_object
+    assert types["prospect"].path_name == "prospects"
+    updated = types["vehicles"].attributes["updatedAt"]
+    assert (updated.format, updated.filterable, updated.sortable) == ("date-time", True, True)
+    assert types["vehicles"].relationships["brand"].target == "vehicle_brands"
+
+
+async def test_probe_reads_one_record_and_raises_what_outreach_answers(session, mocked, fake_time) -> None:
+    mocked.get(f"{LIST}?page[size]=1&count=false", payload={"data": [], "links": {}})
+    mocked.get(f"{API}/api/v2/customObjects/ghosts?page[size]=1&count=false", status=404,
+               payload={"errors": [{"id": "resourceNotFound"}]})
+    c = client(session, fake_time)
+
+    await c.probe("vehicles", custom_object=True)
+    with pytest.raises(RejectedError) as info:
+        await c.probe("ghosts", custom_object=True)
+    assert info.value.status == 404
