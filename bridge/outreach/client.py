@@ -23,7 +23,7 @@ from urllib.parse import quote, urlencode
 
 import pydantic
 
-from bridge.errors import ApiError, RejectedError
+from bridge.errors import RejectedError
 from bridge.http.transport import Response, Transport, generic_error_detail
 from bridge.outreach import wire
 from bridge.outreach.models import Page, SourceRecord

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from bridge import schema, wiring
-from bridge.cli import run_backfill
+from bridge.commands.sync import run_backfill
 from bridge.mapping.load import load_mappings
 from bridge.mapping.order import sync_order
 from bridge.pipeline.report import RunReport

@@ -186,7 +186,7 @@ async def test_users_and_organizations(world: World) -> None:
     assert body["users"][0]["email"] == user["email"]
     _, body, _ = await world.z("GET", f"/api/v2/users/search?query=email:{user['email']}")
     assert [u["id"] for u in body["users"]] == [uid]
-    _, body, _ = await world.z("GET", f"/api/v2/organizations/show_many?external_ids=acme")
+    _, body, _ = await world.z("GET", "/api/v2/organizations/show_many?external_ids=acme")
     assert [o["id"] for o in body["organizations"]] == [org]
     zd.delete_user(uid)
     _, body, _ = await world.z("GET", f"/api/v2/users/show_many?ids={uid}")

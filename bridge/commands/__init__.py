@@ -1,0 +1,1 @@
+"""The handlers behind `bridge <command>`, grouped by what they are about."""

@@ -1,0 +1,124 @@
+"""Commands that move records: migrate, backfill, worker, status, demo, local validate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import timedelta
+
+from bridge import status, wiring
+from bridge.commands.common import EXIT_DEAD_LETTERS, EXIT_OK, require_migrated, select
+from bridge.errors import ConfigError
+from bridge.mapping.load import load_mappings
+from bridge.mapping.model import Mapping
+from bridge.pipeline.park import fill_all
+from bridge.pipeline.report import RunReport
+from bridge.pipeline.sync import SyncOptions, sync_mapping
+from bridge.progress import progress_for
+from bridge.settings import Settings
+from bridge.store import leases as store_leases
+from bridge.store import migrate as store_migrate
+
+
+async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async with wiring.open_pool(settings) as pool:
+        applied = await store_migrate.migrate(pool)
+    print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+    return EXIT_OK
+
+
+async def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    mappings = load_mappings(settings.bridge_mappings)
+    names = select(mappings, args.mappings)
+    options = SyncOptions(
+        full=args.full,
+        since=args.since,
+        dry_run=args.dry_run,
+        kind="dry_run" if args.dry_run else "backfill",
+        actor=os.environ.get("USER") or "backfill",
+        overlap=_overlap(settings),
+        batch_size=settings.bridge_batch_size,
+        job_concurrency=settings.bridge_job_concurrency,
+        queue_pages=settings.bridge_queue_pages,
+        pages_in_flight=settings.bridge_pages_in_flight,
+    )
+    reports = await run_backfill(settings, mappings, names, options)
+    _print_summary(reports, dry_run=args.dry_run)
+    return EXIT_DEAD_LETTERS if any(r.failed for r in reports) else EXIT_OK
+
+
+async def run_backfill(
+    settings: Settings, mappings: dict[str, Mapping], names: list[str], options: SyncOptions
+) -> list[RunReport]:
+    """One pass over the named mappings in dependency order (also used by the demo)."""
+    reports = []
+    async with wiring.open_pool(settings) as pool:
+        await require_migrated(settings, pool)
+        async with wiring.open_services(settings, pool) as services, store_leases.hold_all(
+            pool, store_leases.holder_id("backfill"), names, settings.bridge_lease_ttl_seconds,
+            wait=settings.bridge_lease_wait_seconds, enabled=not options.dry_run,
+        ) as run_held:  # the same per-mapping leases as the worker: never two writers at once
+            for name in names:
+                progress = progress_for(sys.stderr)
+                work = sync_mapping(mappings[name], services, options, progress, mappings=mappings)
+                reports.append(await run_held(name, work))
+            if not options.dry_run:  # settles cycles: links parked before their target ran
+                await fill_all(mappings, services.zendesk, pool, batch_size=options.batch_size,
+                               concurrency=options.job_concurrency)  # fmt: skip
+    return reports
+
+
+async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge import worker
+
+    await worker.run(settings)
+    return EXIT_OK
+
+
+async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        names = list(load_mappings(settings.bridge_mappings))
+    except ConfigError:
+        names = []
+    async with wiring.open_pool(settings) as pool:
+        rows = await status.collect(pool, names)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+        return EXIT_OK
+    for r in rows:
+        counts = " ".join(f"{k}={v}" for k, v in r.last_run_counts.items())
+        lag = f"{r.lag_seconds:.0f}s" if r.lag_seconds is not None else "never synced"
+        print(
+            f"{r.mapping}: records={r.records} dead_letters={r.dead_letters} "
+            f"watermark={r.watermark or '-'}{' (resuming)' if r.resuming else ''} "
+            f"last_run={r.last_run_status or '-'} {counts} lag={lag} held_by={r.held_by or '-'}"
+        )
+        if r.parked_links:
+            age = f"{r.oldest_parked_seconds:.0f}s" if r.oldest_parked_seconds is not None else "-"
+            print(f"  parked links: {r.parked_links}, oldest waiting {age}")
+        if r.last_repair:
+            fix = r.last_repair
+            print(f"  last repair: {fix['kind']} {fix['status']} by {fix['actor'] or '-'} at "
+                  f"{fix['started_at']}: {fix['note'] or fix['error'] or ''}")
+    return EXIT_OK
+
+
+async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge import demo
+
+    return await demo.run(settings, vehicles=args.vehicles)
+
+
+def _overlap(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.bridge_overlap_seconds)
+
+
+def _print_summary(reports: list[RunReport], *, dry_run: bool) -> None:
+    verb = "would write" if dry_run else "written"
+    for r in reports:
+        print(
+            f"{r.mapping}: {r.status}; fetched {r.fetched}, {verb} {r.written}, "
+            f"skipped {r.skipped}, failed {r.failed} in {r.seconds:.1f}s"
+        )
