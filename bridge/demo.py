@@ -60,10 +60,10 @@ async def run(settings: Settings, *, vehicles: int = 500) -> int:
                 await _schema_story(services, mappings, order)
                 options = SyncOptions(kind="demo", actor="demo", overlap=timedelta(seconds=1))
                 _say("backfill:")
-                first = [await _sync(mappings[n], services, options) for n in order]
+                first = [await _sync(mappings, n, services, options) for n in order]
                 touched = _change_source(sandbox)
                 _say(f"changed {touched} vehicles and added {ADDED} in Outreach; incremental sync:")
-                second = [await _sync(mappings[n], services, options) for n in order]
+                second = [await _sync(mappings, n, services, options) for n in order]
         finally:
             await pool.close()
         _summary(sandbox, mappings, first, second, time.monotonic() - began)
@@ -93,8 +93,12 @@ async def _schema_story(services: Services, mappings: dict[str, Mapping], order:
     _say(f"schema apply: limits checked, created {objects} object(s) and {len(created) - objects} field(s)")
 
 
-async def _sync(mapping: Mapping, services: Services, options: SyncOptions) -> RunReport:
-    report = await sync_mapping(mapping, services, options, progress_for(sys.stdout))
+async def _sync(
+    mappings: dict[str, Mapping], name: str, services: Services, options: SyncOptions
+) -> RunReport:
+    report = await sync_mapping(
+        mappings[name], services, options, progress_for(sys.stdout), mappings=mappings
+    )
     if not sys.stdout.isatty():  # the live table already showed it on a terminal
         _say(
             f"  {report.mapping}: {report.pages} page(s), fetched {report.fetched}, wrote "
@@ -168,10 +172,20 @@ def _summary(
             f"{a.written} (failed {a.failed}); incremental fetched {b.fetched}, wrote {b.written}, "
             f"skipped {b.skipped} unchanged"
         )
+        _say_lookups(sandbox, m)
     _say(
         f"  requests: Outreach {sandbox.counters.total('outreach')}, "
         f"Zendesk {sandbox.counters.total('zendesk')}; took {seconds:.1f}s"
     )
+
+
+def _say_lookups(sandbox: Sandbox, mapping: Mapping) -> None:
+    if not mapping.relationships:
+        return
+    records = sandbox.zendesk.records(mapping.target.object)
+    for field in mapping.relationships:
+        filled = sum(1 for r in records if r["custom_object_fields"].get(field))
+        _say(f"    lookup {field}: set on {filled} of {len(records)} records")
 
 
 def _say(text: str) -> None:

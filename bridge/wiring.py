@@ -100,7 +100,7 @@ async def open_services(
                 error_parser=zendesk_error_detail,
                 hooks=hooks,
             ),
-            ZendeskConfig(base_url=zendesk_url),
+            ZendeskConfig(base_url=zendesk_url, max_jobs_in_flight=settings.bridge_job_concurrency),
         )
         yield Services(outreach=outreach, zendesk=zendesk, pool=pool)
 

@@ -190,6 +190,10 @@ class Transport:
             "http_retry", api=self.config.api, method=err.method, path=err.path,
             status=err.status, attempt=attempt, delay=round(delay, 3),
         )
+        if err.status == 429 and self._limiter is not None:
+            # Rate limited: the limiter holds every request (and counts the wait for /metrics).
+            self._limiter.pause_for(delay)
+            return
         await self._sleep(delay)
 
     async def _attempt(self, call: _Call, use_auth: bool) -> Response:

@@ -63,6 +63,9 @@ class ZendeskConfig:
     poll_initial: float = 0.05  # first job-status poll delay, seconds
     poll_max: float = 2.0  # backoff cap between polls
     job_timeout: float = 600.0  # give up on a job after this long -> TransientApiError
+    # Zendesk allows 30 queued or running jobs per account (api/zendesk.md); every job this
+    # process runs, whatever the mapping or command, waits for one of these slots.
+    max_jobs_in_flight: int = 12
 
 
 def object_body(
@@ -96,6 +99,7 @@ class ZendeskClient:
     ) -> None:
         self._transport = transport
         self._base = config.base_url.rstrip("/")
+        self._job_slots = asyncio.Semaphore(config.max_jobs_in_flight)
         self._poller = jobs.JobPoller(
             transport,
             self._base,
@@ -162,9 +166,10 @@ class ZendeskClient:
     async def _run_job(
         self, object_key: str, body: dict[str, Any], external_ids: list[str]
     ) -> list[ItemResult]:
-        resp = await self._send("POST", f"{self._object_url(object_key)}/jobs", json=body)
-        job = parse_answer(JobStatusEnvelope, resp).job_status
-        job = await self._poller.wait(job)
+        async with self._job_slots:
+            resp = await self._send("POST", f"{self._object_url(object_key)}/jobs", json=body)
+            job = parse_answer(JobStatusEnvelope, resp).job_status
+            job = await self._poller.wait(job)
         return jobs.match_results(job, external_ids)
 
     async def list_records(
