@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
 from aioresponses import aioresponses
-from aioresponses import core as aioresponses_core
+
+from tests.http.fakes import mocked_http
 
 from bridge.http.retry import RetryPolicy
 from bridge.http.transport import Auth, HttpConfig, Transport
@@ -50,18 +50,9 @@ def sleep(clock: FakeClock) -> RecordingSleep:
     return RecordingSleep(clock)
 
 
-class _CompatResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.9 builds responses without aiohttp 3.14's `stream_writer` argument."""
-
-    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
-        super().__init__(method, url, **kwargs)
-
-
 @pytest.fixture
-def mock(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
-    monkeypatch.setattr(aioresponses_core, "ClientResponse", _CompatResponse)
-    with aioresponses() as m:
+def mock() -> Iterator[aioresponses]:
+    with mocked_http() as m:
         yield m
 
 
