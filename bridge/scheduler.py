@@ -14,6 +14,10 @@ run itself belong to the `Runner` the worker hands in. Invariants:
 - Mapping cron uses crontab weekday numbers (0 and 7 = Sunday); APScheduler 3 counts from
   Monday, so the weekday field is rewritten into names (`cron_trigger`). As in cron, when
   both day-of-month and day-of-week are restricted, either one matching fires the job.
+- Upkeep (dead letters, reconcile, parked links: `upkeep.py`) is a second job per mapping, on
+  its own interval, sharing the mapping's no-overlap rule: a tick while the mapping syncs (or
+  backs off) is skipped, and a sync that fires during an upkeep waits for it to end (upkeep
+  never costs a sync its turn).
 - After `stop_taking_work` no run starts; `drain` waits for those in flight, then cancels.
 """
 
@@ -62,6 +66,7 @@ class ScheduleConfig:
     startup_stagger_seconds: float = 1.0
     dependency_wait_seconds: float = 300.0
     poll_seconds: float = 0.25
+    upkeep_seconds: float | None = None  # None: no upkeep job
 
 
 @dataclass(slots=True)
@@ -69,6 +74,7 @@ class _State:
     failures: int = 0
     not_before: float = 0.0
     task: asyncio.Task[Any] | None = None
+    upkeep: asyncio.Task[Any] | None = None
     deps: list[str] = field(default_factory=list)
 
 
@@ -82,9 +88,11 @@ class MappingScheduler:
         probe: Probe,
         config: ScheduleConfig = ScheduleConfig(),
         *,
+        upkeep: Runner | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.mappings, self._runner, self._probe, self.config = mappings, runner, probe, config
+        self._upkeep = upkeep
         self._clock = clock
         self.order = sync_order(mappings)
         self._state = {name: _State(deps=self._earlier_deps(name)) for name in self.order}
@@ -110,15 +118,31 @@ class MappingScheduler:
                 id=name, name=name, max_instances=1, coalesce=True, misfire_grace_time=None,
                 **({"next_run_time": first} if first is not None else {}),
             )  # fmt: skip
+        self._add_upkeep_jobs()
         self._aps.start()
         log.info("scheduler_started", order=self.order)
+
+    def _add_upkeep_jobs(self) -> None:
+        every = self.config.upkeep_seconds
+        if self._upkeep is None or every is None:
+            return
+        jitter = min(self.config.jitter_seconds, every / 10) or None
+        for name in self.order:  # first tick one interval after start, after the first syncs
+            self._aps.add_job(
+                self._fire_upkeep, IntervalTrigger(seconds=every, jitter=jitter, timezone=UTC),
+                args=[name], id=f"{name}:upkeep", name=f"{name}:upkeep", max_instances=1,
+                coalesce=True, misfire_grace_time=None,
+            )  # fmt: skip
 
     @property
     def running(self) -> bool:
         return bool(self._aps.running) and not self._stopping
 
     def in_flight(self) -> list[str]:
-        return [n for n, s in self._state.items() if s.task is not None and not s.task.done()]
+        return [n for n, s in self._state.items() if _live(s.task) or _live(s.upkeep)]
+
+    def _tasks(self) -> list[asyncio.Task[Any]]:
+        return [t for s in self._state.values() for t in (s.task, s.upkeep) if t is not None and _live(t)]
 
     def stop_taking_work(self) -> None:
         self._stopping = True
@@ -126,13 +150,12 @@ class MappingScheduler:
             self._aps.pause()
 
     def cancel_in_flight(self) -> None:
-        for state in self._state.values():
-            if state.task is not None and not state.task.done():
-                state.task.cancel()
+        for task in self._tasks():
+            task.cancel()
 
     async def drain(self, timeout: float, cancel_wait: float = 4.0) -> None:
         """Waits up to `timeout` for runs in flight, then cancels what is left."""
-        tasks = [s.task for s in self._state.values() if s.task is not None and not s.task.done()]
+        tasks = self._tasks()
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=timeout)
             for task in pending:
@@ -158,6 +181,10 @@ class MappingScheduler:
             return
         state.task = asyncio.current_task()
         try:
+            if _live(state.upkeep):
+                log.info("waiting_for_upkeep", mapping=name)
+                assert state.upkeep is not None
+                await asyncio.wait({state.upkeep})
             await self._wait_for_dependencies(name)
             if self._stopping:
                 return
@@ -171,6 +198,23 @@ class MappingScheduler:
                 state.failures, state.not_before = 0, 0.0
         finally:
             state.task = None
+
+    async def _fire_upkeep(self, name: str) -> None:
+        """One upkeep tick of `name`, unless it is syncing, backing off, or already in upkeep."""
+        state = self._state[name]
+        if self._upkeep is None or self._stopping or self._clock() < state.not_before:
+            return
+        if _live(state.task) or _live(state.upkeep):
+            return
+        state.upkeep = asyncio.current_task()
+        try:
+            await self._upkeep(name)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - next tick tries again; syncs are not touched
+            log.error("upkeep_failed", mapping=name, error_type=type(exc).__name__, error=str(exc))
+        finally:
+            state.upkeep = None
 
     def _failed(self, name: str, exc: Exception) -> None:
         state = self._state[name]
@@ -191,6 +235,10 @@ class MappingScheduler:
             log.info("waiting_for_dependency", mapping=name, dependency=dep)
             while not self._stopping and self._clock() < deadline and await self._probe(dep) == token:
                 await asyncio.sleep(self.config.poll_seconds)
+
+
+def _live(task: asyncio.Task[Any] | None) -> bool:
+    return task is not None and not task.done()
 
 
 def backoff_delay(failures: int, config: ScheduleConfig, rng: random.Random | None = None) -> float:

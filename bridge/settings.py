@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     bridge_dead_letter_max_attempts: int = Field(default=8, ge=1)
     bridge_dead_letter_backoff_seconds: float = Field(default=300.0, gt=0)
     bridge_dead_letter_backoff_max_seconds: float = Field(default=21600.0, gt=0)
+    # How often the worker looks after each mapping: due dead letters, due reconcile, parked links.
+    bridge_upkeep_every_seconds: float = Field(default=300.0, gt=0)
 
     @field_validator("log_format")
     @classmethod

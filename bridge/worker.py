@@ -5,6 +5,11 @@ lease heartbeat and the scheduler, then wait for a stop signal or for a side tas
 Invariants:
 - A mapping runs here only under its lease (`store/leases.py`); if the lease is lost the
   run is cancelled, and a mapping another process holds is skipped, not waited for.
+- Between its syncs each mapping gets upkeep (`upkeep.py`: due dead letters, the daily
+  reconcile, parked links), under the same lease and never during its sync or shutdown;
+  those run rows name this worker's holder id as their actor, as its syncs do.
+- Each sync passes every mapping to `sync_mapping`, so the fill after a run also fills
+  other mappings' links that were waiting on this one (how cycles A → B → A settle).
 - Side tasks (lease heartbeat, health server, scheduler) are watched: if one ends, the
   worker stops and releases its leases rather than go on holding them as a zombie; the
   CLI then exits 3 so the platform restarts it.
@@ -43,6 +48,7 @@ from bridge.settings import Settings
 from bridge.store import leases
 from bridge.store import migrate as store_migrate
 from bridge.store.leases import LeaseKeeper
+from bridge.upkeep import Upkeep, UpkeepConfig, upkeep_config
 
 log = get_logger(__name__)
 
@@ -57,6 +63,7 @@ class WorkerConfig:
     stop_timeout: float
     sync: SyncOptions
     schedule: ScheduleConfig
+    upkeep: UpkeepConfig
 
 
 def config_from(settings: Settings, holder: str) -> WorkerConfig:
@@ -77,7 +84,12 @@ def config_from(settings: Settings, holder: str) -> WorkerConfig:
             jitter_seconds=settings.bridge_schedule_jitter_seconds,
             backoff_seconds=settings.bridge_backoff_seconds,
             backoff_max_seconds=settings.bridge_backoff_max_seconds,
+            # Reconcile is checked on the upkeep tick, so the tick is never the longer one.
+            upkeep_seconds=min(
+                settings.bridge_upkeep_every_seconds, settings.bridge_reconcile_every_seconds
+            ),
         ),
+        upkeep=upkeep_config(settings, actor=holder),
     )
 
 
@@ -151,7 +163,9 @@ class Worker:
     ) -> None:  # fmt: skip
         self.mappings, self.services, self.metrics, self.config = mappings, services, metrics, config
         self.keeper = LeaseKeeper(services.pool, holder, config.lease_ttl)
-        self.scheduler = MappingScheduler(mappings, self._run_mapping, self._probe, config.schedule)
+        self.scheduler = MappingScheduler(
+            mappings, self._run_mapping, self._probe, config.schedule, upkeep=self._upkeep_mapping
+        )
         self.health = HealthServer(config.port, self._readiness, self._metrics_text)
         self._stopping = asyncio.Event()
         self._signals = 0
@@ -216,12 +230,27 @@ class Worker:
             return Outcome.BUSY
         sink = _RunSink([LogProgress(), self.metrics.run_metrics(name)], self._stopping)
         try:
-            work = sync_mapping(self.mappings[name], self.services, self.config.sync, sink)
+            work = sync_mapping(
+                self.mappings[name], self.services, self.config.sync, sink, mappings=self.mappings
+            )
             await self.keeper.run_held(name, work)
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if not (sink.stopped_here and current is not None and current.cancelling() == 0):
                 raise
+        finally:
+            await asyncio.shield(self.keeper.release(name))
+        return Outcome.DONE
+
+    async def _upkeep_mapping(self, name: str) -> Outcome:
+        """The scheduler's upkeep runner: `upkeep.Upkeep` of `name` under its lease, or BUSY."""
+        if self._stopping.is_set():
+            return Outcome.BUSY
+        if not await self.keeper.try_acquire(name):
+            return Outcome.BUSY
+        try:
+            upkeep = Upkeep(self.mappings[name], self.services, self.config.upkeep, self._stopping)
+            await self.keeper.run_held(name, upkeep.run())
         finally:
             await asyncio.shield(self.keeper.release(name))
         return Outcome.DONE

@@ -177,3 +177,103 @@ async def test_apscheduler_fires_every_mapping_in_order_and_drains() -> None:
     count = len(runs)
     await asyncio.sleep(1.2)
     assert len(runs) == count  # nothing starts after stop_taking_work
+
+
+async def test_upkeep_and_syncs_of_a_mapping_never_overlap_and_a_sync_waits_its_turn() -> None:
+    log: list[str] = []
+    release = asyncio.Event()
+    upkeep_started = asyncio.Event()
+
+    async def runner(name: str) -> Outcome:
+        log.append(f"sync:{name}")
+        return Outcome.DONE
+
+    async def upkeep(name: str) -> Outcome:
+        log.append(f"upkeep:{name}")
+        upkeep_started.set()
+        await release.wait()
+        log.append(f"upkeep_done:{name}")
+        return Outcome.DONE
+
+    sched = MappingScheduler(mappings(), runner, idle_probe, upkeep=upkeep)
+    tick = asyncio.create_task(sched._fire_upkeep("vehicles"))
+    await upkeep_started.wait()
+    await sched._fire_upkeep("vehicles")  # a second tick while the first goes on: skipped
+    sync = asyncio.create_task(sched._fire("vehicles"))  # fires during upkeep: waits, not skipped
+    await sched._fire("vehicle_brands")  # another mapping is not held up
+    await asyncio.sleep(0.05)
+    assert log == ["upkeep:vehicles", "sync:vehicle_brands"]
+    assert sched.in_flight() == ["vehicles"]
+    release.set()
+    await asyncio.gather(tick, sync)
+    assert log == ["upkeep:vehicles", "sync:vehicle_brands", "upkeep_done:vehicles", "sync:vehicles"]
+
+    blocked = asyncio.Event()
+
+    async def slow_runner(name: str) -> Outcome:
+        await blocked.wait()
+        return Outcome.DONE
+
+    sched = MappingScheduler(mappings(), slow_runner, idle_probe, upkeep=upkeep)
+    log.clear()
+    running = asyncio.create_task(sched._fire("vehicles"))
+    await asyncio.sleep(0.01)
+    await sched._fire_upkeep("vehicles")  # a tick while the mapping syncs: skipped
+    blocked.set()
+    await running
+    assert log == []
+
+
+async def test_upkeep_waits_out_a_sync_backoff_and_its_failures_leave_syncs_alone() -> None:
+    calls: list[str] = []
+    fail_sync = True
+
+    async def runner(name: str) -> Outcome:
+        calls.append("sync")
+        if fail_sync:
+            raise RuntimeError("Zendesk is down")
+        return Outcome.DONE
+
+    async def upkeep(name: str) -> Outcome:
+        calls.append("upkeep")
+        raise RuntimeError("reconcile listing failed")
+
+    clock = FakeClock()
+    config = ScheduleConfig(backoff_seconds=30, backoff_max_seconds=300)
+    sched = MappingScheduler(mappings(), runner, idle_probe, config, upkeep=upkeep, clock=clock)
+    await sched._fire("vehicles")
+    await sched._fire_upkeep("vehicles")  # the mapping backs off: no upkeep either
+    assert calls == ["sync"]
+    clock.now += 40
+    fail_sync = False
+    await sched._fire("vehicles")
+    for _ in range(3):  # upkeep fails every tick; the sync is not made to back off
+        await sched._fire_upkeep("vehicles")
+        await sched._fire("vehicles")
+    assert calls == ["sync", "sync"] + ["upkeep", "sync"] * 3
+    sched.stop_taking_work()
+    await sched._fire_upkeep("vehicles")  # nothing starts once stopping
+    assert calls[-1] == "sync"
+
+
+async def test_apscheduler_ticks_upkeep_on_its_own_interval() -> None:
+    ticks: list[str] = []
+
+    async def runner(name: str) -> Outcome:
+        return Outcome.DONE
+
+    async def upkeep(name: str) -> Outcome:
+        ticks.append(name)
+        return Outcome.DONE
+
+    config = ScheduleConfig(jitter_seconds=0, upkeep_seconds=0.2)
+    sched = MappingScheduler(mappings("1h"), runner, idle_probe, config, upkeep=upkeep)
+    sched.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not {"vehicles", "vehicle_brands"} <= set(ticks) or len(ticks) < 4:
+            assert time.monotonic() < deadline, ticks
+            await asyncio.sleep(0.02)
+    finally:
+        sched.stop_taking_work()
+        await sched.drain(timeout=2)

@@ -18,11 +18,15 @@ from bridge.errors import StoreError
 from bridge.mapping.load import load_mappings
 from bridge.metrics import Metrics
 from bridge.pipeline.report import RunReport
+from bridge.sandbox.seed import seed_demo
+from bridge.sandbox.server import Sandbox
 from bridge.scheduler import ScheduleConfig
 from bridge.store import leases
 from tests.e2e.test_worker import prepare
 from tests.e2e.worker_proc import query, wait_for, write_mappings
-from tests.fixtures_sandbox import SandboxWorld
+from tests.fixtures_sandbox import SandboxWorld, settings_for
+from tests.pipeline.test_relationships import CYCLE_PLAYERS, CYCLE_TEAMS, zendesk_id
+from tests.pipeline.test_relationships import prepare as prepare_relationships
 
 
 async def test_stop_signals_reach_the_callback_and_the_old_handlers_come_back() -> None:
@@ -102,3 +106,55 @@ async def test_a_dead_side_task_stops_the_worker_and_releases_its_leases(
     with pytest.raises(aiohttp.ClientConnectionError):
         async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/healthz"):
             pass
+
+
+def cycle_world(sandbox: Sandbox, db_dsn: str, directory: Path) -> tuple[SandboxWorld, list[int], list[int]]:
+    """teams.captain → players and players.team → teams (test_relationships' cycle)."""
+    (directory / "teams.yaml").write_text(CYCLE_TEAMS + "schedule: {every: 1h}\n")
+    (directory / "players.yaml").write_text(CYCLE_PLAYERS + "schedule: {every: 1h}\n")
+    out = sandbox.outreach
+    out.add_type("teams", custom_object=True, display_field="name", attributes={"name": "string"},
+                 relationships={"captain": "players"})  # fmt: skip
+    out.add_type("players", custom_object=True, display_field="name", attributes={"name": "string"},
+                 relationships={"team": "teams"})  # fmt: skip
+    teams = [out.put("teams", {"name": f"Team {i}"}) for i in range(5)]
+    players = [out.put("players", {"name": f"Player {i}"}, {"team": teams[i % 5]}) for i in range(20)]
+    for i, tid in enumerate(teams):
+        out.set_relationship("teams", tid, "captain", players[i])
+    seed = seed_demo(sandbox, vehicles=0, brands=0, prospects=0)
+    return SandboxWorld(sandbox, seed, settings_for(sandbox, seed, db_dsn, bridge_mappings=directory)), teams, players
+
+
+async def test_the_worker_settles_a_cycle_with_the_fill_after_each_run(
+    sandbox: Sandbox, db_dsn: str, tmp_path: Path
+) -> None:
+    """Upkeep is off here: only the fill after the second side's run can fill the first side."""
+    world, teams, players = cycle_world(sandbox, db_dsn, tmp_path)
+    await prepare_relationships(world)
+    mappings = load_mappings(tmp_path)
+    holder = leases.holder_id("worker")
+    config = replace(worker.config_from(world.settings, holder), port=0,
+                     schedule=ScheduleConfig(jitter_seconds=0, startup_stagger_seconds=0.1))  # fmt: skip
+    assert config.schedule.upkeep_seconds is None
+    dsn = db_dsn
+    async with wiring.open_pool(world.settings) as pool:
+        metrics = Metrics()
+        async with wiring.open_services(world.settings, pool, metrics=metrics) as services:
+            w = worker.Worker(mappings, services, metrics, config, holder)
+            running = asyncio.create_task(w.run())
+
+            async def both_ran() -> bool:
+                rows = await query(dsn, "SELECT count(*) AS n FROM runs WHERE status = 'succeeded'")
+                return rows[0]["n"] == 2
+
+            await wait_for(both_ran, "a run of each side of the cycle")
+            w.stop()
+            await asyncio.wait_for(running, 20)
+    zd = sandbox.zendesk
+    for i, tid in enumerate(teams):
+        team = zd.record_by_external_id("team", f"outreach:teams:{tid}")
+        assert team and team["custom_object_fields"]["captain"] == zendesk_id(sandbox, "player", f"outreach:players:{players[i]}")
+    for i, pid in enumerate(players):
+        player = zd.record_by_external_id("player", f"outreach:players:{pid}")
+        assert player and player["custom_object_fields"]["team"] == zendesk_id(sandbox, "team", f"outreach:teams:{teams[i % 5]}")
+    assert await query(dsn, "SELECT * FROM parked_links") == []

@@ -218,3 +218,18 @@ ORDER BY mapping, started_at DESC, id DESC
 async def latest_syncs(conn: Connection) -> list[RunRow]:
     """Like `latest`, leaving out repair runs: a reconcile is not what lag is measured from."""
     return [_from_row(row) for row in await conn.fetch(LATEST_SYNC_SQL, list(REPAIR_KINDS))]
+
+
+# The worker's daily reconcile (worker_upkeep.py): due `every` after the last reconcile run of
+# the mapping (by anyone), or, never reconciled, `every` after its first run of any kind.
+# No run at all: not due. On the database clock, so replicas agree.
+RECONCILE_DUE_SQL = """
+SELECT coalesce(max(started_at) FILTER (WHERE kind = 'reconcile'), min(started_at))
+       <= now() - make_interval(secs => $2)
+FROM runs WHERE mapping = $1
+"""
+
+
+async def reconcile_due(conn: Connection, mapping: str, every_seconds: float) -> bool:
+    """Whether `mapping` is due for a reconcile by the worker."""
+    return bool(await conn.fetchval(RECONCILE_DUE_SQL, mapping, every_seconds))

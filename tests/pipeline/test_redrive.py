@@ -13,6 +13,11 @@ from bridge.pipeline.sync import SyncOptions, sync_mapping
 from bridge.store.dead_letters import DeadLetterRow
 from tests.fixtures_sandbox import SandboxWorld
 from tests.pipeline.test_reconcile import fetch, services, zendesk_ids, zendesk_writes
+from tests.pipeline.test_relationships import (
+    actual_lookups,
+    expected_lookups,
+    parked_rows,
+)
 from tests.pipeline.test_sync import assert_exact, backfill, prepare_zendesk
 
 OPTIONS = RedriveOptions(actor="tester")
@@ -69,6 +74,29 @@ async def test_fixed_mapping_retry_lands_them_and_empties_the_table(world_with_l
     assert world.sandbox.counters.count("outreach", method="GET") == 1
     run = (await fetch(world, "SELECT * FROM runs WHERE kind = 'dead_letter_retry'"))[0]
     assert (run["status"], run["actor"], run["written"]) == ("succeeded", "tester", world.seed.vehicles)
+
+
+async def test_a_retried_vehicle_lands_with_its_driver_and_brand_lookups(world: SandboxWorld) -> None:
+    """Redrive fetches like a sync (include + the driver's email) and commits the links."""
+    await prepare_zendesk(world)
+    every = load_mappings(world.settings.bridge_mappings)
+    async with services(world.settings) as s:
+        await sync_mapping(every["vehicle_brands"], s, SyncOptions())
+        await sync_mapping(broken(every["vehicles"], "top_speed_mph", NO_DIGITS), s, SyncOptions())
+        assert len(await fetch(world, "SELECT 1 FROM dead_letters")) == world.seed.vehicles
+        world.sandbox.counters.reset()
+        report = await retry_dead_letters(every["vehicles"], s, OPTIONS)
+    assert (report.written, report.failed) == (world.seed.vehicles, 0)
+    expected = expected_lookups(world.sandbox)
+    assert actual_lookups(world.sandbox) == expected
+    assert sum(1 for v in expected.values() if v["driver"]) > 100  # the test means something
+    assert all(v["brand"] for v in expected.values())
+    # Drivers with no Zendesk user are parked by their email (fetched on the same page).
+    parked = await parked_rows(world)
+    unmatched = {ext for ext, v in expected.items() if v["driver"] is None}
+    assert {f"outreach:vehicles:{r['source_id']}" for r in parked} <= unmatched
+    assert parked and all(r["field"] == "driver" and "@" in r["match_value"] for r in parked)
+    assert world.sandbox.counters.count("outreach", method="GET") == 1  # email on the same page
 
 
 async def test_still_bad_grows_attempts_and_updates_the_error(world_with_letters: SandboxWorld) -> None:
