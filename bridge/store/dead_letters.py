@@ -107,21 +107,7 @@ async def list_letters(
     conn: Connection, mapping: str | None = None, limit: int = 100
 ) -> list[DeadLetterRow]:
     """The most recently failed first."""
-    rows = await conn.fetch(LIST_SQL, mapping, limit)
-    return [
-        DeadLetterRow(
-            mapping=row["mapping"],
-            source_id=row["source_id"],
-            external_id=row["external_id"],
-            error=row["error"],
-            payload=None if row["payload"] is None else json.loads(row["payload"]),
-            attempts=row["attempts"],
-            first_failed_at=row["first_failed_at"],
-            last_failed_at=row["last_failed_at"],
-            run_id=row["run_id"],
-        )
-        for row in rows
-    ]
+    return [_letter(row) for row in await conn.fetch(LIST_SQL, mapping, limit)]
 
 
 # --- retry and purge (pipeline/redrive.py, `bridge dead-letters`) ----------------------------
