@@ -13,7 +13,7 @@ from bridge.commands.common import EXIT_DEAD_LETTERS, EXIT_OK, require_migrated,
 from bridge.errors import ConfigError
 from bridge.mapping.load import load_mappings
 from bridge.mapping.model import Mapping
-from bridge.pipeline.park import fill_all
+from bridge.pipeline.park import fill_all, unleased
 from bridge.pipeline.report import RunReport
 from bridge.pipeline.sync import SyncOptions, sync_mapping
 from bridge.progress import progress_for
@@ -65,7 +65,8 @@ async def run_backfill(
                 work = sync_mapping(mappings[name], services, options, progress, mappings=mappings)
                 reports.append(await run_held(name, work))
             if not options.dry_run:  # settles cycles: links parked before their target ran
-                await fill_all(mappings, services.zendesk, pool, batch_size=options.batch_size,
+                fillable = await unleased(pool, mappings, mine=set(names))
+                await fill_all(fillable, services.zendesk, pool, batch_size=options.batch_size,
                                concurrency=options.job_concurrency)  # fmt: skip
     return reports
 

@@ -28,7 +28,7 @@ from bridge.logs import get_logger
 from bridge.mapping.model import Mapping
 from bridge.pipeline.load import refused_fields
 from bridge.pipeline.resolve import Resolver, Target, external_id_of
-from bridge.store import links
+from bridge.store import leases, links
 from bridge.store.links import Fillable
 from bridge.zendesk.client import ZendeskClient
 from bridge.zendesk.models import RecordUpdate, ZendeskRecordId
@@ -154,6 +154,19 @@ def _target(row: Fillable) -> Target:
     if row.match != "external_id" and row.target_type:
         hint = external_id_of(row.target_type, row.target_source_id)
     return Target(row.target, row.match or "", row.match_value or "", hint)
+
+
+async def unleased(
+    pool: asyncpg.Pool, mappings: AbcMapping[str, Mapping], *, mine: set[str]
+) -> dict[str, Mapping]:
+    """The mappings whose records a fill may update: ours, and those nobody holds a lease on.
+
+    A run of another mapping in flight could be moving the very lookup a fill would set; its
+    own fill (or the next one) settles those links instead.
+    """
+    async with pool.acquire() as conn:
+        held = {lease.mapping for lease in await leases.current(conn) if not lease.expired}
+    return {name: m for name, m in mappings.items() if name in mine or name not in held}
 
 
 async def fill_all(

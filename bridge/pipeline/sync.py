@@ -32,6 +32,7 @@ from bridge.outreach.models import Page
 from bridge.pipeline.incremental import Checkpoint, StartPoint, WatermarkTracker, start_point
 from bridge.pipeline.load import PageLoader
 from bridge.pipeline.page import PageOutcome, commit_page, load_page
+from bridge.pipeline import park
 from bridge.pipeline.park import Filler
 from bridge.pipeline.report import ProgressSink, RunReport
 from bridge.pipeline.resolve import Resolver, relationship_query
@@ -207,7 +208,8 @@ async def _fill_after(
     began: datetime,
     mappings: AbcMapping[str, Mapping] | None,
 ) -> None:
-    known = {**(mappings or {}), mapping.name: mapping}
+    known = await park.unleased(services.pool, {**(mappings or {}), mapping.name: mapping},
+                                mine={mapping.name})  # fmt: skip
     filler = Filler(known, services.zendesk, services.pool, resolver=resolver,
                     batch_size=options.batch_size, concurrency=options.job_concurrency)  # fmt: skip
     waiting = await filler.on_mappings(mapping.name)
