@@ -19,7 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
@@ -27,6 +29,8 @@ from bridge.http.ratelimit import RateLimiter
 from bridge.http.transport import RequestEvent
 from bridge.pipeline.report import RunReport
 from bridge.store import dead_letters, runs
+
+disable_created_metrics()  # `_created` series only add noise to a scrape
 
 OUTCOMES = ("fetched", "written", "skipped", "failed", "parked")
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -57,3 +57,10 @@ def test_rate_limit_waits_are_summed_per_api() -> None:
         (("api", "outreach"),): 3.5,
         (("api", "zendesk"),): 0.25,
     }
+
+
+def test_the_scrape_carries_no_created_series() -> None:
+    metrics = Metrics()
+    metrics.observe_request(RequestEvent("outreach", "GET", "/api/v2/x", 200, 0.02, None))
+    text = metrics.render().decode()
+    assert "bridge_api_requests_total" in text and "_created" not in text
