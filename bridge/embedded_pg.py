@@ -58,8 +58,8 @@ def stop_embedded(data_dir: Path) -> None:
     pgdata = (data_dir / PG_SUBDIR).resolve()
     if not (pgdata / "PG_VERSION").exists():
         return
+    pgserver = _pgserver()  # first: it imports pgserver with its import-time warning muted
     _forget_handle(pgdata)
-    pgserver = _pgserver()
     from pgserver.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(pgdata)

@@ -30,7 +30,7 @@ from bridge.http.transport import RequestEvent
 from bridge.pipeline.report import RunReport
 from bridge.store import dead_letters, runs
 
-disable_created_metrics()  # `_created` series only add noise to a scrape
+disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` series only add noise
 
 OUTCOMES = ("fetched", "written", "skipped", "failed", "parked")
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

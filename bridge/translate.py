@@ -26,7 +26,9 @@ from typing import Any
 
 from bridge.errors import RecordError
 from bridge.mapping import model, transforms
-from bridge.mapping.transforms import Step, Template, TransformContext, TransformFailed, shorten
+from bridge.mapping import templates
+from bridge.mapping.templates import Template
+from bridge.mapping.transforms import Step, TransformContext, TransformFailed, shorten
 from bridge.outreach.models import SourceRecord
 
 Coerce = Callable[[Any], Any]
@@ -90,7 +92,7 @@ def _text(value: Any) -> str:
         return value
     if isinstance(value, dict | list | tuple):
         raise TransformFailed("expected a single value; use the 'join' transform for lists")
-    return transforms.text_of(value)
+    return templates.text_of(value)
 
 
 def _integer(value: Any) -> int | None:
@@ -140,7 +142,7 @@ def _choice(options: list[str] | None) -> Coerce:
     def coerce(value: Any) -> str | None:
         if isinstance(value, bool) or isinstance(value, dict | list | tuple):
             raise TransformFailed("expected one option value")
-        text = transforms.text_of(value)
+        text = templates.text_of(value)
         if text == "":
             return None
         if allowed is not None and text not in allowed:
@@ -205,7 +207,7 @@ class _Field:
         if len(self.path) == 1:
             return attributes.get(self.path[0])
         dotted = ".".join(self.path)
-        return attributes[dotted] if dotted in attributes else transforms.get_path(attributes, self.path)
+        return attributes[dotted] if dotted in attributes else templates.get_path(attributes, self.path)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bridge.mapping import transforms
-from bridge.mapping.transforms import Step, Template
+from bridge.mapping.templates import Template
+from bridge.mapping.transforms import Step
 
 FieldType = Literal[
     "text", "textarea", "integer", "decimal", "checkbox", "date", "dropdown", "multiselect", "regexp", "lookup"

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from bridge.mapping.model import Mapping
-from bridge.mapping.transforms import Template
+from bridge.mapping.templates import Template
 from bridge.outreach.schema import METADATA, SourceType, canonical
 from bridge.schema.desired import WantedField, WantedObject
 from bridge.schema.scaffold import field_type, snake_case

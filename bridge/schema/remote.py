@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bridge.errors import AuthError, ConfigError, MappingProblem, RejectedError
 from bridge.mapping.model import Mapping
-from bridge.mapping.transforms import Template
+from bridge.mapping.templates import Template
 from bridge.outreach.client import OutreachClient
 from bridge.outreach.schema import SourceType, canonical
 from bridge.schema.desired import wanted_objects

@@ -9,7 +9,8 @@ import pytest
 
 from bridge.errors import RecordError
 from bridge.mapping import transforms
-from bridge.mapping.transforms import Template, TransformContext, apply_chain, build_step
+from bridge.mapping.templates import Template
+from bridge.mapping.transforms import TransformContext, apply_chain, build_step
 
 CTX = TransformContext(field="f", attributes={"first": "Ada", "last": "Lovelace", "n": {"x": 7}}, record_id="9",
                        record_type="people")
