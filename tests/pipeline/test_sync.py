@@ -161,3 +161,20 @@ async def test_rejected_items_are_dead_lettered_and_the_rest_land(ready: Sandbox
         await conn.close()
     assert {r["source_id"] for r in rows} == {str(v) for v in bad}
     assert all(r["error"] and r["attempts"] == 1 for r in rows)
+
+
+async def test_since_reads_only_what_changed_after_it_and_full_reads_everything(ready: SandboxWorld) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    await backfill(ready)
+    changed = ready.sandbox.outreach.ids("vehicles")[:3]
+    for vid in changed:
+        ready.sandbox.outreach.update("vehicles", vid, color="Sand")
+    since = await backfill(ready, since=datetime.now(UTC) - timedelta(seconds=20))
+    assert since["vehicles"].start_reason == "since"
+    assert (since["vehicles"].fetched, since["vehicles"].written) == (3, 3)
+    full = await backfill(ready, full=True)
+    total = len(ready.sandbox.outreach.ids("vehicles"))
+    assert full["vehicles"].start_reason == "full"
+    assert (full["vehicles"].fetched, full["vehicles"].written, full["vehicles"].skipped) == (total, 0, total)
+    assert_exact(ready.sandbox)
