@@ -26,12 +26,12 @@ from bridge.mapping.order import sync_order
 from bridge.pipeline.report import RunReport
 from bridge.pipeline.sync import Services, SyncOptions, sync_mapping
 from bridge.progress import progress_for
+from bridge.sandbox.seed import SeedInfo, seed_demo
+from bridge.sandbox.server import Sandbox
 from bridge.schema import plan as schema_plan
 from bridge.schema import report as schema_report
 from bridge.schema import scaffold
 from bridge.schema.desired import wanted_objects
-from bridge.sandbox.seed import SeedInfo, seed_demo
-from bridge.sandbox.server import Sandbox
 from bridge.settings import Settings
 from bridge.store import migrate as store_migrate
 from bridge.store import pool as store_pool

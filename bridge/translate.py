@@ -25,8 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from bridge.errors import RecordError
-from bridge.mapping import model, transforms
-from bridge.mapping import templates
+from bridge.mapping import model, templates, transforms
 from bridge.mapping.templates import Template
 from bridge.mapping.transforms import Step, TransformContext, TransformFailed, shorten
 from bridge.outreach.models import SourceRecord

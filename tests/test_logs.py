@@ -5,9 +5,8 @@ from __future__ import annotations
 import io
 import json
 
-import structlog
-
 import pytest
+import structlog
 
 from bridge import logs
 

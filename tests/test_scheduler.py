@@ -13,7 +13,13 @@ import pytest
 from bridge.mapping.load import load_mappings
 from bridge.mapping.model import Mapping, Schedule
 from bridge.scheduler import (
-    MappingScheduler, Outcome, ScheduleConfig, backoff_delay, cron_trigger, crontab_weekdays, trigger_for,
+    MappingScheduler,
+    Outcome,
+    ScheduleConfig,
+    backoff_delay,
+    cron_trigger,
+    crontab_weekdays,
+    trigger_for,
 )  # fmt: skip
 from tests.fixtures_sandbox import REPO
 

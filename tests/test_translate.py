@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -126,7 +126,7 @@ def test_custom_external_id() -> None:
         ({"from": "a", "type": "checkbox"}, False, False),
         ({"from": "a", "type": "checkbox"}, 0, False),
         ({"from": "a", "type": "date"}, "2024-07-25T13:18:30.000Z", "2024-07-25"),
-        ({"from": "a", "type": "date"}, datetime(2024, 1, 2, 23, tzinfo=timezone.utc), "2024-01-02"),
+        ({"from": "a", "type": "date"}, datetime(2024, 1, 2, 23, tzinfo=UTC), "2024-01-02"),
         ({"from": "a", "type": "date"}, "2024-02-29", "2024-02-29"),
         ({"from": "a", "type": "dropdown", "options": ["red", "blue"]}, "red", "red"),
         ({"from": "a", "type": "dropdown"}, 3, "3"),

@@ -8,13 +8,23 @@ import sys
 
 from bridge import wiring
 from bridge.commands.common import (
-    EXIT_CONFIG, EXIT_DEAD_LETTERS, EXIT_FATAL, EXIT_OK, actor, confirm, leased, require_migrated,
+    EXIT_CONFIG,
+    EXIT_DEAD_LETTERS,
+    EXIT_FATAL,
+    EXIT_OK,
+    actor,
+    confirm,
+    leased,
+    require_migrated,
     select,
 )
 from bridge.mapping.load import load_mappings
 from bridge.pipeline.reconcile import ReconcileOptions, reconcile_mapping
 from bridge.pipeline.redrive import (
-    RedriveOptions, letter_dict, purge_dead_letters, retry_dead_letters,
+    RedriveOptions,
+    letter_dict,
+    purge_dead_letters,
+    retry_dead_letters,
 )
 from bridge.pipeline.reset import reset_mapping
 from bridge.settings import Settings

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -141,7 +141,7 @@ def to_bool_value(value: Any) -> bool | None:
 def to_date_text(value: Any) -> str | None:
     """ISO date or date-time (aware ones taken in UTC) -> "YYYY-MM-DD"."""
     if isinstance(value, datetime):
-        moment = value.astimezone(timezone.utc) if value.tzinfo else value
+        moment = value.astimezone(UTC) if value.tzinfo else value
         return moment.date().isoformat()
     if isinstance(value, date):
         return value.isoformat()
@@ -168,7 +168,7 @@ def _to_datetime(value: Any) -> str | None:
             raise TransformFailed("expected an ISO date-time") from None
     if not isinstance(value, datetime):
         raise TransformFailed("expected an ISO date-time")
-    moment = value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    moment = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
     return moment.isoformat().replace("+00:00", "Z")
 
 

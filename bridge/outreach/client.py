@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -49,8 +49,8 @@ class OutreachConfig:
 def format_since(since: datetime) -> str:
     """`2024-07-25T13:18:30.000Z`: UTC, milliseconds (Outreach refuses finer filters)."""
     if since.tzinfo is None:
-        since = since.replace(tzinfo=timezone.utc)
-    utc = since.astimezone(timezone.utc)
+        since = since.replace(tzinfo=UTC)
+    utc = since.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 

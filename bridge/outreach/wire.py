@@ -10,7 +10,7 @@ to-many relationships are left out. Anything else wrong with the shape raises `V
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
@@ -72,8 +72,8 @@ def parse_timestamp(value: Any) -> datetime | None:
         raise ValueError(f"updatedAt must be a timestamp string, got {type(value).__name__}")
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 def to_record(resource: WireResource) -> SourceRecord:

@@ -29,10 +29,10 @@ from bridge.logs import get_logger
 from bridge.mapping.model import Mapping
 from bridge.outreach.client import OutreachClient
 from bridge.outreach.models import Page
+from bridge.pipeline import park
 from bridge.pipeline.incremental import Checkpoint, StartPoint, WatermarkTracker, start_point
 from bridge.pipeline.load import PageLoader
 from bridge.pipeline.page import PageOutcome, commit_page, load_page
-from bridge.pipeline import park
 from bridge.pipeline.park import Filler
 from bridge.pipeline.report import ProgressSink, RunReport
 from bridge.pipeline.resolve import Resolver, relationship_query

@@ -106,7 +106,7 @@ class ClientCredentials:
             ) as resp:
                 raw = await resp.read()
                 answer = Response(resp.status, resp.headers, raw, str(resp.url))
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise TransientApiError(
                 f"could not reach the Zendesk token endpoint {redact_url(self._token_url)} "
                 f"({type(exc).__name__}); check ZENDESK_URL and the network, bridge will retry",

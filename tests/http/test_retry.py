@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
@@ -41,7 +41,7 @@ def test_rejects_zero_attempts() -> None:
         RetryPolicy(max_attempts=0)
 
 
-NOW = datetime(2024, 7, 25, 13, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 7, 25, 13, 0, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from types import SimpleNamespace
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -96,7 +96,7 @@ async def test_transient_statuses_are_retried_with_backoff(session, mocked, fake
 
 
 FAILURES = [
-    (asyncio.TimeoutError(), "timeout"),
+    (TimeoutError(), "timeout"),
     (aiohttp.ServerTimeoutError("read timeout"), "timeout"),
     (aiohttp.ClientConnectionError("refused"), "connection"),
     (aiohttp.ServerDisconnectedError(), "connection"),
@@ -173,7 +173,7 @@ async def test_retry_after_seconds_is_honoured(session, mocked, fake_time) -> No
 
 
 async def test_retry_after_http_date_is_honoured(session, mocked, fake_time) -> None:
-    when = datetime.fromtimestamp(fake_time.wall(), timezone.utc) + timedelta(seconds=20)
+    when = datetime.fromtimestamp(fake_time.wall(), UTC) + timedelta(seconds=20)
     mocked.get(URL, status=503, headers={"Retry-After": format_datetime(when, usegmt=True)}, payload={})
     mocked.get(URL, payload={})
     await make(session, fake_time).request("GET", URL)
@@ -181,7 +181,7 @@ async def test_retry_after_http_date_is_honoured(session, mocked, fake_time) -> 
 
 
 async def test_retry_after_iso_timestamp_of_maintenance_is_honoured(session, mocked, fake_time) -> None:
-    when = datetime.fromtimestamp(fake_time.wall(), timezone.utc) + timedelta(seconds=90)
+    when = datetime.fromtimestamp(fake_time.wall(), UTC) + timedelta(seconds=90)
     body = {"errors": [{"id": "scheduledServerMaintenance", "title": "Maintenance"}]}
     mocked.get(URL, status=503, headers={"Retry-After": when.strftime("%Y-%m-%dT%H:%M:%S.000Z")}, payload=body)
     mocked.get(URL, payload={})

@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bridge.mapping.model import FieldSpec, Mapping, RelationshipSpec, Schedule, SourceSpec, TargetSpec, TransformSpec
+from bridge.mapping.model import (
+    FieldSpec,
+    Mapping,
+    RelationshipSpec,
+    Schedule,
+    SourceSpec,
+    TargetSpec,
+    TransformSpec,
+)
 
 
 def mapping(**overrides: Any) -> Mapping:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -22,7 +22,7 @@ TOKEN_URL = f"{API}/oauth/token"
 DATA = f"{API}/api/v2/customObjects/vehicles"
 SECRET = "client-SECRET-xyz"
 ENV_REFRESH = "env-refresh-SECRET"
-T0 = datetime(2024, 7, 25, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 7, 25, 12, 0, tzinfo=UTC)
 
 
 class MemoryStore:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -58,7 +58,7 @@ def requests_to(m: aioresponses, url: str) -> list[Any]:
 def test_list_url_for_custom_objects_with_everything(session, fake_time) -> None:
     url = client(session, fake_time, page_size=1000).list_url(
         "vehicles", custom_object=True,
-        since=datetime(2024, 7, 25, 13, 18, 30, 736332, tzinfo=timezone.utc),
+        since=datetime(2024, 7, 25, 13, 18, 30, 736332, tzinfo=UTC),
         filters={"filter[brand][name]": "DMC"}, include=["main_driver", "brand"],
         fields={"vehicles": ["vehicle_name", "speed"], "vehicle_brands": ["name"]},
     )
@@ -153,8 +153,8 @@ async def test_records_are_parsed_tolerantly(session, mocked, fake_time) -> None
     assert first.relationships == {
         "main_driver": RelatedRef("prospect", "123"), "brand": RelatedRef("vehicle_brands", "1"), "co_owner": None,
     }
-    assert first.updated_at == datetime(2024, 7, 25, 13, 18, 30, 736332, tzinfo=timezone.utc)
-    assert second.updated_at == datetime(2024, 7, 25, 13, 18, 30, tzinfo=timezone.utc)
+    assert first.updated_at == datetime(2024, 7, 25, 13, 18, 30, 736332, tzinfo=UTC)
+    assert second.updated_at == datetime(2024, 7, 25, 13, 18, 30, tzinfo=UTC)
     assert page.included == {("prospect", "123"): {"name": "John"}}
     assert page.next_url is None
 

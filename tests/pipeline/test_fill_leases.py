@@ -7,7 +7,11 @@ import asyncpg
 from bridge.store import leases
 from tests.fixtures_sandbox import SandboxWorld
 from tests.pipeline.test_relationships import (
-    actual_lookups, backfill, expected_lookups, parked_rows, prepare,
+    actual_lookups,
+    backfill,
+    expected_lookups,
+    parked_rows,
+    prepare,
 )
 
 

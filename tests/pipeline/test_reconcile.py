@@ -15,9 +15,9 @@ from bridge.mapping.load import load_mappings
 from bridge.mapping.model import Mapping
 from bridge.pipeline.reconcile import ReconcileOptions, guard, json_api_type, reconcile_mapping
 from bridge.pipeline.sync import Services
-from bridge.store import idmap
 from bridge.sandbox.server import Sandbox
 from bridge.settings import Settings
+from bridge.store import idmap
 from tests.fixtures_sandbox import SandboxWorld
 from tests.pipeline.test_sync import backfill, prepare_zendesk
 

@@ -10,12 +10,11 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
-from tests.http.fakes import mocked_http
-
 from bridge.http.retry import RetryPolicy
 from bridge.http.transport import Auth, HttpConfig, Transport
 from bridge.zendesk.auth import BearerToken, zendesk_error_detail
 from bridge.zendesk.client import ZendeskClient, ZendeskConfig
+from tests.http.fakes import mocked_http
 
 BASE = "https://acme.zendesk.com"
 
