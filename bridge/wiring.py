@@ -18,7 +18,7 @@ from bridge import embedded_pg
 from bridge.errors import ConfigError
 from bridge.http.ratelimit import RateLimiter
 from bridge.http.retry import RetryPolicy
-from bridge.http.transport import Auth, HttpConfig, RequestEvent, Transport
+from bridge.http.transport import Auth, ErrorParser, HttpConfig, RequestEvent, Transport
 from bridge.metrics import Metrics
 from bridge.outreach import auth as outreach_auth
 from bridge.outreach.client import OutreachClient, OutreachConfig, outreach_error_detail
@@ -78,36 +78,36 @@ async def open_services(
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(connector=connector) as session:
         outreach = OutreachClient(
-            Transport(
-                session,
-                _http_config(settings, "outreach"),
-                auth=_outreach_auth(settings, session, pool),
-                retry=RetryPolicy(max_attempts=settings.bridge_max_attempts),
-                limiter=limiters["outreach"],
-                error_parser=outreach_error_detail,
-                hooks=hooks,
-            ),
+            _transport(session, settings, "outreach", _outreach_auth(settings, session, pool),
+                       limiters["outreach"], outreach_error_detail, hooks),  # fmt: skip
             OutreachConfig(api_url=settings.outreach_api_url, page_size=settings.bridge_page_size),
         )
         zendesk_url = settings.zendesk_base_url()
         zendesk = ZendeskClient(
-            Transport(
-                session,
-                _http_config(settings, "zendesk"),
-                auth=_zendesk_auth(settings, session, zendesk_url),
-                retry=RetryPolicy(max_attempts=settings.bridge_max_attempts),
-                limiter=limiters["zendesk"],
-                error_parser=zendesk_error_detail,
-                hooks=hooks,
-            ),
+            _transport(session, settings, "zendesk", _zendesk_auth(settings, session, zendesk_url),
+                       limiters["zendesk"], zendesk_error_detail, hooks),  # fmt: skip
             ZendeskConfig(base_url=zendesk_url, max_jobs_in_flight=settings.bridge_job_concurrency),
         )
         yield Services(outreach=outreach, zendesk=zendesk, pool=pool)
 
 
-def _http_config(settings: Settings, api: str) -> HttpConfig:
-    return HttpConfig(
+def _transport(
+    session: aiohttp.ClientSession,
+    settings: Settings,
+    api: str,
+    auth: Auth,
+    limiter: RateLimiter,
+    error_parser: ErrorParser,
+    hooks: list[Callable[[RequestEvent], None]],
+) -> Transport:
+    """One API's request loop: the same timeouts and retries for both, their own limiter."""
+    config = HttpConfig(
         api=api, timeout=settings.bridge_http_timeout, max_attempts=settings.bridge_max_attempts
+    )
+    retry = RetryPolicy(max_attempts=settings.bridge_max_attempts)
+    return Transport(
+        session, config, auth=auth, retry=retry, limiter=limiter, error_parser=error_parser,
+        hooks=hooks,
     )
 
 

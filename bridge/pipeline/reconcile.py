@@ -35,6 +35,7 @@ from bridge.errors import ApiError, BridgeError
 from bridge.logs import get_logger
 from bridge.mapping.model import Mapping
 from bridge.outreach.client import OutreachClient
+from bridge.pipeline.report import counts_dict
 from bridge.pipeline.sync import Services
 from bridge.store import dead_letters, idmap, runs
 from bridge.store.idmap import MissingRow
@@ -88,13 +89,7 @@ class ReconcileReport:
         return line + (f"; {self.error}" if self.error else "")
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "mapping": self.mapping, "on_delete": self.on_delete, "run_id": self.run_id,
-            "status": self.status, "live": self.live, "mapped": self.mapped,
-            "missing": self.missing, "deleted": self.deleted, "marked_gone": self.marked_gone,
-            "revived": self.revived, "failed": self.failed, "error": self.error,
-            "seconds": round(self.seconds, 3),
-        }
+        return counts_dict(self)
 
 
 async def reconcile_mapping(

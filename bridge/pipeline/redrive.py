@@ -35,6 +35,7 @@ from bridge.outreach.models import OutreachId, Page, SourceRecord
 from bridge.pipeline.load import PageLoader
 from bridge.pipeline.page import PageOutcome, commit_links, load_page
 from bridge.pipeline.reconcile import with_page_size
+from bridge.pipeline.report import counts_dict
 from bridge.pipeline.resolve import relationship_query
 from bridge.pipeline.sync import Services
 from bridge.store import dead_letters, idmap, runs
@@ -83,12 +84,7 @@ class RedriveReport:
         return line + (f"; {self.error}" if self.error else "")
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "mapping": self.mapping, "run_id": self.run_id, "status": self.status,
-            "tried": self.tried, "written": self.written, "unchanged": self.unchanged,
-            "vanished": self.vanished, "failed": self.failed, "error": self.error,
-            "seconds": round(self.seconds, 3),
-        }
+        return counts_dict(self)
 
 
 async def retry_dead_letters(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 from bridge.logs import get_logger
 
@@ -53,6 +53,14 @@ class RunReport:
             "seconds": round(self.seconds, 3),
             "error": self.error,
         }
+
+
+def counts_dict(report: Any) -> dict[str, object]:
+    """A repair report's fields for `--json`: its monotonic start left out, seconds rounded."""
+    values: dict[str, object] = asdict(report)
+    values.pop("started", None)
+    values["seconds"] = round(report.seconds, 3)
+    return values
 
 
 class ProgressSink(Protocol):
