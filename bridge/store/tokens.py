@@ -2,7 +2,9 @@
 
 Outreach rotates the refresh token on every refresh (api/outreach.md, Auth), so the newest
 token must survive the process and be shared by every replica. Invariants:
-- the whole StoredToken is stored as encrypted JSON, never as plaintext;
+- the whole StoredToken is stored as encrypted JSON, never as plaintext, including the
+  fingerprint of the configured refresh token that seeded it (a keyed hash, `fingerprint`);
+  rows written before fingerprints existed load with `seed=None`;
 - `lock(name)` holds a session-level advisory lock on a dedicated connection for as long as
   the caller refreshes, so one process in the whole deployment mints at a time; the lock
   goes with the connection if the process dies.
@@ -44,6 +46,7 @@ def _encode(token: StoredToken) -> bytes:
             "refresh_token": token.refresh_token,
             "expires_at": token.expires_at.isoformat(),
             "minted_at": token.minted_at.isoformat(),
+            "seed": token.seed,
         }
     ).encode("utf-8")
 
@@ -55,6 +58,7 @@ def _decode(plaintext: bytes) -> StoredToken:
         refresh_token=data["refresh_token"],
         expires_at=datetime.fromisoformat(data["expires_at"]),
         minted_at=datetime.fromisoformat(data["minted_at"]),
+        seed=data.get("seed"),
     )
 
 
@@ -86,6 +90,9 @@ class PgTokenStore:
 
     def lock(self, name: str) -> AbstractAsyncContextManager[None]:
         return self._locked(name)
+
+    def fingerprint(self, refresh_token: str) -> str:
+        return self._cipher.fingerprint(refresh_token.encode("utf-8"))
 
     @asynccontextmanager
     async def _locked(self, name: str) -> AsyncIterator[None]:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -41,6 +43,39 @@ async def test_ciphertext_holds_no_plaintext(store: PgTokenStore, db_pool: async
     raw = bytes(await db_pool.fetchval("SELECT ciphertext FROM oauth_tokens WHERE name = 'outreach'"))
     for secret in (TOKEN.access_token, TOKEN.refresh_token, "refresh_token"):
         assert secret.encode() not in raw
+
+
+async def test_the_seed_fingerprint_round_trips_inside_the_ciphertext(
+    store: PgTokenStore, db_pool: asyncpg.Pool
+) -> None:
+    seeded = replace(TOKEN, seed=store.fingerprint("env-refresh-SEED"))
+    await store.save("outreach", seeded)
+    assert await store.load("outreach") == seeded
+    raw = bytes(await db_pool.fetchval("SELECT ciphertext FROM oauth_tokens WHERE name = 'outreach'"))
+    assert seeded.seed is not None and seeded.seed.encode() not in raw and b"env-refresh-SEED" not in raw
+
+
+async def test_a_row_stored_before_fingerprints_loads_without_a_seed(
+    store: PgTokenStore, db_pool: asyncpg.Pool
+) -> None:
+    legacy = json.dumps({
+        "access_token": "a", "refresh_token": "r",
+        "expires_at": NOW.isoformat(), "minted_at": NOW.isoformat(),
+    }).encode()
+    await db_pool.execute(
+        "INSERT INTO oauth_tokens (name, ciphertext, updated_at) VALUES ('outreach', $1, now())",
+        TokenCipher("test-secret").encrypt(legacy),
+    )
+    assert await store.load("outreach") == StoredToken("a", "r", NOW, NOW, seed=None)
+
+
+def test_fingerprints_are_keyed_one_way_and_stable(db_pool: asyncpg.Pool) -> None:
+    one, same, other = (PgTokenStore(db_pool, TokenCipher(k)) for k in ("k1", "k1", "k2"))
+    token = "refresh-RRRR-5678"
+    assert one.fingerprint(token) == same.fingerprint(token)  # stable across processes
+    assert one.fingerprint(token) != one.fingerprint(token + "x")
+    assert one.fingerprint(token) != other.fingerprint(token)  # keyed by BRIDGE_SECRET_KEY
+    assert token not in one.fingerprint(token) and len(one.fingerprint(token)) >= 32
 
 
 async def test_wrong_key_is_a_config_error(store: PgTokenStore, db_pool: asyncpg.Pool) -> None:
