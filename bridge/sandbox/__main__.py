@@ -31,12 +31,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--outreach-port", type=int, default=0)
     parser.add_argument("--zendesk-port", type=int, default=0)
     parser.add_argument("--mint-interval", type=float, default=60.0, help="seconds between Outreach token mints")
+    parser.add_argument("--access-ttl", type=float, default=7200.0, help="seconds an Outreach access token lives")
     parser.add_argument("--rng-seed", type=int, default=7)
     return parser.parse_args(argv)
 
 
 async def serve(args: argparse.Namespace) -> None:
-    sandbox = Sandbox(outreach=OutreachSandbox(mint_interval=args.mint_interval), host=args.host,
+    outreach = OutreachSandbox(mint_interval=args.mint_interval, access_ttl=args.access_ttl)
+    sandbox = Sandbox(outreach=outreach, host=args.host,
                       outreach_port=args.outreach_port, zendesk_port=args.zendesk_port)  # fmt: skip
     info = seed_demo(sandbox, vehicles=args.vehicles, brands=args.brands, prospects=args.prospects, rng_seed=args.rng_seed)
     for api in ("outreach", "zendesk"):

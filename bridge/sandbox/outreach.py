@@ -12,8 +12,12 @@ Invariants:
 - every `/api/v2` request except `/api/v2/schema` needs a live bearer token (401
   `unauthorizedRequest`); bodies need `application/vnd.api+json` (415); every response
   carries the X-RateLimit headers, and an exhausted window answers 429 with Retry-After;
-- a refresh rotates the refresh token (the old one is refused at once) and a client may
-  mint at most one access token per `mint_interval` seconds of the sandbox clock.
+- a refresh rotates the refresh token and a client (one authorising user) may mint at most
+  one access token per `mint_interval` seconds of the sandbox clock, else 429 with a
+  whole-second Retry-After; access tokens live `access_ttl` seconds (fractions allowed) and
+  answer 401 once expired. With `strict_rotation` (the default) a refresh token works once;
+  without it the previous one keeps working for one more mint, as some providers allow
+  (api/outreach.md leaves this unsure).
 Offset paging (`page[offset]`) is refused with 400 rather than emulating its 10,000 cap.
 """
 
@@ -52,6 +56,7 @@ class OAuthClient:
     secret: str
     refresh_token: str
     last_mint: int | None = None  # sandbox-clock microseconds of the last access token minted
+    previous_refresh: str | None = None  # still accepted once unless rotation is strict
 
 
 class OutreachSandbox:
@@ -63,12 +68,14 @@ class OutreachSandbox:
         clock: Callable[[], datetime] = _utcnow,
         rate_limit: int = 10_000,
         mint_interval: float = 60.0,
-        access_ttl: int = 7200,
+        access_ttl: float = 7200,
+        strict_rotation: bool = True,
     ) -> None:
         self.clock = clock
         self.rate_limit = rate_limit
         self.mint_interval = mint_interval
         self.access_ttl = access_ttl
+        self.strict_rotation = strict_rotation
         self.types: dict[str, TypeDef] = {}
         self._records: dict[str, dict[int, Rec]] = {}
         self._order: dict[str, list[tuple[int, int]]] = {}
@@ -237,24 +244,32 @@ class OutreachSandbox:
         client = self._clients.get(client_id)
         if client is None or not secrets.compare_digest(client.secret, client_secret):
             return 401, {"error": "invalid_client", "error_description": "Client authentication failed."}
-        if not secrets.compare_digest(client.refresh_token, refresh_token):
+        if not self._grant_live(client, refresh_token):
             return 400, {"error": "invalid_grant", "error_description": "The refresh token is invalid, expired or revoked."}
         now = to_micros(self.clock())
         if client.last_mint is not None and now - client.last_mint < self.mint_interval * 1e6:
             wait = math.ceil((client.last_mint + self.mint_interval * 1e6 - now) / 1e6)
-            return 429, {"retry_after": max(wait, 1)}
+            return 429, {"retry_after": max(wait, 1), "interval": self.mint_interval}
         client.last_mint = now
+        client.previous_refresh = None if self.strict_rotation else client.refresh_token
         client.refresh_token = secrets.token_urlsafe(32)
         access = secrets.token_urlsafe(24)
-        self._tokens[access] = now + self.access_ttl * 1_000_000
+        self._tokens[access] = now + round(self.access_ttl * 1_000_000)
+        ttl = self.access_ttl
         return 200, {
             "access_token": access,
             "token_type": "bearer",
-            "expires_in": self.access_ttl,
+            "expires_in": int(ttl) if float(ttl).is_integer() else ttl,
             "refresh_token": client.refresh_token,
             "scope": "custom_objects.all prospects.read users.read accounts.read",
             "created_at": now // 1_000_000,
         }
+
+    def _grant_live(self, client: OAuthClient, refresh_token: str) -> bool:
+        if secrets.compare_digest(client.refresh_token, refresh_token):
+            return True
+        previous = client.previous_refresh
+        return previous is not None and secrets.compare_digest(previous, refresh_token)
 
     # --- rate limit -----------------------------------------------------------------------
     def rate_hit(self) -> tuple[bool, int, int]:

@@ -143,7 +143,7 @@ class _Api:
             return web.json_response({"error": "unsupported_grant_type", "error_description": "Only grant_type=refresh_token is supported."}, status=400)
         status, body = self.sb.mint(str(data.get("client_id", "")), str(data.get("client_secret", "")), str(data.get("refresh_token", "")))
         if status == 429:
-            detail = "At most one access token per minute may be minted; retry later."
+            detail = f"At most one access token per {body['interval']:g} s may be minted; retry later."
             response = error(429, "rateLimitExceeded", "Rate Limit Exceeded", detail)
             response.headers["Retry-After"] = str(body["retry_after"])
             return response

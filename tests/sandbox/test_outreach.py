@@ -219,3 +219,53 @@ async def test_oauth_rotation_and_one_mint_per_minute(world: World) -> None:
     world.clock.advance(7201)
     status, _, _ = await world.o_get(VEHICLES, headers={"Authorization": f"Bearer {second['access_token']}"})
     assert status == 401
+
+
+async def _mint(world: World, refresh_token: str) -> tuple[int, dict, dict]:
+    form = {"grant_type": "refresh_token", "client_id": world.info.outreach_client_id,
+            "client_secret": world.info.outreach_client_secret, "refresh_token": refresh_token}  # fmt: skip
+    async with world.http.post(world.sandbox.outreach_url + "/oauth/token", data=form) as r:
+        return r.status, await r.json(content_type=None), dict(r.headers)
+
+
+async def test_short_lived_tokens_expire_and_mints_are_spaced_as_configured(world: World) -> None:
+    world.sandbox.outreach.access_ttl = 2
+    world.sandbox.outreach.mint_interval = 0.5
+    status, first, _ = await _mint(world, world.info.outreach_refresh_token)
+    assert status == 200 and first["expires_in"] == 2
+    bearer = {"Authorization": f"Bearer {first['access_token']}"}
+    world.clock.advance(1.9)
+    assert (await world.o_get(VEHICLES, headers=bearer))[0] == 200
+    world.clock.advance(0.1)  # expired on the server's clock: 401, as a real expiry answers
+    status, body, _ = await world.o_get(VEHICLES, headers=bearer)
+    assert status == 401 and body["errors"][0]["id"] == "unauthorizedRequest"
+    status, second, _ = await _mint(world, first["refresh_token"])
+    assert status == 200
+    world.clock.advance(0.3)  # too soon: 429 with a whole-second Retry-After, grant untouched
+    status, body, headers = await _mint(world, second["refresh_token"])
+    assert status == 429 and body["errors"][0]["id"] == "rateLimitExceeded" and headers["Retry-After"] == "1"
+    assert "0.5 s" in body["errors"][0]["detail"]
+    world.clock.advance(0.2)
+    status, third, _ = await _mint(world, second["refresh_token"])
+    assert status == 200 and third["refresh_token"] not in (first["refresh_token"], second["refresh_token"])
+
+
+async def test_fractional_lifetimes_and_strict_rotation(world: World) -> None:
+    world.sandbox.outreach.access_ttl = 1.5
+    world.sandbox.outreach.mint_interval = 0
+    status, first, _ = await _mint(world, world.info.outreach_refresh_token)
+    assert status == 200 and first["expires_in"] == 1.5
+    status, _, _ = await _mint(world, first["refresh_token"])
+    assert status == 200
+    status, body, _ = await _mint(world, first["refresh_token"])  # each refresh token works once
+    assert status == 400 and body["error"] == "invalid_grant"
+
+
+async def test_lax_rotation_lets_the_previous_refresh_token_work_once_more(world: World) -> None:
+    world.sandbox.outreach.strict_rotation = False
+    world.sandbox.outreach.mint_interval = 0
+    _, first, _ = await _mint(world, world.info.outreach_refresh_token)
+    status, again, _ = await _mint(world, world.info.outreach_refresh_token)  # the previous one
+    assert status == 200 and again["refresh_token"] != first["refresh_token"]
+    status, body, _ = await _mint(world, world.info.outreach_refresh_token)  # two back: dead
+    assert status == 400 and body["error"] == "invalid_grant"
