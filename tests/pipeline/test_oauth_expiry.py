@@ -1,0 +1,68 @@
+"""A backfill that outlives many short-lived Outreach access tokens, over loopback.
+
+The sandbox issues tokens that live 1.5 s, lets one be minted per 0.5 s and honours each
+refresh token once, as the real API does at 2 h / 60 s (api/outreach.md, Auth). With latency
+on every Outreach request, one run spans several expiries and rotations; it must end exactly
+like the source, with the newest refresh token stored.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from pydantic import SecretStr
+
+from bridge import wiring
+from bridge.store.crypto import TokenCipher
+from bridge.store.tokens import PgTokenStore
+from tests.fixtures_sandbox import SandboxWorld, settings_for
+from tests.pipeline.test_sync import assert_exact, backfill, prepare_zendesk
+
+SECRET_KEY = "test-secret-key-for-tokens"
+
+
+@pytest.fixture
+async def oauth_world(world: SandboxWorld, db_dsn: str) -> SandboxWorld:
+    seed = world.seed
+    settings = settings_for(
+        world.sandbox, seed, db_dsn,
+        outreach_access_token=None,
+        outreach_client_id=seed.outreach_client_id,
+        outreach_client_secret=SecretStr(seed.outreach_client_secret),
+        outreach_refresh_token=SecretStr(seed.outreach_refresh_token),
+        bridge_secret_key=SecretStr(SECRET_KEY),
+        bridge_page_size=10,
+    )
+    oauth = SandboxWorld(world.sandbox, seed, settings)
+    await prepare_zendesk(oauth)
+    outreach = world.sandbox.outreach
+    outreach.access_ttl, outreach.mint_interval = 1.5, 0.5
+    world.sandbox.faults.set_latency("outreach", 0.1)
+    world.sandbox.counters.reset()
+    return oauth
+
+
+async def test_a_backfill_spanning_many_token_expiries_finishes_exactly(oauth_world: SandboxWorld) -> None:
+    reports = await backfill(oauth_world)
+    assert {m: r.status for m, r in reports.items()} == {"vehicle_brands": "succeeded", "vehicles": "succeeded"}
+    assert_exact(oauth_world.sandbox)
+    counters = oauth_world.sandbox.counters
+    mints = counters.count("outreach", route="oauth_token", status=200)
+    assert mints >= 3  # the run outlived several tokens, each renewed ahead of its expiry
+    assert counters.count("outreach", route="oauth_token") == mints + counters.count(
+        "outreach", route="oauth_token", status=429
+    )  # never a refused grant
+    await _assert_newest_refresh_token_stored(oauth_world)
+
+
+async def _assert_newest_refresh_token_stored(world: SandboxWorld) -> None:
+    """Under strict rotation only the newest refresh token mints: the stored one must."""
+    s = world.settings
+    async with wiring.open_pool(s) as pool:
+        stored = await PgTokenStore(pool, TokenCipher(SECRET_KEY)).load("outreach")
+    assert stored is not None
+    world.sandbox.outreach.mint_interval = 0
+    form = {"grant_type": "refresh_token", "client_id": world.seed.outreach_client_id,
+            "client_secret": world.seed.outreach_client_secret, "refresh_token": stored.refresh_token}  # fmt: skip
+    async with aiohttp.ClientSession() as http, http.post(f"{s.outreach_api_url}/oauth/token", data=form) as r:
+        assert r.status == 200, await r.text()
