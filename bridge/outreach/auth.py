@@ -16,26 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import aiohttp
-import pydantic
 import structlog
-from pydantic import BaseModel, ConfigDict
 
-from bridge.errors import AuthError, BridgeError, RejectedError, TransientApiError
-from bridge.http.transport import HttpConfig, Response, Transport
-from bridge.redact import redact_url
+from bridge.errors import AuthError, BridgeError, TransientApiError
+from bridge.outreach.grant import RefreshGrant, TokenAnswer
 
 log = structlog.get_logger(__name__)
 
-_DEFAULT_EXPIRES_IN = 7200.0  # seconds; Outreach access tokens live 2 h
 _MINT_INTERVAL = timedelta(seconds=60)  # one access token per user per minute
 _MAX_MARGIN = timedelta(minutes=5)
 _LEAD = 0.25  # of a token's lifetime: how early it is renewed, and the least spacing of mints
@@ -102,16 +96,6 @@ class StaticToken:
         )
 
 
-class _TokenAnswer(BaseModel):
-    """The token endpoint's answer; only what bridge uses (api/outreach.md, "Auth")."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    access_token: str
-    refresh_token: str | None = None
-    expires_in: float = _DEFAULT_EXPIRES_IN
-
-
 class OAuthRefresh:
     """Bearer tokens from the OAuth refresh grant, rotated and shared through a `TokenStore`.
 
@@ -137,15 +121,7 @@ class OAuthRefresh:
         margin: timedelta = _MAX_MARGIN,
         mint_interval: timedelta = _MINT_INTERVAL,
     ) -> None:
-        # One attempt: a 429 is handled here (wait, keep a valid token), and 5xx or timeouts
-        # surface from headers() into the calling request's own retry loop.
-        self._transport = Transport(
-            session, HttpConfig(api="outreach", max_attempts=1), auth=None,
-            error_parser=_oauth_error_detail, sleep=sleep,
-        )
-        self._token_url = token_url
-        self._client_id = client_id
-        self._client_secret = client_secret
+        self._grant = RefreshGrant(session, token_url, client_id, client_secret, sleep=sleep)
         self._env_refresh_token = refresh_token
         self._env_seed = store.fingerprint(refresh_token)
         self._env_refused = False
@@ -168,7 +144,7 @@ class OAuthRefresh:
         )
 
     def __repr__(self) -> str:
-        return f"OAuthRefresh(name={self._name!r}, token_url={self._token_url!r})"
+        return f"OAuthRefresh(name={self._name!r}, token_url={self._grant.token_url!r})"
 
     async def headers(self) -> dict[str, str]:
         token = self._in_use()
@@ -231,9 +207,10 @@ class OAuthRefresh:
             newest = self._newest(stored)
             wait = (self._mint_allowed_at(newest) - self._clock()).total_seconds()
             if wait > 0:
-                current = self._current
-                if current is not None and self._valid(current):
-                    return current  # renew once minting is allowed; this one still works
+                still_valid = self._still_valid(stored)
+                if still_valid is not None:
+                    self._current = still_valid
+                    return still_valid  # renew once minting is allowed; this one still works
                 log.info("outreach_token_mint_wait", name=self._name, seconds=round(wait, 3))
                 await self._sleep(wait)
                 continue
@@ -292,6 +269,14 @@ class OAuthRefresh:
             stored.seed is not None and stored.seed != self._env_seed and not self._env_refused
         )
 
+    def _still_valid(self, stored: StoredToken | None) -> StoredToken | None:
+        """Ours, or else the stored one, if it is not expired yet (though due for renewal)."""
+        if self._current is not None and self._valid(self._current):
+            return self._current
+        if stored is not None and self._valid(stored) and not self._reseed(stored):
+            return stored
+        return None
+
     def _newest(self, stored: StoredToken | None) -> StoredToken | None:
         known = [t for t in (stored, self._current) if t is not None]
         return max(known, key=lambda t: t.minted_at, default=None)
@@ -301,7 +286,7 @@ class OAuthRefresh:
         grants = self._grants(chain)
         for i, (refresh_token, seed, source) in enumerate(grants):
             try:
-                answer = await self._post_refresh(refresh_token)
+                answer = await self._grant.exchange(refresh_token)
             except AuthError as exc:
                 if exc.detail != "invalid_grant" or i == len(grants) - 1:
                     raise
@@ -329,7 +314,7 @@ class OAuthRefresh:
             return [stored]
         return [stored, env]
 
-    def _token_from(self, answer: _TokenAnswer, used: str, seed: str) -> StoredToken:
+    def _token_from(self, answer: TokenAnswer, used: str, seed: str) -> StoredToken:
         now = self._clock()
         return StoredToken(
             access_token=answer.access_token,
@@ -380,53 +365,3 @@ class OAuthRefresh:
                 log.warning("outreach_token_save_failed", name=self._name, reason=str(exc))
         if not self._unsaved:
             log.info("outreach_token_saved", name=self._name)
-
-    async def _post_refresh(self, refresh_token: str) -> _TokenAnswer:
-        form = {
-            "grant_type": "refresh_token",
-            "client_id": self._client_id,
-            "client_secret": self._client_secret,
-            "refresh_token": refresh_token,
-        }
-        path = _path(self._token_url)
-        try:
-            response = await self._transport.request(
-                "POST", self._token_url, data=form, authenticated=False
-            )
-        except (RejectedError, AuthError) as exc:
-            raise AuthError(
-                f"outreach POST {path}: {exc.status} {exc.detail}; {_refused_todo(exc.detail)}",
-                api="outreach", method="POST", path=path, status=exc.status, detail=exc.detail,
-            ) from None
-        try:
-            return _TokenAnswer.model_validate(response.json())
-        except pydantic.ValidationError:
-            raise AuthError(
-                f"outreach POST {path}: {response.status} answer has no usable access_token; "
-                "check the token URL (OUTREACH_API_URL)",
-                api="outreach", method="POST", path=path, status=response.status,
-            ) from None
-
-
-def _refused_todo(detail: str) -> str:
-    if "invalid_grant" in detail:
-        return "refresh token refused; re-authorise and set OUTREACH_REFRESH_TOKEN"
-    if "invalid_client" in detail:
-        return "client refused; check OUTREACH_CLIENT_ID and OUTREACH_CLIENT_SECRET"
-    return "token refresh refused; check the OAuth settings and re-authorise if needed"
-
-
-def _oauth_error_detail(response: Response) -> str:
-    """Only the OAuth error code: the endpoint's descriptions may echo what was sent."""
-    try:
-        body = json.loads(response.body)
-    except ValueError:
-        return ""
-    code = body.get("error") if isinstance(body, dict) else None
-    if isinstance(code, str) and code.replace("_", "").isalnum():
-        return code[:64]
-    return ""
-
-
-def _path(url: str) -> str:
-    return urlsplit(redact_url(url)).path or "/"

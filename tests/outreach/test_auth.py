@@ -457,3 +457,12 @@ async def test_second_401_after_refresh_is_an_auth_error(session, mocked, fake_t
         await transport(session, oauth(session, store, Utc()), fake_time).request("GET", DATA)
     assert "access-new" not in str(info.value) and "old" not in str(info.value).split(":")[0]
     assert len(token_posts(mocked)) == 1
+
+
+async def test_a_due_stored_token_is_used_while_the_token_endpoint_says_wait(session, mocked) -> None:
+    utc = Utc()
+    store = MemoryStore(token("stored-due", minted=T0 - timedelta(minutes=117)))  # 3 min left
+    mocked.post(TOKEN_URL, status=429, payload={}, headers={"Retry-After": "30"})
+    auth = oauth(session, store, utc)
+    assert await auth.headers() == {"Authorization": "Bearer stored-due"}
+    assert utc.sleeps == [] and len(token_posts(mocked)) == 1
