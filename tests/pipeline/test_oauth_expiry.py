@@ -55,6 +55,27 @@ async def test_a_backfill_spanning_many_token_expiries_finishes_exactly(oauth_wo
     await _assert_newest_refresh_token_stored(oauth_world)
 
 
+async def test_a_new_refresh_token_in_the_environment_takes_over_the_stored_chain(
+    oauth_world: SandboxWorld,
+) -> None:
+    oauth_world.sandbox.faults.set_latency("outreach", 0)
+    oauth_world.settings = oauth_world.settings.model_copy(update={"bridge_page_size": 100})
+    await backfill(oauth_world)  # the store now holds a chain seeded by the first token
+    outreach, seed = oauth_world.sandbox.outreach, oauth_world.seed
+    # The operator re-authorises (the stored chain and its access tokens are revoked) and sets
+    # the new refresh token, as the invalid_grant message tells them to.
+    fresh = outreach.add_oauth_client(seed.outreach_client_id, seed.outreach_client_secret)
+    outreach.expire_tokens()
+    changed = outreach.ids("vehicles")[:3]
+    for vid in changed:
+        outreach.update("vehicles", vid, color="Ultra Violet")
+    settings = oauth_world.settings.model_copy(update={"outreach_refresh_token": SecretStr(fresh)})
+    reports = await backfill(SandboxWorld(oauth_world.sandbox, seed, settings))
+    assert reports["vehicles"].status == "succeeded" and reports["vehicles"].written == len(changed)
+    assert_exact(oauth_world.sandbox)
+    await _assert_newest_refresh_token_stored(oauth_world)
+
+
 async def _assert_newest_refresh_token_stored(world: SandboxWorld) -> None:
     """Under strict rotation only the newest refresh token mints: the stored one must."""
     s = world.settings
