@@ -8,11 +8,16 @@ like the source, with the newest refresh token stored.
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 from pydantic import SecretStr
 
 from bridge import wiring
+from bridge.http.transport import HttpConfig, Transport
+from bridge.outreach.auth import OAuthRefresh
+from bridge.store import pool as pool_module
 from bridge.store.crypto import TokenCipher
 from bridge.store.tokens import PgTokenStore
 from tests.fixtures_sandbox import SandboxWorld, settings_for
@@ -87,3 +92,42 @@ async def _assert_newest_refresh_token_stored(world: SandboxWorld) -> None:
             "client_secret": world.seed.outreach_client_secret, "refresh_token": stored.refresh_token}  # fmt: skip
     async with aiohttp.ClientSession() as http, http.post(f"{s.outreach_api_url}/oauth/token", data=form) as r:
         assert r.status == 200, await r.text()
+
+
+async def test_two_processes_share_one_rotating_chain(oauth_world: SandboxWorld, db_dsn: str) -> None:
+    """Two replicas (two pools, two auth objects) renew 0.6 s tokens through one store:
+    each mint is adopted by the other, so no refresh token is ever used twice."""
+    outreach, seed = oauth_world.sandbox.outreach, oauth_world.seed
+    outreach.access_ttl, outreach.mint_interval = 0.6, 0.2
+    oauth_world.sandbox.faults.set_latency("outreach", 0)
+    cipher = TokenCipher(SECRET_KEY)
+    pools = [await pool_module.create_pool(db_dsn, max_size=3) for _ in range(2)]
+    try:
+        async with aiohttp.ClientSession() as http:
+            replicas = [
+                OAuthRefresh(
+                    http, token_url=f"{oauth_world.settings.outreach_api_url}/oauth/token",
+                    client_id=seed.outreach_client_id, client_secret=seed.outreach_client_secret,
+                    refresh_token=seed.outreach_refresh_token, store=PgTokenStore(pool, cipher),
+                )
+                for pool in pools
+            ]
+            url = f"{oauth_world.settings.outreach_api_url}/api/v2/customObjects/vehicles?page[size]=1"
+
+            async def keep_calling(auth: OAuthRefresh) -> int:
+                ok, deadline = 0, asyncio.get_running_loop().time() + 2.0
+                while asyncio.get_running_loop().time() < deadline:
+                    response = await Transport(http, HttpConfig(api="outreach"), auth=auth).request("GET", url)
+                    ok += response.status == 200
+                    await asyncio.sleep(0.02)
+                return ok
+
+            done = await asyncio.gather(*(keep_calling(a) for a in replicas for _ in range(3)))
+        assert min(done) > 10
+    finally:
+        for pool in pools:
+            await pool.close()
+    counters = oauth_world.sandbox.counters
+    assert counters.count("outreach", route="oauth_token", status=200) >= 3
+    assert counters.count("outreach", route="oauth_token", status=400) == 0
+    await _assert_newest_refresh_token_stored(oauth_world)
