@@ -75,15 +75,16 @@ class RateLimiter:
 
     async def wait(self) -> None:
         """Returns when one more request may be sent."""
+        first = True
         while True:
             now = self._clock()
-            delay = self._take_slot(now)
+            delay = self._take_slot(now, spend=first)
             if delay <= 0:
                 return
             await self._sleep_counted(delay)
             if self._paused_until <= self._clock():
                 return
-            # a longer pause (a new 429) arrived while sleeping: queue again behind it
+            first = False  # a longer pause (a new 429) came meanwhile: queue again behind it
 
     def update(self, headers: Mapping[str, str]) -> None:
         """Takes the quota from a response's headers; responses without them change nothing."""
@@ -105,12 +106,15 @@ class RateLimiter:
         self.waited_seconds += seconds
         await self._sleep(seconds)
 
-    def _take_slot(self, now: float) -> float:
-        """Reserves a send time for one request and returns how long to wait for it."""
+    def _take_slot(self, now: float, *, spend: bool) -> float:
+        """Reserves a send time for one request and returns how long to wait for it.
+
+        `spend` counts the request against the quota: once per request, not per re-queue.
+        """
         quota = self.quota
         if quota is not None and quota.reset_at <= now:
             quota = self.quota = None  # the window has reset: nothing known until the next response
-        if quota is not None:
+        if quota is not None and spend:
             self.quota = Quota(quota.limit, quota.remaining - 1, quota.reset_at, quota.window)
             if quota.remaining <= 0:
                 self.pause_until(quota.reset_at)  # spent: hold everything until the reset

@@ -169,7 +169,7 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         authenticated: bool = True,
     ) -> Response:
-        """Sends until success, a permanent error, or the retry policy gives up."""
+        """Sends until success, a permanent error, or the attempts or the deadline run out."""
         body, extra = _encode_body(json)
         call = _Call(method.upper(), url, body, data, params, {**extra, **(headers or {})})
         use_auth = authenticated and self._auth is not None
@@ -183,15 +183,7 @@ class Transport:
                 if self._retry.is_flow_control(err):
                     attempt -= 1  # a 429 is the server pacing us, not a failed attempt
                     waits += 1
-                    delay = self._retry.pause(waits, err)
-                else:
-                    retry_in = self._retry.delay(attempt, err)
-                    if retry_in is None:
-                        raise self._exhausted(call, err, self._attempts_spent(attempt, started)) from (
-                            err.__cause__ or err
-                        )
-                    delay = retry_in
-                await self._back_off(call, err, delay, started, attempt=attempt, waits=waits)
+                await self._back_off(call, err, started, attempt=attempt, waits=waits)
             except _Unauthorized as unauthorized:
                 if not use_auth or refreshed or self._auth is None:
                     raise self._auth_error(call, unauthorized.response, refreshed) from None
@@ -200,17 +192,25 @@ class Transport:
                 await self._auth.refresh()
 
     async def _back_off(
-        self, call: _Call, err: TransientApiError, delay: float, started: float, *,
-        attempt: int, waits: int,
+        self, call: _Call, err: TransientApiError, started: float, *, attempt: int, waits: int
     ) -> None:
-        """Waits `delay` before the next send, unless that would end past the deadline."""
+        """Waits before the next send, or raises when the attempts or the deadline ran out."""
+        if self._retry.is_flow_control(err):
+            delay: float | None = self._retry.pause(waits, err)
+        else:
+            delay = self._retry.delay(attempt, err)
         elapsed = self._clock() - started
+        if delay is None:
+            why = (
+                f"gave up after {attempt} attempts in {_seconds(elapsed)}s; the API keeps failing, "
+                "try again later (BRIDGE_MAX_ATTEMPTS sets the attempts)"
+            )
+            raise self._exhausted(call, err, why) from (err.__cause__ or err)
         if elapsed + delay > self.config.deadline:
             why = (
                 f"still refused after {_seconds(elapsed)}s and the next wait ({_seconds(delay)}s) "
                 f"would pass the request deadline of {_seconds(self.config.deadline)}s; try again "
-                "later, or raise "
-                "BRIDGE_REQUEST_DEADLINE_SECONDS"
+                "later, or raise BRIDGE_REQUEST_DEADLINE_SECONDS"
             )
             raise self._exhausted(call, err, why) from (err.__cause__ or err)
         log.info(
@@ -222,12 +222,6 @@ class Transport:
             self._limiter.pause_for(delay)
             return
         await self._sleep(delay)
-
-    def _attempts_spent(self, attempt: int, started: float) -> str:
-        return (
-            f"gave up after {attempt} attempts in {_seconds(self._clock() - started)}s; the API keeps "
-            "failing, try again later (BRIDGE_MAX_ATTEMPTS sets the attempts)"
-        )
 
     def _exhausted(self, call: _Call, err: TransientApiError, why: str) -> TransientApiError:
         """The last error again, its advice replaced by which limit ran out and what to do."""
@@ -304,7 +298,7 @@ class Transport:
     def _transient(
         self, call: _Call, response: Response, detail: str, retry_after: float | None = None
     ) -> TransientApiError:
-        todo = f"retried up to {self._retry.max_attempts} attempts; try again later"
+        todo = "will retry; try again later if this persists"
         return TransientApiError(
             _message(self.config.api, call, response.status, detail, todo),
             retry_after=retry_after, api=self.config.api, method=call.method,

@@ -180,3 +180,16 @@ async def test_exhausted_quota_releases_waiters_one_by_one_at_the_reset() -> Non
 def test_spacing_must_be_positive() -> None:
     with pytest.raises(ValueError):
         RateLimiter(min_spacing=0)
+
+
+async def test_a_request_queued_again_behind_a_new_pause_spends_the_quota_once() -> None:
+    t = FakeTime()
+    rl = RateLimiter(clock=t.clock, sleep=t.sleep, wall=t.wall, min_spacing=1.0, rand=lambda: 0.0)
+    rl.update({"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "50", "X-RateLimit-Reset": "600"})
+    rl.pause_for(1)
+    waiter = asyncio.ensure_future(rl.wait())
+    await asyncio.sleep(0)  # it has taken its slot (at 1 s) and sleeps
+    rl.pause_for(3)  # a second 429 extends the pause before that slot comes
+    await waiter
+    assert t.now - 1000.0 >= 3
+    assert rl.quota is not None and rl.quota.remaining == 49
