@@ -56,9 +56,11 @@ class RetryPolicy:
         """Delay before resending after the `waits`-th flow-control answer in a row (from 1).
 
         The server's Retry-After when it gave one (exactly: the rate limiter spaces and jitters
-        the requests it releases), else the same backoff as a failure.
+        the requests it releases), else the same backoff as a failure. A Retry-After of zero
+        (or a moment already past) gets the backoff too, so a server that keeps saying "now"
+        is not hammered until the deadline.
         """
-        if error.retry_after is not None:
+        if error.retry_after:
             return error.retry_after
         return self._backoff(waits)
 

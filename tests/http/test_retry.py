@@ -74,3 +74,8 @@ def test_flow_control_waits_the_retry_after_exactly_or_backs_off() -> None:
     policy = RetryPolicy(max_attempts=1, base=0.5, cap=4.0, rand=lambda: 1.0)
     assert policy.pause(50, transient(retry_after=0.2)) == 0.2  # no attempt limit, no backoff on top
     assert [policy.pause(n, transient()) for n in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+
+
+def test_flow_control_with_a_zero_retry_after_backs_off_rather_than_hammer() -> None:
+    policy = RetryPolicy(base=0.5, cap=4.0, rand=lambda: 1.0)
+    assert [policy.pause(n, transient(retry_after=0.0)) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
