@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     bridge_overlap_seconds: float = Field(default=60.0, ge=0)
     bridge_http_timeout: float = Field(default=30.0, gt=0)
     bridge_max_attempts: int = Field(default=6, ge=1, le=20)
+    # Per request: every retry and every 429 wait ends within this many seconds of the first send.
+    bridge_request_deadline_seconds: float = Field(default=600.0, gt=0)
     # Worker (issue 5): leases, shutdown, schedule jitter, backoff after failed runs.
     bridge_lease_ttl_seconds: float = Field(default=30.0, ge=1, le=3600)
     bridge_lease_wait_seconds: float = Field(default=60.0, ge=0)  # backfill waits this long for a held mapping

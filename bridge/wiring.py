@@ -102,7 +102,8 @@ def _transport(
 ) -> Transport:
     """One API's request loop: the same timeouts and retries for both, their own limiter."""
     config = HttpConfig(
-        api=api, timeout=settings.bridge_http_timeout, max_attempts=settings.bridge_max_attempts
+        api=api, timeout=settings.bridge_http_timeout, max_attempts=settings.bridge_max_attempts,
+        deadline=settings.bridge_request_deadline_seconds,
     )
     retry = RetryPolicy(max_attempts=settings.bridge_max_attempts)
     return Transport(

@@ -45,3 +45,11 @@ async def test_zendesk_prefers_client_credentials_then_bearer_then_legacy() -> N
     assert isinstance(wiring._zendesk_auth(legacy, None, url), LegacyApiToken)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="ZENDESK_CLIENT_ID and ZENDESK_CLIENT_SECRET"):
         wiring._zendesk_auth(settings(), None, url)  # type: ignore[arg-type]
+
+
+async def test_request_deadline_reaches_the_transport() -> None:
+    s = settings(bridge_request_deadline_seconds=42.0, bridge_max_attempts=3)
+    transport = wiring._transport(
+        None, s, "zendesk", BearerToken("b"), None, lambda r: "", []  # type: ignore[arg-type]
+    )
+    assert (transport.config.deadline, transport.config.max_attempts) == (42.0, 3)

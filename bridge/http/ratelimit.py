@@ -3,7 +3,11 @@
 Both APIs limit the whole account, not a connection (api/outreach.md and api/zendesk.md, "Rate
 limits"), so one `RateLimiter` is shared by every request to one API. It keeps two invariants:
 
-- after `pause_until(t)` (a 429's Retry-After) no request passes `wait()` before `t`;
+- after `pause_until(t)` (a 429's Retry-After) no request passes `wait()` before `t`, and the
+  requests held by it leave one at a time, not together: each takes the next free slot, a
+  spacing apart (the quota's even spread, `window / limit`, when known, else `min_spacing`)
+  plus a random jitter of up to one spacing, so a burst released at `t` does not earn the
+  next 429. A spent quota (remaining 0) holds requests until its reset in the same way;
 - once the remaining quota drops below `reserve * limit`, requests are spread evenly over the
   time left until the reset, so the quota is not spent before the window ends. Waiting is
   always a sleep for a computed time, never a poll.
@@ -17,6 +21,7 @@ reset` (seconds-until). When several are present the tightest wins.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -29,11 +34,16 @@ _ZENDESK_WINDOW = 60.0  # X-Rate-Limit is per minute and carries no reset
 
 @dataclass(frozen=True, slots=True)
 class Quota:
-    """What the last response said is left: `remaining` of `limit` until `reset_at` (clock)."""
+    """What the last response said is left: `remaining` of `limit` until `reset_at` (clock).
+
+    `window` is the length of the quota's window in seconds as far as known (Zendesk's minute;
+    for the other headers the time to the reset when read, which is no longer than it).
+    """
 
     limit: int
     remaining: int
     reset_at: float
+    window: float = 0.0
 
 
 class RateLimiter:
@@ -46,23 +56,35 @@ class RateLimiter:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         reserve: float = 0.05,
         wall: Callable[[], float] = time.time,
+        min_spacing: float = 0.05,
+        rand: Callable[[], float] = random.random,
     ) -> None:
+        if min_spacing <= 0:
+            raise ValueError("min_spacing must be positive, or a pause would release a burst")
         self._clock = clock
         self._sleep = sleep
         self._wall = wall
+        self._rand = rand
         self.reserve = reserve
+        self.min_spacing = min_spacing
         self.quota: Quota | None = None
         self._paused_until = float("-inf")
-        self._next_slot = float("-inf")
+        self._next_slot = float("-inf")  # the even spread's next send time, below the reserve
+        self._next_release = float("-inf")  # the next free slot for requests a pause held
         self.waited_seconds = 0.0
 
     async def wait(self) -> None:
         """Returns when one more request may be sent."""
-        await self._wait_out_pause()
-        delay = self._take_slot(self._clock())
-        if delay > 0:
+        first = True
+        while True:
+            now = self._clock()
+            delay = self._take_slot(now, spend=first)
+            if delay <= 0:
+                return
             await self._sleep_counted(delay)
-            await self._wait_out_pause()  # a 429 may have arrived meanwhile
+            if self._paused_until <= self._clock():
+                return
+            first = False  # a longer pause (a new 429) came meanwhile: queue again behind it
 
     def update(self, headers: Mapping[str, str]) -> None:
         """Takes the quota from a response's headers; responses without them change nothing."""
@@ -80,31 +102,47 @@ class RateLimiter:
         """`pause_until` measured from now, so callers need not share this limiter's clock."""
         self.pause_until(self._clock() + max(0.0, seconds))
 
-    async def _wait_out_pause(self) -> None:
-        while (left := self._paused_until - self._clock()) > 0:
-            await self._sleep_counted(left)
-
     async def _sleep_counted(self, seconds: float) -> None:
         self.waited_seconds += seconds
         await self._sleep(seconds)
 
-    def _take_slot(self, now: float) -> float:
-        """Reserves a send time for one request and returns how long to wait for it."""
+    def _take_slot(self, now: float, *, spend: bool) -> float:
+        """Reserves a send time for one request and returns how long to wait for it.
+
+        `spend` counts the request against the quota: once per request, not per re-queue.
+        """
         quota = self.quota
-        if quota is None or quota.reset_at <= now:
-            self.quota = None  # the window has reset: nothing known until the next response
+        if quota is not None and quota.reset_at <= now:
+            quota = self.quota = None  # the window has reset: nothing known until the next response
+        if quota is not None and spend:
+            self.quota = Quota(quota.limit, quota.remaining - 1, quota.reset_at, quota.window)
+            if quota.remaining <= 0:
+                self.pause_until(quota.reset_at)  # spent: hold everything until the reset
+        if self._paused_until > now or self._next_release > now:
+            return self._take_release(now)
+        if quota is None or (quota.remaining >= self.reserve * quota.limit):
             self._next_slot = now
             return 0.0
-        self.quota = Quota(quota.limit, quota.remaining - 1, quota.reset_at)
-        if quota.remaining >= self.reserve * quota.limit and quota.remaining > 0:
-            self._next_slot = now
-            return 0.0
-        if quota.remaining <= 0:
-            slot = max(self._next_slot, quota.reset_at)
-        else:
-            slot = max(self._next_slot, now)
-            self._next_slot = slot + max(quota.reset_at - slot, 0.0) / quota.remaining
+        slot = max(self._next_slot, now)
+        self._next_slot = slot + max(quota.reset_at - slot, 0.0) / quota.remaining
         return slot - now
+
+    def _take_release(self, now: float) -> float:
+        """The next free slot after a pause: one spacing after the previous one, plus jitter.
+
+        The jitter goes on top of the slot, never before it, so no request leaves before the
+        pause ends; each slot follows the previous one by at least a spacing, so they are
+        distinct and in order whatever the random draws.
+        """
+        spacing = self._spacing()
+        release = max(self._paused_until, self._next_release, now) + self._rand() * spacing
+        self._next_release = release + spacing
+        return release - now
+
+    def _spacing(self) -> float:
+        quota = self.quota
+        even = quota.window / quota.limit if quota is not None and quota.limit > 0 else 0.0
+        return max(self.min_spacing, even)
 
     def _read_all(self, headers: Mapping[str, str], now: float) -> list[Quota | None]:
         zendesk_reset = now + _ZENDESK_WINDOW
@@ -113,7 +151,10 @@ class RateLimiter:
             self._read(
                 headers, "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", now
             ),
-            _quota(headers.get("x-rate-limit"), headers.get("x-rate-limit-remaining"), zendesk_reset),
+            _quota(
+                headers.get("x-rate-limit"), headers.get("x-rate-limit-remaining"), zendesk_reset,
+                _ZENDESK_WINDOW,
+            ),
         ]
 
     def _read(
@@ -122,7 +163,7 @@ class RateLimiter:
         reset_in = self._reset_in(headers.get(reset))
         if reset_in is None:
             return None
-        return _quota(headers.get(limit), headers.get(remaining), now + reset_in)
+        return _quota(headers.get(limit), headers.get(remaining), now + reset_in, reset_in)
 
     def _reset_in(self, value: str | None) -> float | None:
         """Seconds until the window resets, whether the header gave an epoch or a delta."""
@@ -136,11 +177,13 @@ class RateLimiter:
         return min(max(number, 0.0), _MAX_RESET)
 
 
-def _quota(limit: str | None, remaining: str | None, reset_at: float) -> Quota | None:
+def _quota(
+    limit: str | None, remaining: str | None, reset_at: float, window: float
+) -> Quota | None:
     lim, rem = _number(limit), _number(remaining)
     if lim is None or rem is None or lim <= 0:
         return None
-    return Quota(int(lim), max(int(rem), 0), reset_at)
+    return Quota(int(lim), max(int(rem), 0), reset_at, window)
 
 
 def _number(value: str | None) -> float | None:

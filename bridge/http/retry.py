@@ -1,10 +1,13 @@
 """When to try a failed request again, and how long to wait first.
 
-`RetryPolicy` answers one question: after attempt N failed with this transient error, wait how
-long, or give up? Backoff is exponential with full jitter (AWS architecture blog, "Exponential
-Backoff And Jitter"), so that many workers failing together do not retry together.
+`RetryPolicy` answers two questions. After attempt N failed with this transient error (5xx,
+408, timeout, dropped connection), wait how long, or give up? And after a 429, wait how long?
+A 429 is flow control, not a failure: the server is fine and says when to come back, so it
+spends no attempt; the transport's per-request deadline is what bounds those waits. Backoff is
+exponential with full jitter (AWS architecture blog, "Exponential Backoff And Jitter"), so that
+many workers failing together do not retry together.
 
-Invariants: never more than `max_attempts` attempts in all; never a delay shorter than the
+Invariants: never more than `max_attempts` failed attempts; never a delay shorter than the
 server's `Retry-After`. `parse_retry_after` reads the three forms the APIs send: seconds, an
 HTTP date, and an ISO timestamp (Outreach's 503 `scheduledServerMaintenance`, api/outreach.md).
 """
@@ -40,10 +43,29 @@ class RetryPolicy:
         """Delay before attempt `attempt + 1`; `attempt` counts from 1 (the first send)."""
         if attempt >= self.max_attempts:
             return None
-        backoff = self._rand() * min(self.cap, self.base * 2.0 ** (attempt - 1))
+        backoff = self._backoff(attempt)
         if error.retry_after is not None:
             return max(error.retry_after, backoff)
         return backoff
+
+    def is_flow_control(self, error: TransientApiError) -> bool:
+        """True for a 429: the server asks for patience, it did not fail."""
+        return error.status == 429
+
+    def pause(self, waits: int, error: TransientApiError) -> float:
+        """Delay before resending after the `waits`-th flow-control answer in a row (from 1).
+
+        The server's Retry-After when it gave one (exactly: the rate limiter spaces and jitters
+        the requests it releases), else the same backoff as a failure. A Retry-After of zero
+        (or a moment already past) gets the backoff too, so a server that keeps saying "now"
+        is not hammered until the deadline.
+        """
+        if error.retry_after:
+            return error.retry_after
+        return self._backoff(waits)
+
+    def _backoff(self, n: int) -> float:
+        return self._rand() * min(self.cap, self.base * 2.0 ** (n - 1))
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

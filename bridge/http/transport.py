@@ -2,10 +2,14 @@
 
 `Transport.request` runs, per attempt: wait for the rate limiter → add auth headers → send →
 update the limiter from the response → classify. 2xx/3xx return; a 401 triggers one
-`auth.refresh()` and a resend (a second 401 is an `AuthError`); 429, 5xx, timeouts, dropped
-connections and unreadable JSON bodies are `TransientApiError`s retried as `RetryPolicy`
-says; any other 4xx is a `RejectedError`. A 429's Retry-After pauses the shared limiter, so
-no request to that API goes out before it has passed (the limits are account-wide).
+`auth.refresh()` and a resend (a second 401 is an `AuthError`); 429, 5xx, 408, timeouts,
+dropped connections and unreadable JSON bodies are `TransientApiError`s retried as
+`RetryPolicy` says; any other 4xx is a `RejectedError`. A 429 is flow control: it is waited
+out (its Retry-After, else backoff) without spending an attempt, and its wait pauses the
+shared limiter, so no request to that API goes out before it has passed (the limits are
+account-wide). Failures spend attempts. Both kinds of wait stop at the request's deadline
+(`HttpConfig.deadline`, counted from the first send): a wait that would end past it is not
+started, and the error says which limit ran out.
 
 Invariants: every aiohttp/asyncio failure leaves here as a `bridge.errors.ApiError`, chained
 `from` the original; messages read "<api> <METHOD> <redacted path>: <status> <detail>; <what
@@ -41,7 +45,8 @@ _UNPARSED: Any = object()
 class HttpConfig:
     api: str  # "outreach" | "zendesk": used in errors, logs, metrics
     timeout: float = 30.0  # per request, seconds
-    max_attempts: int = 6
+    max_attempts: int = 6  # failed attempts (5xx, 408, network); 429s spend none
+    deadline: float = 600.0  # seconds from the first send within which every wait must end
 
 
 class Auth(Protocol):
@@ -164,17 +169,21 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         authenticated: bool = True,
     ) -> Response:
-        """Sends until success, a permanent error, or the retry policy gives up."""
+        """Sends until success, a permanent error, or the attempts or the deadline run out."""
         body, extra = _encode_body(json)
         call = _Call(method.upper(), url, body, data, params, {**extra, **(headers or {})})
         use_auth = authenticated and self._auth is not None
-        attempt, refreshed = 0, False
+        started = self._clock()
+        attempt, waits, refreshed = 0, 0, False
         while True:
             attempt += 1
             try:
                 return await self._attempt(call, use_auth)
             except TransientApiError as err:
-                await self._back_off(attempt, err)
+                if self._retry.is_flow_control(err):
+                    attempt -= 1  # a 429 is the server pacing us, not a failed attempt
+                    waits += 1
+                await self._back_off(call, err, started, attempt=attempt, waits=waits)
             except _Unauthorized as unauthorized:
                 if not use_auth or refreshed or self._auth is None:
                     raise self._auth_error(call, unauthorized.response, refreshed) from None
@@ -182,19 +191,48 @@ class Transport:
                 attempt -= 1  # the resend after a refresh is not a retry
                 await self._auth.refresh()
 
-    async def _back_off(self, attempt: int, err: TransientApiError) -> None:
-        delay = self._retry.delay(attempt, err)
+    async def _back_off(
+        self, call: _Call, err: TransientApiError, started: float, *, attempt: int, waits: int
+    ) -> None:
+        """Waits before the next send, or raises when the attempts or the deadline ran out."""
+        if self._retry.is_flow_control(err):
+            delay: float | None = self._retry.pause(waits, err)
+        else:
+            delay = self._retry.delay(attempt, err)
+        elapsed = self._clock() - started
         if delay is None:
-            raise err
+            why = (
+                f"gave up after {attempt} attempts in {_seconds(elapsed)}s; the API keeps failing, "
+                "try again later (BRIDGE_MAX_ATTEMPTS sets the attempts)"
+            )
+            raise self._exhausted(call, err, why) from (err.__cause__ or err)
+        if elapsed + delay > self.config.deadline:
+            why = (
+                f"still refused after {_seconds(elapsed)}s and the next wait ({_seconds(delay)}s) "
+                f"would pass the request deadline of {_seconds(self.config.deadline)}s; try again "
+                "later, or raise BRIDGE_REQUEST_DEADLINE_SECONDS"
+            )
+            raise self._exhausted(call, err, why) from (err.__cause__ or err)
         log.info(
             "http_retry", api=self.config.api, method=err.method, path=err.path,
-            status=err.status, attempt=attempt, delay=round(delay, 3),
+            status=err.status, attempt=attempt, waits=waits, delay=round(delay, 3),
         )
         if err.status == 429 and self._limiter is not None:
             # Rate limited: the limiter holds every request (and counts the wait for /metrics).
             self._limiter.pause_for(delay)
             return
         await self._sleep(delay)
+
+    def _exhausted(self, call: _Call, err: TransientApiError, why: str) -> TransientApiError:
+        """The last error again, its advice replaced by which limit ran out and what to do."""
+        head = _message(self.config.api, call, err.status, err.detail, why) if err.detail else (
+            f"{err} ({why})"
+        )
+        return TransientApiError(
+            head, retry_after=err.retry_after, api=err.api or self.config.api,
+            method=err.method or call.method, path=err.path or _where(call.url), status=err.status,
+            detail=err.detail,
+        )
 
     async def _attempt(self, call: _Call, use_auth: bool) -> Response:
         if self._limiter is not None:
@@ -260,7 +298,7 @@ class Transport:
     def _transient(
         self, call: _Call, response: Response, detail: str, retry_after: float | None = None
     ) -> TransientApiError:
-        todo = f"retried up to {self._retry.max_attempts} attempts; try again later"
+        todo = "will retry; try again later if this persists"
         return TransientApiError(
             _message(self.config.api, call, response.status, detail, todo),
             retry_after=retry_after, api=self.config.api, method=call.method,
@@ -380,6 +418,10 @@ def _where(url: str) -> str:
     rest = redacted.split("://", 1)[-1]
     slash = rest.find("/")
     return rest[slash:] if slash >= 0 else "/"
+
+
+def _seconds(value: float) -> str:
+    return f"{round(value, 1):.10g}"
 
 
 def _message(api: str, call: _Call, status: int | None, detail: str, todo: str) -> str:

@@ -7,7 +7,8 @@ The client builds URLs and interprets bodies; the `Transport` does everything on
   415, api/outreach.md "Envelope");
 - list URLs use cursor paging sorted by `updatedAt` with `count=false`, and the incremental
   filter `filter[updatedAt]=<since, ms precision, UTC>..inf` (finer precision is refused);
-- next links are followed verbatim, only on the configured origin (`CursorPaginator`);
+- next links are followed verbatim, only on the configured origin, and a listing never
+  starts on another origin nor reads a page twice (`CursorPaginator`, `Listing`);
 - a 2xx body that is JSON but not JSON:API is an `ApiError`; an unreadable one was already
   retried by the transport.
 """
@@ -84,13 +85,18 @@ class OutreachClient:
         return f"{self._resource_url(type, custom_object)}?{urlencode(query, safe='[],:')}"
 
     async def pages(self, start_url: str) -> AsyncIterator[Page]:
-        """Yields each page in order, following `links.next` until there is none."""
+        """Yields each page in order, following `links.next` until there is none.
+
+        `start_url` may be a stored resume URL: one on another origin than the configured API
+        is refused (a `RejectedError`) before any request, like a foreign `links.next`.
+        """
+        listing = self._paginator.listing(start_url)
         url: str | None = start_url
         while url is not None:
             body = await self._get_json(url)
             if not isinstance(body, Mapping):
                 raise self._bad_shape(url, "list body is not a JSON object")
-            next_url = self._paginator.next_url(url, body)
+            next_url = listing.next_url(url, body)
             try:
                 page = wire.to_page(body, url, next_url)
             except (pydantic.ValidationError, ValueError) as exc:

@@ -2,11 +2,18 @@
 
 Outreach pages by cursor: each list body carries `links.next`, an absolute URL with every
 original parameter and an opaque `page[after]`; no `links.next` means the last page
-(api/outreach.md, "Paging"). The paginator follows it verbatim, with two guards:
+(api/outreach.md, "Paging"). The paginator follows it verbatim, with three guards:
 
 - a next link on another origin is refused, because the bearer token would be sent there
   (the documentation's own example points at api.outreach-staging.com);
-- a next link equal to the current URL would loop forever, so it is an error.
+- a `Listing` (one walk from a start URL) refuses to start on another origin too: a stored
+  resume URL from an earlier OUTREACH_API_URL, or an edited checkpoint, must not carry the
+  token elsewhere either;
+- a next link back to a page this listing already read (the current one, or any earlier one:
+  A → B → A) would loop forever, so it is an error.
+
+The start and loop refusals are `RejectedError`s: retrying the same URL cannot help, and a
+caller resuming from a stored URL falls back to listing from its watermark on that error.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from bridge.errors import ApiError
+from bridge.errors import ApiError, RejectedError
 from bridge.redact import redact_url
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -39,6 +46,18 @@ class CursorPaginator:
         self._origin = origin(allowed_origin)
         self._shown_origin = f"{self._origin[0]}://{self._origin[1]}:{self._origin[2]}"
 
+    def listing(self, start_url: str) -> Listing:
+        """A walk from `start_url`; refuses (before any request) a start on another origin."""
+        if origin(start_url) != self._origin:
+            raise _refused(
+                start_url,
+                f"the listing would start at {redact_url(start_url)}, outside the configured API "
+                f"origin {self._shown_origin}; refusing to send the token there. A stored resume "
+                "URL from another OUTREACH_API_URL is dropped and the listing starts again from "
+                "the watermark",
+            )
+        return Listing(self, start_url)
+
     def next_url(self, current_url: str, body: Mapping[str, Any]) -> str | None:
         links = body.get("links")
         if links is None:
@@ -61,7 +80,7 @@ class CursorPaginator:
                 "OUTREACH_API_URL matches the host the API answers from",
             )
         if resolved == current_url:
-            raise self._error(
+            raise _refused(
                 current_url, "next page link equals the current page (the API would loop); "
                 "restart the run from the watermark",
             )
@@ -71,3 +90,32 @@ class CursorPaginator:
         path = redact_url(current_url)
         return ApiError(f"outreach GET {path}: {what}", api="outreach", method="GET", path=path,
                         detail=what)
+
+
+
+class Listing:
+    """One walk through a listing: remembers every URL it read, so no cycle goes unnoticed."""
+
+    def __init__(self, paginator: CursorPaginator, start_url: str) -> None:
+        self._paginator = paginator
+        self._seen = {start_url}
+
+    def next_url(self, current_url: str, body: Mapping[str, Any]) -> str | None:
+        """The paginator's answer, refused when it leads back to a page already read."""
+        nxt = self._paginator.next_url(current_url, body)
+        if nxt is None:
+            return None
+        if nxt in self._seen:
+            raise _refused(
+                current_url,
+                f"next page link leads back to a page already read in this listing (after "
+                f"{len(self._seen)} pages; the API would loop); restart the run from the watermark",
+            )
+        self._seen.add(nxt)
+        return nxt
+
+
+def _refused(current_url: str, what: str) -> RejectedError:
+    path = redact_url(current_url)
+    return RejectedError(f"outreach GET {path}: {what}", api="outreach", method="GET", path=path,
+                         detail=what)

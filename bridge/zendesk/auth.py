@@ -4,8 +4,9 @@ API tokens stop working on 2027-04-30 (api/zendesk.md, "Auth"), so `ClientCreden
 the path bridge steers users to. Invariants: at most one token request is in flight (an
 `asyncio.Lock`); a token is renewed `margin` seconds before it expires; concurrent 401s
 trigger one renewal, not one each; no error message or log line carries a secret, a token or
-the token endpoint's body. The token request goes straight to the session, not through the
-transport, because the transport itself asks this object for headers.
+the token endpoint's body; the token request never follows a redirect, since that would send
+the client secret to wherever the `Location` points. The token request goes straight to the
+session, not through the transport, because the transport itself asks this object for headers.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ class ClientCredentials:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         try:
             async with self._session.post(
-                self._token_url, json=body, headers=headers, timeout=self._timeout
+                self._token_url, json=body, headers=headers, timeout=self._timeout,
+                allow_redirects=False,
             ) as resp:
                 raw = await resp.read()
                 answer = Response(resp.status, resp.headers, raw, str(resp.url))
@@ -126,6 +128,8 @@ class ClientCredentials:
                 status=resp.status,
                 retry_after=_retry_after(resp.headers),
             )
+        if 300 <= resp.status < 400:
+            self._redirected(resp)
         if resp.status >= 300:
             self._fail(resp.status, self._scrub(zendesk_error_detail(resp)))
         try:
@@ -141,6 +145,20 @@ class ClientCredentials:
             method="POST",
             path=redact_url(self._token_url),
             status=status,
+            detail=detail,
+        )
+
+    def _redirected(self, resp: Response) -> NoReturn:
+        location = redact_url(resp.headers.get("Location", "")) or "nowhere given"
+        detail = f"a redirect to {location}"
+        raise AuthError(
+            f"the Zendesk token endpoint {redact_url(self._token_url)} answered HTTP "
+            f"{resp.status}, {detail}; bridge does not follow it, so the client secret is not "
+            "sent there. Set ZENDESK_URL to the account's own https://<subdomain>.zendesk.com",
+            api=API,
+            method="POST",
+            path=redact_url(self._token_url),
+            status=resp.status,
             detail=detail,
         )
 

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bridge.http.ratelimit import RateLimiter
 from tests.http.fakes import FakeTime
 
 
 def limiter(t: FakeTime, reserve: float = 0.05) -> RateLimiter:
-    return RateLimiter(clock=t.clock, sleep=t.sleep, reserve=reserve, wall=t.wall)
+    return RateLimiter(clock=t.clock, sleep=t.sleep, reserve=reserve, wall=t.wall, rand=lambda: 0.0)
 
 
 async def send_times(rl: RateLimiter, t: FakeTime, n: int) -> list[float]:
@@ -114,17 +116,80 @@ async def test_unreadable_headers_change_nothing() -> None:
     assert rl.quota is None
 
 
-async def test_pause_holds_every_waiter_until_it_ends() -> None:
-    t = FakeTime()
-    rl = limiter(t)
-    rl.pause_for(5)
-    rl.pause_until(t.now + 2)  # a shorter pause never shortens the longer one
+async def release_times(rl: RateLimiter, t: FakeTime, n: int) -> list[float]:
     released: list[float] = []
 
     async def one() -> None:
         await rl.wait()
         released.append(t.now - 1000.0)
 
-    await asyncio.gather(*(one() for _ in range(3)))
-    assert released == [5, 5, 5]
-    assert rl.waited_seconds == 15
+    await asyncio.gather(*(one() for _ in range(n)))
+    return released
+
+
+async def test_pause_holds_every_waiter_until_it_ends() -> None:
+    t = FakeTime()
+    rl = limiter(t)
+    rl.pause_for(5)
+    rl.pause_until(t.now + 2)  # a shorter pause never shortens the longer one
+    released = await release_times(rl, t, 3)
+    assert min(released) >= 5
+    assert rl.waited_seconds >= 15
+
+
+async def test_waiters_released_by_a_pause_get_successive_jittered_slots() -> None:
+    t = FakeTime()
+    rl = RateLimiter(clock=t.clock, sleep=t.sleep, wall=t.wall, min_spacing=0.1, rand=lambda: 0.5)
+    rl.pause_until(t.now + 5)
+    released = await release_times(rl, t, 8)
+    assert all(when >= 5 for when in released)  # never before the Retry-After moment
+    assert all(b > a for a, b in zip(released, released[1:]))  # one at a time, in order
+    assert len(set(released)) == 8
+    assert released[0] == pytest.approx(5.05)  # jitter on top of the pause's end, never before it
+    assert [b - a for a, b in zip(released, released[1:])] == pytest.approx([0.15] * 7)
+
+
+async def test_slots_after_a_pause_follow_the_quota_spread_when_known() -> None:
+    t = FakeTime()
+    rl = RateLimiter(clock=t.clock, sleep=t.sleep, wall=t.wall, min_spacing=0.01, rand=lambda: 0.0)
+    rl.update({"X-Rate-Limit": "60", "X-Rate-Limit-Remaining": "50"})  # 60 a minute: one a second
+    rl.pause_for(2)
+    assert await release_times(rl, t, 4) == [2, 3, 4, 5]
+
+
+async def test_a_request_arriving_while_the_released_are_draining_queues_behind_them() -> None:
+    t = FakeTime()
+    rl = RateLimiter(clock=t.clock, sleep=t.sleep, wall=t.wall, min_spacing=1.0, rand=lambda: 0.0)
+    rl.pause_for(2)
+    first = await release_times(rl, t, 3)
+    assert first == [2, 3, 4]
+    assert await release_times(rl, t, 1) == [5]  # right after the last: still spaced
+    t.now += 10
+    assert await release_times(rl, t, 2) == [15, 15]  # long after: no pacing left
+
+
+async def test_exhausted_quota_releases_waiters_one_by_one_at_the_reset() -> None:
+    t = FakeTime()
+    rl = RateLimiter(clock=t.clock, sleep=t.sleep, wall=t.wall, min_spacing=0.5, rand=lambda: 0.0)
+    rl.update({"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "20"})
+    released = await release_times(rl, t, 3)
+    assert released[0] >= 20
+    assert all(b > a for a, b in zip(released, released[1:]))
+
+
+def test_spacing_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        RateLimiter(min_spacing=0)
+
+
+async def test_a_request_queued_again_behind_a_new_pause_spends_the_quota_once() -> None:
+    t = FakeTime()
+    rl = RateLimiter(clock=t.clock, sleep=t.sleep, wall=t.wall, min_spacing=1.0, rand=lambda: 0.0)
+    rl.update({"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "50", "X-RateLimit-Reset": "600"})
+    rl.pause_for(1)
+    waiter = asyncio.ensure_future(rl.wait())
+    await asyncio.sleep(0)  # it has taken its slot (at 1 s) and sleeps
+    rl.pause_for(3)  # a second 429 extends the pause before that slot comes
+    await waiter
+    assert t.now - 1000.0 >= 3
+    assert rl.quota is not None and rl.quota.remaining == 49

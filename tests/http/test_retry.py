@@ -61,3 +61,21 @@ NOW = datetime(2024, 7, 25, 13, 0, 0, tzinfo=UTC)
 )
 def test_parse_retry_after(header: str | None, expected: float | None) -> None:
     assert parse_retry_after(header, NOW.timestamp()) == expected
+
+
+def test_only_a_429_is_flow_control() -> None:
+    policy = RetryPolicy()
+    assert policy.is_flow_control(TransientApiError("x", api="t", status=429))
+    for status in (None, 408, 500, 503):
+        assert not policy.is_flow_control(TransientApiError("x", api="t", status=status))
+
+
+def test_flow_control_waits_the_retry_after_exactly_or_backs_off() -> None:
+    policy = RetryPolicy(max_attempts=1, base=0.5, cap=4.0, rand=lambda: 1.0)
+    assert policy.pause(50, transient(retry_after=0.2)) == 0.2  # no attempt limit, no backoff on top
+    assert [policy.pause(n, transient()) for n in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+
+
+def test_flow_control_with_a_zero_retry_after_backs_off_rather_than_hammer() -> None:
+    policy = RetryPolicy(base=0.5, cap=4.0, rand=lambda: 1.0)
+    assert [policy.pause(n, transient(retry_after=0.0)) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]

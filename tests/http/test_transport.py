@@ -40,10 +40,11 @@ class FakeAuth:
 def make(
     session: aiohttp.ClientSession, t: FakeTime, *, auth: Any = None, attempts: int = 6,
     limiter: RateLimiter | None = None, events: list[RequestEvent] | None = None,
+    deadline: float = 600.0,
 ) -> Transport:
     hooks = [events.append] if events is not None else []
     return Transport(
-        session, HttpConfig(api="test", timeout=5.0), auth=auth,
+        session, HttpConfig(api="test", timeout=5.0, deadline=deadline), auth=auth,
         retry=RetryPolicy(max_attempts=attempts, base=0.5, cap=30.0, rand=lambda: 1.0),
         limiter=limiter, hooks=hooks, sleep=t.sleep, clock=t.clock, wall=t.wall,
     )
@@ -160,9 +161,79 @@ async def test_gives_up_after_max_attempts_and_reraises_the_last_error(session, 
     assert fake_time.sleeps == [0.5, 1.0, 2.0]
     assert info.value.status == 502
     assert str(info.value) == (
-        "test GET /api/v2/things?page[size]=10: 502 Bad gateway; "
-        "retried up to 4 attempts; try again later"
+        "test GET /api/v2/things?page[size]=10: 502 Bad gateway; gave up after 4 attempts "
+        "in 3.5s; the API keeps failing, try again later (BRIDGE_MAX_ATTEMPTS sets the attempts)"
     )
+
+
+def rate_limited(m: aioresponses, times: int, retry_after: str | None = "2") -> None:
+    headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    for _ in range(times):
+        m.get(URL, status=429, headers=headers, payload={"errors": [{"title": "Too many"}]})
+
+
+async def test_429_with_retry_after_waits_without_spending_an_attempt(session, mocked, fake_time) -> None:
+    rate_limited(mocked, 8)  # far more than the 3 attempts
+    mocked.get(URL, payload={"ok": True})
+    events: list[RequestEvent] = []
+    resp = await make(session, fake_time, attempts=3, events=events).request("GET", URL)
+    assert resp.json() == {"ok": True}
+    assert fake_time.sleeps == [2.0] * 8
+    assert [e.status for e in events] == [429] * 8 + [200]
+
+
+async def test_429_without_retry_after_backs_off_without_spending_an_attempt(session, mocked, fake_time) -> None:
+    rate_limited(mocked, 5, retry_after=None)
+    mocked.get(URL, payload={"ok": True})
+    resp = await make(session, fake_time, attempts=2).request("GET", URL)
+    assert resp.json() == {"ok": True}
+    assert fake_time.sleeps == [0.5, 1.0, 2.0, 4.0, 8.0]
+
+
+async def test_429s_leave_the_attempts_to_server_errors(session, mocked, fake_time) -> None:
+    for status in (429, 502, 429, 429, 503, 429):
+        mocked.get(URL, status=status, headers={"Retry-After": "1"} if status == 429 else {}, payload={})
+    mocked.get(URL, payload={"ok": True})
+    resp = await make(session, fake_time, attempts=3).request("GET", URL)
+    assert resp.json() == {"ok": True}
+    assert fake_time.sleeps == [1.0, 0.5, 1.0, 1.0, 1.0, 1.0]
+
+
+async def test_429_waits_stop_at_the_request_deadline_and_say_so(session, mocked, fake_time) -> None:
+    rate_limited(mocked, 10, retry_after="4")
+    with pytest.raises(TransientApiError) as info:
+        await make(session, fake_time, deadline=10.0).request("GET", URL)
+    assert fake_time.sleeps == [4.0, 4.0]  # a third wait would end at 12 s, past the 10 s deadline
+    err = info.value
+    assert (err.status, err.api, err.method) == (429, "test", "GET")
+    assert str(err) == (
+        "test GET /api/v2/things?page[size]=10: 429 Too many; still refused after 8s and the "
+        "next wait (4s) would pass the request deadline of 10s; try again later, or raise "
+        "BRIDGE_REQUEST_DEADLINE_SECONDS"
+    )
+
+
+async def test_a_retry_after_beyond_the_deadline_is_not_waited_for(session, mocked, fake_time) -> None:
+    rate_limited(mocked, 1, retry_after="3600")
+    with pytest.raises(TransientApiError, match="next wait \\(3600s\\) would pass the request deadline of 600s"):
+        await make(session, fake_time).request("GET", URL)
+    assert fake_time.sleeps == []
+
+
+async def test_server_error_retries_stop_at_the_request_deadline(session, mocked, fake_time) -> None:
+    mocked.get(URL, status=502, payload={"errors": [{"title": "Bad gateway"}]}, repeat=True)
+    with pytest.raises(TransientApiError, match="502 Bad gateway; still refused after 3.5s"):
+        await make(session, fake_time, attempts=20, deadline=5.0).request("GET", URL)
+    assert fake_time.sleeps == [0.5, 1.0, 2.0]
+
+
+async def test_network_failures_stop_at_the_request_deadline(session, mocked, fake_time) -> None:
+    mocked.get(URL, exception=aiohttp.ServerDisconnectedError(), repeat=True)
+    with pytest.raises(TransientApiError) as info:
+        await make(session, fake_time, attempts=20, deadline=2.0).request("GET", URL)
+    assert fake_time.sleeps == [0.5, 1.0]
+    assert "connection failed (ServerDisconnectedError); still refused after 1.5s" in str(info.value)
+    assert isinstance(info.value.__cause__, aiohttp.ServerDisconnectedError)
 
 
 async def test_retry_after_seconds_is_honoured(session, mocked, fake_time) -> None:
@@ -225,7 +296,8 @@ async def test_429_pauses_every_request_through_the_limiter(session, mocked, fak
     assert len(sent["a"]) == 2 and len(sent["b"]) == 3
     assert sent["a"][1] >= start + 5
     assert all(when >= start + 5 for when in sent["b"])
-    assert limiter.waited_seconds == 20  # the retry and the three others all waited in the limiter
+    assert len(set(sent["a"][1:] + sent["b"])) == 4  # released one at a time, not as a burst
+    assert limiter.waited_seconds >= 20  # the retry and the three others all waited in the limiter
 
 
 async def test_limiter_is_updated_from_every_response(session, mocked, fake_time) -> None:

@@ -128,6 +128,38 @@ async def test_next_equal_to_current_stops_the_listing(session, mocked, fake_tim
     assert len(requests_to(mocked, first)) == 1
 
 
+async def test_a_cycle_of_two_pages_stops_the_listing(session, mocked, fake_time) -> None:
+    c = client(session, fake_time)
+    first = c.list_url("vehicles", custom_object=True)
+    second = f"{LIST}?page%5Bafter%5D=Wzk3Mjc1XQ%3D%3D&page%5Bsize%5D=2"
+    mocked.get(first, payload=page_body([1, 2], second), repeat=True)
+    mocked.get(second, payload=page_body([3, 4], first), repeat=True)
+    read = []
+    with pytest.raises(RejectedError, match="leads back to a page already read"):
+        async for page in c.pages(first):
+            read.append(page.url)
+    assert read == [first]  # the page whose next link closes the cycle is not handed on
+    assert len(requests_to(mocked, first)) == 1 and len(requests_to(mocked, second)) == 1
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "https://api.outreach-staging.com/api/v2/customObjects/vehicles?page%5Bafter%5D=x",
+        "http://api.outreach.io/api/v2/customObjects/vehicles?page%5Bafter%5D=x",
+        "https://evil.example/collect?access_token=SECRET-TOKEN",
+        "/api/v2/customObjects/vehicles?page%5Bafter%5D=x",
+    ],
+)
+async def test_a_start_url_on_another_origin_is_refused_before_any_request(session, mocked, fake_time, stored) -> None:
+    mocked.get(stored, payload=page_body([1], None), repeat=True)
+    with pytest.raises(RejectedError) as info:  # what a resume falls back from (pipeline/sync.py)
+        [p async for p in client(session, fake_time).pages(stored)]
+    assert "outside the configured API origin https://api.outreach.io:443" in str(info.value)
+    assert "SECRET-TOKEN" not in str(info.value) and "SECRET-TOKEN" not in info.value.detail
+    assert mocked.requests == {}
+
+
 async def test_records_are_parsed_tolerantly(session, mocked, fake_time) -> None:
     body = {
         "data": [

@@ -255,3 +255,22 @@ async def test_second_401_after_refresh_stops_with_auth_error(
 
     assert "tok-1" not in str(caught.value) and "tok-2" not in str(caught.value)
     assert len(sent(mock, "GET", PING)) == 2
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_token_request_never_follows_a_redirect(session, mock, clock, status) -> None:
+    elsewhere = "https://collector.example/oauth/tokens"
+    mock.post(TOKEN_URL, status=status, headers={"Location": elsewhere}, body="")
+    mock.post(elsewhere, payload=token_answer("tok-elsewhere"), repeat=True)
+    mock.get(elsewhere, payload=token_answer("tok-elsewhere"), repeat=True)
+
+    with pytest.raises(AuthError) as caught:
+        await credentials(session, clock).headers()
+
+    assert sent(mock, "POST", elsewhere) == [] and sent(mock, "GET", elsewhere) == []
+    assert token_calls(mock) == 1
+    message = str(caught.value)
+    assert f"HTTP {status}" in message and "redirect" in message
+    assert "collector.example" in message and "ZENDESK_URL" in message
+    assert SECRET not in message
+    assert caught.value.status == status
