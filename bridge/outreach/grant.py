@@ -47,8 +47,9 @@ class RefreshGrant:
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        # One send, no waiting: OAuthRefresh decides what a 429 or a 5xx here means.
         self._transport = Transport(
-            session, HttpConfig(api="outreach", max_attempts=1), auth=None,
+            session, HttpConfig(api="outreach", max_attempts=1, deadline=0.0), auth=None,
             error_parser=_oauth_error_detail, sleep=sleep,
         )
         self.token_url = token_url
