@@ -37,24 +37,27 @@ from bridge.zendesk.models import ItemResult, UpsertItem
 
 log = get_logger(__name__)
 
-# A 4xx for one job that says the target itself is wrong, not the items in it.
-_RUN_FATAL_STATUSES = frozenset({403, 404})
-
 T = TypeVar("T")
 Lookups = Mapping[str, Mapping[str, str | None]]  # source_id → lookup field → Zendesk id
 
 
 def stops_the_run(exc: ApiError) -> bool:
-    """True for a job error every later job would hit too: refused credentials, a custom
-    object that does not exist, access revoked (403)."""
-    return isinstance(exc, AuthError) or (
-        isinstance(exc, RejectedError) and exc.status in _RUN_FATAL_STATUSES
-    )
+    """True for a job error every later job would hit too: refused credentials, access
+    revoked (403), or a custom object that does not exist (404 to the job POST; a 404 while
+    polling only loses that job)."""
+    if isinstance(exc, AuthError):
+        return True
+    if not isinstance(exc, RejectedError):
+        return False
+    return exc.status == 403 or (exc.status == 404 and exc.method == "POST")
 
 
 def _refused_whole(exc: ApiError) -> bool:
-    """A 4xx to the job request itself: something in the items, so halving can find it."""
-    return isinstance(exc, RejectedError) and exc.status is not None and 400 <= exc.status < 500
+    """A 4xx to the job POST itself: something in the items, so halving can find it."""
+    return (
+        isinstance(exc, RejectedError) and exc.method == "POST" and exc.status is not None
+        and 400 <= exc.status < 500 and not stops_the_run(exc)
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +89,7 @@ async def by_halving(
     try:
         return await send(items)
     except RejectedError as exc:
-        if stops_the_run(exc) or not _refused_whole(exc):
+        if not _refused_whole(exc):
             raise
         if len(items) == 1:
             return [ItemResult(key(items[0]), ok=False, error=f"refused by Zendesk: {exc}")]

@@ -8,7 +8,10 @@ import asyncpg
 import pytest
 
 from bridge.errors import RejectedError
-from bridge.pipeline.redrive import retry_dead_letters
+from bridge.mapping.load import load_mappings
+from bridge.pipeline.load import JobRetry, PageLoader
+from bridge.pipeline.page import load_page
+from bridge.pipeline.redrive import fetch_records, retry_dead_letters
 from bridge.pipeline.resolve import Resolver, Target
 from bridge.pipeline.sync import SyncOptions, sync_mapping
 from bridge.sandbox.server import Sandbox
@@ -171,18 +174,66 @@ async def test_dead_letter_retry_splits_a_refused_batch_too(world: SandboxWorld)
     assert "32768" in letters[0]["error"]
 
 
-async def test_a_fill_job_failing_as_a_whole_refuses_nothing_and_the_next_fill_sets_it(world: SandboxWorld) -> None:
+@pytest.mark.parametrize("failure", ["job failed", "job POST 500"])
+async def test_a_fill_job_failing_refuses_nothing_and_the_next_fill_sets_it(world: SandboxWorld, failure: str) -> None:
+    world = fast(world)
     await prepare(world)
     await backfill(world)
     parked = await parked_rows(world)
     assert parked and not refused_rows(parked)
     email = parked[0]["match_value"]
     uid = world.sandbox.zendesk.add_user("Late Comer", email)
-    world.sandbox.zendesk.jobs.fail_jobs(1, "Internal Server Error")
+    if failure == "job failed":
+        world.sandbox.zendesk.jobs.fail_jobs(1, "Internal Server Error")
+    else:
+        world.sandbox.faults.add("zendesk", "status", status=500, path_contains="/jobs", method="POST", times=1)
 
-    await backfill(world)  # its fill job fails as a whole
+    reports = await backfill(world)  # its fill job fails
 
+    assert reports["vehicles"].status == "succeeded"
     assert not refused_rows(await parked_rows(world))
     await backfill(world)
     waiting = {f"outreach:vehicles:{r['source_id']}" for r in parked if r["match_value"] == email}
     assert {e for e, v in actual_lookups(world.sandbox).items() if v["driver"] == str(uid)} == waiting
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+async def load_vehicles(world: SandboxWorld, retry: JobRetry, count: int = 30) -> object:
+    """One page of `count` vehicles loaded by a PageLoader with `retry` (no sync around it)."""
+    mapping = load_mappings(world.settings.bridge_mappings)["vehicles"]
+    async with services(world.settings) as s:
+        ids = [str(v) for v in world.sandbox.outreach.ids("vehicles")[:count]]
+        page = await fetch_records(mapping, s, ids)
+        loader = PageLoader(s.zendesk, mapping.target.object, retry=retry)
+        return await load_page(mapping, s.pool, loader, page)
+
+
+async def test_a_job_that_keeps_failing_dead_letters_its_items_after_bounded_retries(world: SandboxWorld) -> None:
+    await prepare(world)
+    world.sandbox.zendesk.jobs.fail_jobs(3, "Internal Server Error")
+    sleeps = Sleeps()
+
+    outcome = await load_vehicles(world, JobRetry(attempts=3, initial=0.5, sleep=sleeps, rand=lambda: 1.0))
+
+    assert outcome.written == [] and len(outcome.dead) == 30  # type: ignore[attr-defined]
+    assert all("did not confirm" in d.error and "Internal Server Error" in d.error for d in outcome.dead)  # type: ignore[attr-defined]
+    assert sleeps.delays == [0.5, 1.0]  # backoff between the three jobs, none after the last
+    assert world.sandbox.counters.count("zendesk", route="create_job") == 3
+    assert world.sandbox.zendesk.records("vehicle") == []
+
+
+async def test_a_lost_job_status_is_retried_not_fatal(world: SandboxWorld) -> None:
+    world = fast(world)
+    await prepare(world)
+    world.sandbox.faults.add("zendesk", "status", status=404, path_contains="/job_statuses/", times=1)
+
+    outcome = await load_vehicles(world, JobRetry(sleep=Sleeps()))
+
+    assert len(outcome.written) == 30 and outcome.dead == []  # type: ignore[attr-defined]
