@@ -1,35 +1,104 @@
 """Loading one page into Zendesk: bulk jobs of ≤ 100 items, run a few at a time.
 
 Every item comes back either written (an id-map row to store) or failed (a dead letter that
-keeps the API's error text). A job the API refuses as a whole dead-letters its items with
-that error, so one bad batch never stops the rest; errors that mean the whole run cannot
-succeed (auth, a missing custom object, exhausted retries) propagate and end the run with
-the checkpoint where the last settled page left it.
+keeps the API's error text). What fails, and what is done about it:
+- an item error: that item is dead-lettered with it;
+- a batch refused whole (a 4xx to the job POST, because of one bad item): the batch is
+  halved until the refused items stand alone; only they are dead-lettered, with the API's
+  error, and the rest land;
+- a job that fails as a whole (status `failed`, or submitting or polling it fails after the
+  transport's own retries): its unconfirmed items are sent again, a bounded number of times
+  with backoff, then dead-lettered; a job failure says nothing about any item or lookup;
+- what every later record would hit too (credentials refused, the custom object missing,
+  access revoked: `stops_the_run`) propagates and ends the run with the checkpoint where
+  the last settled page left it.
 
-Lookups (resolved by `pipeline/resolve.py`) go in with the fields. An item that fails while
-carrying lookups is written once more without the lookups its error names: a target deleted
+Lookups (resolved by `pipeline/resolve.py`) go in with the fields. An item whose own error
+names one of its lookup fields is written once more without those lookups: a target deleted
 in Zendesk costs that lookup (the caller re-parks it), never the record.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from bridge.errors import RejectedError
+from bridge.errors import ApiError, AuthError, RejectedError
+from bridge.logs import get_logger
 from bridge.store.dead_letters import DeadLetter
 from bridge.store.idmap import IdMapRow
 from bridge.translate import Translated
 from bridge.zendesk.client import ZendeskClient
 from bridge.zendesk.models import ItemResult, UpsertItem
 
-# A 4xx for one job that says the target itself is wrong, not the items in it.
-_RUN_FATAL_STATUSES = frozenset({403, 404})
+log = get_logger(__name__)
 
-
+T = TypeVar("T")
 Lookups = Mapping[str, Mapping[str, str | None]]  # source_id → lookup field → Zendesk id
+
+
+def stops_the_run(exc: ApiError) -> bool:
+    """True for a job error every later job would hit too: refused credentials, access
+    revoked (403), or a custom object that does not exist (404 to the job POST; a 404 while
+    polling only loses that job)."""
+    if isinstance(exc, AuthError):
+        return True
+    if not isinstance(exc, RejectedError):
+        return False
+    return exc.status == 403 or (exc.status == 404 and exc.method == "POST")
+
+
+def _refused_whole(exc: ApiError) -> bool:
+    """A 4xx to the job POST itself: something in the items, so halving can find it."""
+    return (
+        isinstance(exc, RejectedError) and exc.method == "POST" and exc.status is not None
+        and 400 <= exc.status < 500 and not stops_the_run(exc)
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class JobRetry:
+    """How often a job that failed as a whole is sent again, and the wait before each try
+    (doubling from `initial` up to `cap`, with jitter in its upper half)."""
+
+    attempts: int = 4
+    initial: float = 0.5
+    cap: float = 8.0
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    rand: Callable[[], float] = random.random
+
+    def delay(self, attempt: int) -> float:
+        base = min(self.cap, self.initial * 2.0 ** (attempt - 1))
+        return base * (0.5 + self.rand() / 2)
+
+
+async def by_halving(
+    items: Sequence[T],
+    send: Callable[[Sequence[T]], Awaitable[list[ItemResult]]],
+    key: Callable[[T], str],
+) -> list[ItemResult]:
+    """One result per item from `send`; a batch Zendesk refuses whole is split in halves,
+    again and again, so that only the items it refuses fail (with the API's error).
+
+    `send` raises the refusal (a 4xx RejectedError); `stops_the_run` errors propagate.
+    """
+    try:
+        return await send(items)
+    except RejectedError as exc:
+        if not _refused_whole(exc):
+            raise
+        if len(items) == 1:
+            return [ItemResult(key(items[0]), ok=False, error=f"refused by Zendesk: {exc}")]
+        half = len(items) // 2
+        left, right = await asyncio.gather(
+            by_halving(items[:half], send, key), by_halving(items[half:], send, key)
+        )
+        log.info("bulk_job_split", items=len(items), status=exc.status)
+        return [*left, *right]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +120,13 @@ class PageLoader:
         *,
         batch_size: int = 100,
         concurrency: asyncio.Semaphore | None = None,
+        retry: JobRetry | None = None,
     ) -> None:
         self._zendesk = zendesk
         self._object_key = object_key
         self._batch_size = batch_size
         self._slots = concurrency or asyncio.Semaphore(8)
+        self._retry = retry or JobRetry()
 
     @property
     def zendesk(self) -> ZendeskClient:
@@ -74,11 +145,12 @@ class PageLoader:
 
     async def _write_batch(self, batch: Sequence[Translated], lookups: Lookups) -> LoadResult:
         sent = {t.source_id: dict(lookups.get(t.source_id, {})) for t in batch}
-        results = await self._send(batch, sent)
-        if isinstance(results, RejectedError):
-            return LoadResult([], [_dead(t, f"bulk job refused: {results}") for t in batch])
+        results = await self._results(batch, sent)
         written, dead = _split(batch, results, sent)
-        retry = [t for t, d in zip(batch, results, strict=True) if not d.ok and _has_lookups(sent[t.source_id])]
+        retry = [
+            t for t, r in zip(batch, results, strict=True)
+            if not r.ok and not r.unconfirmed and refused_fields(sent[t.source_id], r.error)
+        ]  # fmt: skip
         if not retry:
             return LoadResult(written, dead)
         return await self._without_refused(retry, results, batch, sent, written, dead)
@@ -92,9 +164,9 @@ class PageLoader:
         written: list[IdMapRow],
         dead: list[DeadLetter],
     ) -> LoadResult:
-        """Writes again, once, the items that failed while carrying lookups, without the
-        lookups their error names (all of them when it names none): a target deleted in
-        Zendesk must not drop the record, nor fail again on every run."""
+        """Writes again, once, the items whose own error named some of their lookups, without
+        those lookups: a target deleted in Zendesk must not drop the record, nor fail again
+        on every run."""
         errors = {t.source_id: r.error for t, r in zip(batch, results, strict=True)}
         refused: dict[tuple[str, str], str] = {}
         second: dict[str, dict[str, str | None]] = {}
@@ -103,38 +175,52 @@ class PageLoader:
             bad = refused_fields(values, errors[t.source_id])
             second[t.source_id] = {k: (None if k in bad else v) for k, v in values.items()}
             refused.update({(t.source_id, k): str(values[k]) for k in bad})
-        again = await self._send(retry, second)
-        if isinstance(again, RejectedError):
-            return LoadResult(written, dead)
-        ok = {t.source_id for t, r in zip(retry, again, strict=True) if r.ok}
-        written2, _ = _split(retry, again, second)
-        dead = [d for d in dead if d.source_id not in ok]
+        again = await self._results(retry, second)
+        written2, dead2 = _split(retry, again, second)
+        retried = {t.source_id for t in retry}
+        ok = {row.source_id for row in written2}
+        dead = [d for d in dead if d.source_id not in retried] + dead2
         refused = {k: v for k, v in refused.items() if k[0] in ok}
         return LoadResult(written + written2, dead, refused)
 
-    async def _send(
-        self, batch: Sequence[Translated], lookups: Mapping[str, Mapping[str, str | None]]
-    ) -> list[ItemResult] | RejectedError:
-        """The job's per-item results, or the error when the job as a whole was refused."""
+    async def _results(
+        self, batch: Sequence[Translated], lookups: Lookups
+    ) -> list[ItemResult]:
+        """One result per item. Items a job left unconfirmed (it failed as a whole) are sent
+        again, up to `JobRetry.attempts` jobs in all, and stay unconfirmed after the last."""
+        results: list[ItemResult | None] = [None] * len(batch)
+        todo = list(range(len(batch)))
+        for attempt in range(1, self._retry.attempts + 1):
+            answers = await by_halving([batch[i] for i in todo], lambda b: self._send(b, lookups),
+                                       lambda t: t.external_id)  # fmt: skip
+            for i, answer in zip(todo, answers, strict=True):
+                results[i] = answer
+            todo = [i for i, answer in zip(todo, answers, strict=True) if answer.unconfirmed]
+            if not todo or attempt == self._retry.attempts:
+                break
+            error = results[todo[0]].error  # type: ignore[union-attr]
+            log.warning("bulk_job_retried", items=len(todo), attempt=attempt, error=error)
+            await self._retry.sleep(self._retry.delay(attempt))
+        return [r for r in results if r is not None]
+
+    async def _send(self, batch: Sequence[Translated], lookups: Lookups) -> list[ItemResult]:
+        """The job's per-item results; a job that could not be run or confirmed leaves every
+        item unconfirmed. A refusal of the whole batch is raised (for `by_halving`)."""
         items = [UpsertItem(t.external_id, t.name, {**t.fields, **lookups.get(t.source_id, {})}) for t in batch]
         try:
             async with self._slots:
                 return await self._zendesk.upsert_records(self._object_key, items)
-        except RejectedError as exc:
-            if exc.status in _RUN_FATAL_STATUSES:
+        except ApiError as exc:
+            if stops_the_run(exc) or _refused_whole(exc):
                 raise
-            return exc
-
-
-def _has_lookups(values: Mapping[str, str | None]) -> bool:
-    return any(v is not None for v in values.values())
+            return [ItemResult(t.external_id, ok=False, error=str(exc), unconfirmed=True) for t in batch]
 
 
 def refused_fields(values: Mapping[str, str | None], error: str) -> set[str]:
-    """The lookup fields an item error names; every set lookup when it names none."""
+    """The set lookup fields an item's own error names. Only these count as refused: an
+    error that names none says nothing against any lookup."""
     set_fields = {k for k, v in values.items() if v is not None}
-    named = {k for k in set_fields if re.search(rf"\b{re.escape(k)}\b", error)}
-    return named or set_fields
+    return {k for k in set_fields if re.search(rf"\b{re.escape(k)}\b", error)}
 
 
 def _split(
@@ -151,6 +237,8 @@ def _split(
             )
         else:
             error = result.error or "rejected by Zendesk without a reason"
+            if result.unconfirmed:
+                error = f"Zendesk did not confirm this write: {error}"
             dead.append(_dead(record, error, lookups.get(record.source_id)))
     return written, dead
 

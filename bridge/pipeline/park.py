@@ -9,8 +9,12 @@ every `mapping:` target, which settles cycles such as A → B → A). Invariants
   rewrites attributes and never touches the payload hash: the record is not written again
   just because its lookup was filled;
 - a filled row is deleted only if it still points at the target it was filled with; an id
-  Zendesk refuses is remembered on the row (`failed_zendesk_id`) and not offered again;
-- a run fails only for what fails a run (auth, exhausted retries), never for a link.
+  is refused (remembered on the row as `failed_zendesk_id`, not offered again) only when
+  an item's own error names its lookup field;
+- a job that fails as a whole, or cannot be sent or confirmed, refuses nothing: its links
+  stay parked for the next fill; a batch refused whole is halved to find the bad items;
+- a run fails only for what every later job would hit too (auth, a missing object, 403),
+  never for a link.
 """
 
 from __future__ import annotations
@@ -23,15 +27,15 @@ from datetime import datetime
 
 import asyncpg
 
-from bridge.errors import RejectedError
+from bridge.errors import ApiError
 from bridge.logs import get_logger
 from bridge.mapping.model import Mapping
-from bridge.pipeline.load import refused_fields
+from bridge.pipeline.load import by_halving, refused_fields, stops_the_run
 from bridge.pipeline.resolve import Resolver, Target, external_id_of
 from bridge.store import leases, links
 from bridge.store.links import Fillable
 from bridge.zendesk.client import ZendeskClient
-from bridge.zendesk.models import RecordUpdate, ZendeskRecordId
+from bridge.zendesk.models import ItemResult, RecordUpdate, ZendeskRecordId
 
 log = get_logger(__name__)
 
@@ -127,19 +131,25 @@ class Filler:
             RecordUpdate(ZendeskRecordId(g[0].referrer_id), {f.field: f.value for f in g})
             for g in groups
         ]
-        try:
+
+        async def send(batch: Sequence[RecordUpdate]) -> list[ItemResult]:
             async with self._slots:
-                results = await self._zendesk.update_records(object_key, items)
-        except RejectedError as exc:
-            if exc.status in (403, 404):
+                return await self._zendesk.update_records(object_key, batch)
+
+        try:
+            results = await by_halving(items, send, lambda item: str(item.id))
+        except ApiError as exc:
+            if stops_the_run(exc):
                 raise
-            log.warning("link_fill_refused", object=object_key, error=str(exc))
-            return [], [f for g in groups for f in g]
+            log.warning("link_fill_not_confirmed", object=object_key, links=len(items), error=str(exc))
+            return [], []
         filled: list[Fillable] = []
         refused: list[Fillable] = []
         for group, result in zip(groups, results, strict=True):
             if result.ok:
                 filled.extend(group)
+                continue
+            if result.unconfirmed:  # the job failed as a whole: nothing to say about the item
                 continue
             # Only the lookups the error names are refused; the others wait for the next fill.
             named = refused_fields({f.field: f.value for f in group}, result.error)

@@ -13,7 +13,10 @@ Costs, cheapest first (the issue's "cheapest correct resolution"):
   resources (the list request asked for them with `include=` and `fields[...]=`), never from a
   request per record.
 Invariants: a link never fails or holds back its record (an unknown target is parked, an
-unreadable match value is parked without one); a null relationship clears the lookup; the
+unreadable match value is parked without one); a look-up Zendesk did not answer (an API
+error that retries did not cure) leaves its targets unknown: parked, not cached, asked again
+by the next page or fill; only errors every later look-up would hit too (credentials
+refused, access revoked: 403) stop the run. A null relationship clears the lookup; the
 cache holds at most `cache_size` answers (least recently used go first), negative answers
 included, so a missing user is asked for once per run, not once per page.
 """
@@ -28,6 +31,7 @@ from typing import Any
 
 import asyncpg
 
+from bridge.errors import ApiError, AuthError, RejectedError
 from bridge.logs import get_logger
 from bridge.mapping import model
 from bridge.outreach.models import OutreachId
@@ -225,18 +229,26 @@ class Resolver:
             else:
                 missing.append(t)
         if missing:
-            fresh = await self._ask(kind, key, missing)
+            fresh, unknown = await self._ask(kind, key, missing)
             for t in missing:
-                self._remember(t, fresh.get(t))
+                if t not in unknown:
+                    self._remember(t, fresh.get(t))
             found.update(fresh)
         return found
 
-    async def _ask(self, kind: str, key: str, targets: list[Target]) -> dict[Target, str]:
+    async def _ask(
+        self, kind: str, key: str, targets: list[Target]
+    ) -> tuple[dict[Target, str], set[Target]]:
+        """The targets found, and those left unknown because Zendesk did not answer."""
         if key == "external_id":
             people = await self._show_many(kind, [t.value for t in targets])
-            return {t: p.id for t in targets if (p := people.get(t.value)) is not None}
+            if people is None:
+                return {}, set(targets)
+            return {t: p.id for t in targets if (p := people.get(t.value)) is not None}, set()
         # Batched first: by the conventional external id, kept only if email/name agree.
         people = await self._show_many(kind, [t.hint for t in targets if t.hint])
+        if people is None:
+            return {}, set(targets)
         found = {
             t: p.id
             for t in targets
@@ -244,27 +256,43 @@ class Resolver:
         }
         rest = [t for t in targets if t not in found]
         answers = await asyncio.gather(*(self._search(kind, key, t.value) for t in rest))
-        found.update({t: zid for t, zid in zip(rest, answers, strict=True) if zid is not None})
-        return found
+        unknown = {t for t, answer in zip(rest, answers, strict=True) if answer is _UNKNOWN}
+        found.update({t: a for t, a in zip(rest, answers, strict=True) if isinstance(a, str)})
+        if unknown:
+            log.warning("lookups_unresolved", target=kind, match=key, targets=len(unknown))
+        return found, unknown
 
-    async def _show_many(self, kind: str, external_ids: list[str]) -> dict[str, ZendeskPerson]:
+    async def _show_many(
+        self, kind: str, external_ids: list[str]
+    ) -> dict[str, ZendeskPerson] | None:
+        """People by external id; None when Zendesk did not answer."""
         values = sorted({v for v in external_ids if "," not in v})
         if not values:
             return {}
         lookup = (self._zendesk.users_by_external_ids if kind == "zen:user"
                   else self._zendesk.organizations_by_external_ids)  # fmt: skip
         self.requests += -(-len(values) // 100)
-        return {p.external_id: p for p in await lookup(values) if p.external_id is not None}
+        try:
+            people = await lookup(values)
+        except ApiError as exc:
+            _unless_fatal(exc, kind, "external_id", len(values))
+            return None
+        return {p.external_id: p for p in people if p.external_id is not None}
 
-    async def _search(self, kind: str, key: str, value: str) -> str | None:
+    async def _search(self, kind: str, key: str, value: str) -> str | None | _Unknown:
+        """The one match's id, None when there is none, `_UNKNOWN` when Zendesk did not answer."""
         async with self._searches:
             self.requests += 1
-            if kind == "zen:organization":
-                people: list[ZendeskPerson] = await self._zendesk.organizations_by_name(value)
-            elif key == "email":
-                people = await self._zendesk.users_by_email(value)
-            else:
-                people = await self._zendesk.users_by_name(value)
+            try:
+                if kind == "zen:organization":
+                    people: list[ZendeskPerson] = await self._zendesk.organizations_by_name(value)
+                elif key == "email":
+                    people = await self._zendesk.users_by_email(value)
+                else:
+                    people = await self._zendesk.users_by_name(value)
+            except ApiError as exc:
+                _unless_fatal(exc, kind, key, 1)
+                return _UNKNOWN
         if len(people) > 1:
             log.warning("lookup_ambiguous", target=kind, match=key, matches=len(people))
         return people[0].id if people else None
@@ -274,6 +302,22 @@ class Resolver:
         self._cache.move_to_end(target)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
+
+
+class _Unknown:
+    """The answer of a look-up Zendesk did not give (unlike None: looked up, not there)."""
+
+
+_UNKNOWN = _Unknown()
+
+
+def _unless_fatal(exc: ApiError, kind: str, match: str, targets: int) -> None:
+    """Re-raises what every later look-up would hit too; logs the rest, which leaves the
+    targets unknown (their links are parked and looked up again later)."""
+    if isinstance(exc, AuthError) or (isinstance(exc, RejectedError) and exc.status == 403):
+        raise exc
+    log.warning("lookup_failed", target=kind, match=match, targets=targets, status=exc.status,
+                error=str(exc))  # fmt: skip
 
 
 async def _from_id_map(conn: Any, mapping: str, group: list[Target]) -> dict[Target, str]:

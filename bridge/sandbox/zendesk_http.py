@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from bridge.sandbox.zendesk_jobs import ACTIONS, MAX_ITEMS, TooManyJobs
-from bridge.sandbox.zendesk_records import FIELD_TYPES, RecordInvalid
+from bridge.sandbox.zendesk_records import FIELD_TYPES, RecordInvalid, job_request_problem
 
 if TYPE_CHECKING:
     from bridge.sandbox.zendesk import ZendeskSandbox
@@ -212,6 +212,9 @@ class _Api:
             return errors(400, "InvalidItems", "Invalid items", "items must be a non-empty array")
         if len(items) > MAX_ITEMS:
             return errors(400, "TooManyItems", "Too many items", f"a job takes at most {MAX_ITEMS} items, got {len(items)}")
+        refused = job_request_problem(action, items)
+        if refused is not None:
+            return web.json_response(refused[1], status=refused[0])
         try:
             status = self.sb.jobs.submit(_strip(request.match_info["key"]), action, items)
         except TooManyJobs as exc:

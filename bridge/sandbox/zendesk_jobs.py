@@ -5,7 +5,8 @@ A job is accepted as `queued` and run later by one background task, so clients m
 Invariants: at most `max_jobs` jobs are queued or working at once (beyond that the route
 answers 429 `TooManyJobs`); one item failing never fails the job: it gets a result with
 `success: false`, `error` and `details`, matched to its item by `index` (and `external_id`
-when there is one); results are only published when the job completes.
+when there is one); results are only published when the job completes. A job can also fail
+as a whole (`fail_jobs`): status `failed`, a job-level `message`, no results, nothing applied.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class JobRunner:
         self._pending: dict[str, tuple[str, str, list[Any]]] = {}
         self._queue: asyncio.Queue[str] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._whole_failures: list[str] = []  # messages of the next jobs to fail as a whole
 
     def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -91,9 +93,21 @@ class JobRunner:
                 await asyncio.sleep(self.delay)
             await self._run(job_id)
 
+    def fail_jobs(self, times: int, message: str = "Internal Server Error") -> None:
+        """Fault: the next `times` jobs fail as a whole, before any item is applied."""
+        self._whole_failures.extend([message] * times)
+
+    def _failed_whole(self, status: dict[str, Any]) -> bool:
+        if not self._whole_failures:
+            return False
+        status.update(status="failed", progress=0, results=None, message=self._whole_failures.pop(0))
+        return True
+
     async def _run(self, job_id: str) -> None:
         object_key, action, items = self._pending.pop(job_id)
         status = self.statuses[job_id]
+        if self._failed_whole(status):
+            return
         status.update(status="working", progress=0)
         results: list[dict[str, Any]] = []
         for index, item in enumerate(items):

@@ -7,6 +7,13 @@ multiselect option values, regexp match); a lookup value (`"123"`, `"external_id
 `"name:X"`) must resolve to an existing target and is stored as the target's id; a record
 is at most 32 KB. All problems of one record are reported together, keyed by field, in the
 `RecordInvalid` shape.
+
+A bulk job is checked in two places, as we read the API (`api/zendesk-oas.yaml`,
+`CustomObjectRecordsBulkCreateRequest`; where exactly Zendesk draws the line is not
+documented): what needs no stored state (each item's JSON shape against `CustomObjectRecord`,
+and the 32 KB a record may hold) when the job is POSTed, refusing the whole job
+(`job_request_problem`); everything else (field types, lookups, names) per item while the
+job runs.
 """
 
 from __future__ import annotations
@@ -68,6 +75,34 @@ def check_record(record: dict[str, Any], *, creating: bool) -> None:
     size = len(json.dumps(record, separators=(",", ":")).encode())
     if size > MAX_RECORD_BYTES:
         raise RecordInvalid({"base": problem(f"Record is {size} bytes; the limit is {MAX_RECORD_BYTES}", "TooLarge")})
+
+
+def job_request_problem(action: str, items: list[Any]) -> tuple[int, dict[str, Any]] | None:
+    """(status, error body) refusing a whole job because of its first bad item, or None."""
+    for index, item in enumerate(items):
+        where = f"items[{index}]"
+        shape = _item_shape(action, item)
+        if shape:
+            body = {"errors": [{"code": "InvalidItems", "title": "Invalid items", "detail": f"{where}: {shape}", "status": "400"}]}
+            return 400, body
+        size = len(json.dumps(item, separators=(",", ":")).encode()) if isinstance(item, dict) else 0
+        if size > MAX_RECORD_BYTES:
+            return 422, RecordInvalid({where: problem(f"Record is {size} bytes; the limit is {MAX_RECORD_BYTES}", "TooLarge")}).body()
+    return None
+
+
+def _item_shape(action: str, item: Any) -> str:
+    if action in ("delete", "delete_by_external_id"):
+        return "" if isinstance(item, str) else f"{action} items must be strings"
+    if not isinstance(item, dict):
+        return f"{action} items must be objects"
+    if "name" in item and item["name"] is not None and not isinstance(item["name"], str):
+        return "name must be a string"
+    if item.get("external_id") is not None and not isinstance(item["external_id"], str):
+        return "external_id must be a string"
+    if "custom_object_fields" in item and not isinstance(item["custom_object_fields"], dict):
+        return "custom_object_fields must be an object"
+    return ""
 
 
 def _check(field: dict[str, Any], value: Any, resolve: Resolve) -> Any:

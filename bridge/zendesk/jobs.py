@@ -5,7 +5,9 @@ come in several shapes (api/zendesk.md, "Bulk jobs" and "Result items"). Invaria
 here: a job carries at most 100 items; polling backs off from `poll_initial`, doubling up to
 `poll_max`, and gives up after `timeout` seconds with a `TransientApiError`; every input item
 gets exactly one `ItemResult`, in input order, matched by `index`, else `external_id`, else
-by position; an item the job did not report on is a failure, never a silent success.
+by position; an item the job did not report on is a failure, never a silent success, and is
+marked `unconfirmed` (as is every item of a job that failed as a whole without a result for
+it): only an item's own error says anything about the item.
 """
 
 from __future__ import annotations
@@ -153,13 +155,15 @@ def _item_result(job: JobStatus, external_id: str, result: JobResult | None) -> 
         return ItemResult(external_id=external_id, ok=True, record_id=record_id)
     if result is not None and (result.error or result.details):
         return ItemResult(external_id, ok=False, error=_error_text(result))
-    if job.status == "failed":
-        reason = job.message or "no message given"
-        return ItemResult(external_id, ok=False, error=f"job {job.id} failed: {reason}")
-    if result is not None:
+    if result is not None and job.status != "failed":
         said = f" (status {result.status!r})" if result.status else ""
         return ItemResult(external_id, ok=False, error=f"job {job.id} reported a failure{said}")
-    return ItemResult(external_id, ok=False, error=f"no result for this item in job {job.id}")
+    if job.status == "failed":
+        reason = job.message or "no message given"
+        error = f"job {job.id} failed: {redact_text(reason)[:_ERROR_LIMIT]}"
+        return ItemResult(external_id, ok=False, error=error, unconfirmed=True)
+    error = f"no result for this item in job {job.id}"
+    return ItemResult(external_id, ok=False, error=error, unconfirmed=True)
 
 
 def _succeeded(result: JobResult) -> bool:

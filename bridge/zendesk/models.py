@@ -29,6 +29,9 @@ class ItemResult:
     ok: bool
     record_id: ZendeskRecordId | None = None
     error: str = ""  # the API's own error text, for the dead letter
+    # No result of its own: the job failed as a whole, or never reported on this item. Says
+    # nothing against the item (nor its lookups); worth sending again.
+    unconfirmed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,6 +157,44 @@ async def test_job_item_limits_and_too_many_jobs(world: World) -> None:
     assert status == 429 and body["error"] == "TooManyJobs"
 
 
+async def test_a_job_failed_as_a_whole_has_a_message_and_no_item_results(world: World) -> None:
+    await _vehicle_object(world)
+    world.sandbox.zendesk.jobs.fail_jobs(1, "Internal Server Error: the job could not run")
+    items = [{"external_id": "v1", "name": "Vehicle 1"}]
+    status, body, _ = await world.z("POST", f"{CO}/vehicle/jobs", {"job": {"action": "create_or_update_by_external_id", "items": items}})
+    assert status == 201 and body["job_status"]["status"] == "queued"
+    failed: dict = {}
+
+    async def finished() -> bool:
+        _, polled, _ = await world.z("GET", body["job_status"]["url"])
+        failed.update(polled["job_status"])
+        return polled["job_status"]["status"] in ("completed", "failed")
+
+    await wait_for(finished)
+    assert failed["status"] == "failed" and failed["results"] is None
+    assert "could not run" in failed["message"]
+    assert world.sandbox.zendesk.record_by_external_id("vehicle", "v1") is None  # nothing applied
+    job = await _job(world, "create_or_update_by_external_id", items)  # the fault ran out
+    assert job["results"][0]["success"] is True
+
+
+async def test_a_job_with_one_item_invalid_at_request_time_is_refused_whole(world: World) -> None:
+    await _vehicle_object(world)
+    items = [{"external_id": f"v{i}", "name": f"Vehicle {i}", "custom_object_fields": {"note": "ok"}} for i in range(10)]
+    items[7]["custom_object_fields"]["note"] = "x" * 40_000  # over the 32 KB a record may hold
+    status, body, _ = await world.z("POST", f"{CO}/vehicle/jobs", {"job": {"action": "create_or_update_by_external_id", "items": items}})
+    assert status == 422 and body["error"] == "RecordInvalid"
+    assert list(body["details"]) == ["items[7]"] and "32768" in body["details"]["items[7]"][0]["description"]
+    items[7] = {"external_id": "v7", "name": "Vehicle 7", "custom_object_fields": "not an object"}
+    status, body, _ = await world.z("POST", f"{CO}/vehicle/jobs", {"job": {"action": "create_or_update_by_external_id", "items": items}})
+    assert status == 400 and "items[7]" in str(body)
+    status, body, _ = await world.z("POST", f"{CO}/vehicle/jobs", {"job": {"action": "delete_by_external_id", "items": ["v1", {"x": 1}]}})
+    assert status == 400 and "items[1]" in str(body)
+    assert world.sandbox.zendesk.records("vehicle") == [] and not world.sandbox.zendesk.jobs.statuses
+    job = await _job(world, "create_or_update_by_external_id", items[:7])
+    assert all(r["success"] for r in job["results"])
+
+
 async def test_record_listing_cursor_paging_and_filters(world: World) -> None:
     await _vehicle_object(world)
     zd = world.sandbox.zendesk

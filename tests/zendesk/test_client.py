@@ -72,7 +72,8 @@ async def test_failed_job_fails_the_unreported_items(client, mock) -> None:
     results = await client.upsert_records("car", items(2))
 
     assert results[0] == ItemResult("outreach:car:0", ok=True, record_id="01A")
-    assert results[1] == ItemResult("outreach:car:1", ok=False, error="job J1 failed: Worker crashed")
+    assert results[1] == ItemResult("outreach:car:1", ok=False, error="job J1 failed: Worker crashed",
+                                     unconfirmed=True)
 
 
 async def test_more_than_100_items_are_refused_before_any_request(client, mock) -> None:

@@ -85,8 +85,8 @@ def test_item_without_a_result_in_a_completed_job_fails() -> None:
     matched = match_results(job(results=[{"id": "01A", "index": 0}]), EXT)
 
     assert matched[0].ok
-    assert matched[1] == ItemResult(EXT[1], ok=False, error="no result for this item in job J1")
-    assert matched[2] == ItemResult(EXT[2], ok=False, error="no result for this item in job J1")
+    unconfirmed = ItemResult(EXT[1], ok=False, error="no result for this item in job J1", unconfirmed=True)
+    assert matched[1:] == [unconfirmed, ItemResult(EXT[2], ok=False, error=unconfirmed.error, unconfirmed=True)]
 
 
 def test_failed_job_fails_every_item_not_reported_ok() -> None:
@@ -96,12 +96,21 @@ def test_failed_job_fails_every_item_not_reported_ok() -> None:
 
     assert matched[0].ok
     assert [r.error for r in matched[1:]] == ["job J1 failed: Internal error"] * 2
+    assert [r.unconfirmed for r in matched] == [False, True, True]  # says nothing of the items
+
+
+def test_item_errors_of_a_failed_job_stay_item_errors() -> None:
+    results = [{"index": 0, "success": False, "error": "RecordInvalid", "details": "brand: gone"}]
+
+    (matched,) = match_results(job("failed", results=results, message="partly done"), EXT[:1])
+
+    assert (matched.error, matched.unconfirmed) == ("RecordInvalid: brand: gone", False)
 
 
 def test_result_object_instead_of_list_reports_no_items() -> None:
     matched = match_results(job(results={"success": True}), EXT[:1])
 
-    assert matched == [ItemResult(EXT[0], ok=False, error="no result for this item in job J1")]
+    assert matched == [ItemResult(EXT[0], ok=False, error="no result for this item in job J1", unconfirmed=True)]
 
 
 def test_out_of_range_and_duplicate_results_are_ignored() -> None:
