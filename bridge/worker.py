@@ -267,6 +267,8 @@ class Worker:
         except TimeoutError:
             return Readiness(False, "the database did not answer in time")
         except BridgeError as exc:  # served short; the detail goes to the log only
+            if isinstance(exc.__cause__, TimeoutError):
+                return Readiness(False, "the database did not answer in time", detail=str(exc))
             return Readiness(False, "the database is unavailable", detail=str(exc))
         if pending:
             return Readiness(False, f"pending migrations: {', '.join(pending)}")

@@ -1,7 +1,9 @@
 """A TCP proxy on loopback in front of the test Postgres that can stop the database.
 
 `cut()` is what a stopped Postgres looks like from a client: every open connection is
-dropped and new ones are refused (accepted, then reset) until `restore()`.
+dropped and new ones are refused (accepted, then reset) until `restore()`. `hang()` is a
+frozen server or a network that drops packets: nothing is relayed either way, and nothing
+is closed, until `restore()`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class PgProxy:
         self._open: set[asyncio.StreamWriter] = set()
         self.refusing = False
         self.accepted = 0
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @property
     def dsn(self) -> str:
@@ -43,11 +47,16 @@ class PgProxy:
         for writer in list(self._open):
             writer.transport.abort()
 
+    def hang(self) -> None:
+        self._flowing.clear()
+
     def restore(self) -> None:
         self.refusing = False
+        self._flowing.set()
 
     async def close(self) -> None:
         self.cut()
+        self._flowing.set()  # held pipes wake up, find their connections dropped, and end
         assert self._server is not None
         self._server.close()
         await self._server.wait_closed()
@@ -56,6 +65,7 @@ class PgProxy:
         if self.refusing:
             writer.transport.abort()
             return
+        await self._flowing.wait()
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._target)
         except OSError:
@@ -64,15 +74,17 @@ class PgProxy:
         self.accepted += 1
         self._open |= {writer, up_writer}
         try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            await asyncio.gather(_pipe(reader, up_writer, self._flowing),
+                                 _pipe(up_reader, writer, self._flowing))  # fmt: skip
         finally:
             self._open -= {writer, up_writer}
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event) -> None:
     """Copies one direction until EOF or an error, then drops the connection both ways."""
     try:
         while data := await reader.read(CHUNK):
+            await flowing.wait()
             writer.write(data)
             await writer.drain()
     except (ConnectionError, OSError):

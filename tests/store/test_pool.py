@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import socket
 import ssl
 
@@ -11,6 +12,7 @@ import pytest
 from bridge.errors import BridgeError, ConfigError, StoreError
 from bridge.store import pool
 from tests.e2e.worker_proc import wait_for
+from tests.fixtures_sandbox import REPO
 
 
 def test_normalise_dsn_accepts_both_schemes() -> None:
@@ -60,6 +62,13 @@ def test_herokus_setting_turns_verification_off_through_asyncpg(monkeypatch: pyt
     assert pool.ssl_for(remote) is None
     monkeypatch.delenv("PGSSLMODE")
     assert pool.ssl_for(remote + "?sslmode=require") is None
+
+
+def test_the_heroku_app_sets_the_tls_mode_its_postgres_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = json.loads((REPO / "deploy" / "heroku" / "app.json").read_text())
+    assert app["env"]["PGSSLMODE"]["value"] == "require"
+    monkeypatch.setenv("PGSSLMODE", app["env"]["PGSSLMODE"]["value"])
+    assert pool.ssl_for("postgres://u:p@ec2-1-2-3-4.compute-1.amazonaws.com:5432/d") is None
 
 
 def test_explicit_sslmode_is_left_to_asyncpg(monkeypatch: pytest.MonkeyPatch) -> None:
