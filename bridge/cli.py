@@ -2,7 +2,8 @@
 
 Exit codes (DESIGN.md): 0 done; 1 finished but some records were dead-lettered; 2 bad
 configuration or input, nothing changed; 3 fatal runtime error, state consistent, a rerun
-resumes. This module alone maps errors to exit codes.
+resumes. This module alone maps errors to exit codes; every command runs inside the store's
+database error boundary, so a database failure exits 3 (or 2) with a message, never 1.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bridge.commands import repair, schema, sync
 from bridge.commands.common import EXIT_CONFIG, EXIT_FATAL
 from bridge.errors import BridgeError, ConfigError
 from bridge.settings import Settings, load_settings
+from bridge.store import pool as store_pool
 
 log = logs.get_logger(__name__)
 
@@ -30,7 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         logs.configure(settings.log_format, settings.log_level)
         handler: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]] = args.handler
-        return asyncio.run(handler(args, settings))
+        with store_pool.boundary(_database(settings)):  # no driver error leaves as a traceback
+            return asyncio.run(handler(args, settings))
     except ConfigError as exc:
         print(f"bridge: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -41,6 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bridge: interrupted; state is consistent, rerun to resume", file=sys.stderr)
         return EXIT_FATAL
+
+
+def _database(settings: Settings) -> str:
+    """How error messages name the database the command works on."""
+    if settings.database_url is None:
+        return f"the embedded Postgres in {settings.bridge_data_dir}"
+    return store_pool.describe(settings.database_url.get_secret_value())
 
 
 def _parser() -> argparse.ArgumentParser:

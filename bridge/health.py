@@ -2,7 +2,9 @@
 
 - `/healthz` answers 200 while the event loop runs: the process is alive (liveness).
 - `/readyz` answers 200 only when the database answers and every migration is applied, and
-  503 otherwise (or while the worker is stopping), saying why (readiness).
+  503 otherwise (or while the worker is stopping), within CHECK_TIMEOUT_S whatever the check
+  does. The body gives a short reason only: never error text, which can name hosts, users
+  or SQL. The detail goes to the log (`readiness_changed`), once per change.
 - `/metrics` is the Prometheus text of `bridge.metrics`; database-backed gauges are refreshed
   first, within a short timeout, and left as they were if the database is down.
 Checks are handed in as callables, so this module knows nothing of Postgres or the worker.
@@ -26,7 +28,8 @@ CHECK_TIMEOUT_S = 3.0
 @dataclass(frozen=True, slots=True)
 class Readiness:
     ready: bool
-    reason: str
+    reason: str  # short and fixed, served to anyone who asks
+    detail: str = ""  # redacted error text, for the log only
 
 
 ReadinessCheck = Callable[[], Awaitable[Readiness]]
@@ -47,6 +50,7 @@ class HealthServer:
         app.router.add_get("/metrics", self._metrics_text)
         self._runner = web.AppRunner(app, access_log=None)
         self._stopped = asyncio.Event()
+        self._last: Readiness | None = None
 
     async def start(self) -> None:
         await self._runner.setup()
@@ -74,9 +78,17 @@ class HealthServer:
             async with asyncio.timeout(CHECK_TIMEOUT_S):
                 result = await self._readiness()
         except TimeoutError:
-            result = Readiness(False, "the database did not answer in time")
+            result = Readiness(False, "the readiness check did not finish in time")
+        except Exception as exc:  # noqa: BLE001 - a broken check means not ready, never a 500
+            result = Readiness(False, "the readiness check failed", detail=repr(exc))
+        self._log_change(result)
         body = {"status": "ready" if result.ready else "not ready", "reason": result.reason}
         return web.json_response(body, status=200 if result.ready else 503)
+
+    def _log_change(self, result: Readiness) -> None:
+        last, self._last = self._last, result
+        if last is None or (last.ready, last.reason) != (result.ready, result.reason):
+            log.info("readiness_changed", ready=result.ready, reason=result.reason, detail=result.detail)
 
     async def _metrics_text(self, request: web.Request) -> web.Response:
         body = await self._metrics()

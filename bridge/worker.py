@@ -35,7 +35,7 @@ from typing import Any
 import asyncpg
 
 from bridge import wiring
-from bridge.errors import BridgeError, ConfigError, StoreError
+from bridge.errors import BridgeError, StoreError
 from bridge.health import HealthServer, Readiness
 from bridge.logs import get_logger
 from bridge.mapping.load import load_mappings
@@ -47,13 +47,15 @@ from bridge.scheduler import MappingScheduler, Outcome, ScheduleConfig
 from bridge.settings import Settings
 from bridge.store import leases
 from bridge.store import migrate as store_migrate
+from bridge.store import pool as store_pool
 from bridge.store.leases import LeaseKeeper
 from bridge.upkeep import Upkeep, UpkeepConfig, upkeep_config
 
 log = get_logger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_DB_ERRORS = (BridgeError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+# /readyz answers within this, whatever the database does (HealthServer caps it too).
+READY_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,14 +108,7 @@ async def run(settings: Settings) -> None:
 
 
 async def _require_migrated(settings: Settings, pool: asyncpg.Pool[Any]) -> None:
-    pending = await store_migrate.pending(pool)
-    if pending and settings.database_url is None:  # the embedded, local database
-        await store_migrate.migrate(pool)
-    elif pending:
-        raise ConfigError(
-            f"the database has {len(pending)} pending migration(s) ({', '.join(pending)}); "
-            "run `bridge migrate` first (Heroku's release phase and the Kubernetes migrate Job do)"
-        )
+    await store_migrate.require_current(pool)  # the rule every command follows
 
 
 @contextmanager
@@ -257,8 +252,9 @@ class Worker:
 
     async def _probe(self, name: str) -> Hashable | None:
         try:
-            lease = await self.keeper.holder_of(name)
-        except _DB_ERRORS:
+            with store_pool.translated(f"read the lease on mapping {name!r}"):
+                lease = await self.keeper.holder_of(name)
+        except BridgeError:
             return None
         return (lease.holder, lease.acquired_at) if lease is not None else None
 
@@ -266,9 +262,14 @@ class Worker:
         if self._stopping.is_set():
             return Readiness(False, "stopping")
         try:
-            pending = await store_migrate.pending(self.services.pool)
-        except _DB_ERRORS as exc:
-            return Readiness(False, f"the database is unreachable: {exc}")
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                pending = await store_migrate.pending(self.services.pool, timeout=READY_TIMEOUT_S)
+        except TimeoutError:
+            return Readiness(False, "the database did not answer in time")
+        except BridgeError as exc:  # served short; the detail goes to the log only
+            if isinstance(exc.__cause__, TimeoutError):
+                return Readiness(False, "the database did not answer in time", detail=str(exc))
+            return Readiness(False, "the database is unavailable", detail=str(exc))
         if pending:
             return Readiness(False, f"pending migrations: {', '.join(pending)}")
         return Readiness(True, "database reachable, migrations applied")
@@ -276,7 +277,8 @@ class Worker:
     async def _metrics_text(self) -> bytes:
         try:
             async with asyncio.timeout(2.0):
-                await self.metrics.refresh(self.services.pool, list(self.mappings))
-        except _DB_ERRORS as exc:
+                with store_pool.translated("refresh the metrics"):
+                    await self.metrics.refresh(self.services.pool, list(self.mappings))
+        except (TimeoutError, BridgeError) as exc:
             log.warning("metrics_refresh_failed", error=str(exc))
         return self.metrics.render()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,13 @@ from bridge.errors import StoreError
 from bridge.mapping.load import load_mappings
 from bridge.metrics import Metrics
 from bridge.pipeline.report import RunReport
+from bridge.pipeline.sync import Services
 from bridge.sandbox.seed import seed_demo
 from bridge.sandbox.server import Sandbox
 from bridge.scheduler import ScheduleConfig
-from bridge.store import leases
+from bridge.settings import Settings
+from bridge.store import leases, pool
+from tests.e2e.pg_proxy import pg_proxy
 from tests.e2e.test_worker import prepare
 from tests.e2e.worker_proc import query, wait_for, write_mappings
 from tests.fixtures_sandbox import SandboxWorld, settings_for
@@ -158,3 +162,35 @@ async def test_the_worker_settles_a_cycle_with_the_fill_after_each_run(
         player = zd.record_by_external_id("player", f"outreach:players:{pid}")
         assert player and player["custom_object_fields"]["team"] == zendesk_id(sandbox, "team", f"outreach:teams:{teams[i % 5]}")
     assert await query(dsn, "SELECT * FROM parked_links") == []
+
+
+async def test_readiness_answers_in_time_while_the_database_hangs_and_recovers(
+    db_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frozen database (no answer, nothing closed) must not hold /readyz: the probe has its
+    own short deadline, and the reason served never carries the error's text."""
+    monkeypatch.setattr(worker, "READY_TIMEOUT_S", 0.3)
+    async with pg_proxy(db_dsn) as proxy:
+        db = await pool.create_pool(proxy.dsn, max_size=2)
+        try:
+            config = worker.config_from(Settings(), "holder")
+            w = worker.Worker({}, Services(outreach=None, zendesk=None, pool=db),  # type: ignore[arg-type]
+                              Metrics(), config, "holder")  # fmt: skip
+            assert (await w._readiness()).ready
+            proxy.hang()
+            began = time.monotonic()
+            result = await w._readiness()
+            assert time.monotonic() - began < 1.5
+            assert (result.ready, result.reason) == (False, "the database did not answer in time")
+            proxy.restore()
+            await wait_for(lambda: _ready(w), "readiness to recover", timeout=10)
+            proxy.cut()
+            result = await w._readiness()
+            assert (result.ready, result.reason) == (False, "the database is unavailable")
+            assert "127.0.0.1" in result.detail or "closed" in result.detail  # for the log only
+        finally:
+            db.terminate()
+
+
+async def _ready(w: worker.Worker) -> bool:
+    return (await w._readiness()).ready

@@ -58,16 +58,12 @@ def confirm(question: str) -> bool:
 
 
 async def require_migrated(settings: Settings, pool: Any) -> None:
-    pending = await store_migrate.pending(pool)
-    if not pending:
-        return
-    if settings.database_url is None:  # the embedded, local database: just bring it up to date
-        await store_migrate.migrate(pool)
-        return
-    raise ConfigError(
-        f"the database has {len(pending)} pending migration(s) ({', '.join(pending)}); "
-        "run `bridge migrate` first"
-    )
+    """Every command that needs the schema calls this first (exit 2 until `bridge migrate`).
+
+    The embedded database follows the same rule as any other; `settings` stays in the
+    signature for the callers that pass it.
+    """
+    await store_migrate.require_current(pool)
 
 
 def select(mappings: dict[str, Mapping], wanted: list[str]) -> list[str]:

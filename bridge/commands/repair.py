@@ -54,12 +54,15 @@ async def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     mappings = load_mappings(settings.bridge_mappings)
     wanted = select(mappings, [args.mapping] if args.mapping else [])
     if args.action == "list":
-        async with wiring.open_pool(settings) as pool, pool.acquire() as conn:
-            letters = await store_dead_letters.list_letters(conn, args.mapping, limit=1000)
+        async with wiring.open_pool(settings) as pool:
+            await require_migrated(settings, pool)
+            async with pool.acquire() as conn:
+                letters = await store_dead_letters.list_letters(conn, args.mapping, limit=1000)
         _print_letters(letters, as_json=args.json)
         return EXIT_OK
     if args.action == "purge":
         async with wiring.open_pool(settings) as pool:
+            await require_migrated(settings, pool)
             for name in wanted:
                 print(f"{name}: purged {await purge_dead_letters(pool, name, actor=actor())}")
         return EXIT_OK

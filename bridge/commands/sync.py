@@ -84,6 +84,7 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     except ConfigError:
         names = []
     async with wiring.open_pool(settings) as pool:
+        await require_migrated(settings, pool)
         rows = await status.collect(pool, names)
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))

@@ -21,8 +21,8 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -31,8 +31,7 @@ import asyncpg
 
 from bridge.errors import LeaseLost, StoreError
 from bridge.logs import get_logger
-from bridge.redact import redact_text
-from bridge.store.pool import Connection
+from bridge.store.pool import DRIVER_ERRORS, Connection, translated
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -63,7 +62,6 @@ LIST_SQL = """
 SELECT mapping, holder, acquired_at, heartbeat_at, expires_at, expires_at < now() AS expired
 FROM leases WHERE $1::text IS NULL OR mapping = $1 ORDER BY mapping
 """
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,47 +107,38 @@ def holder_is_dead_here(holder: str) -> bool:
     return False
 
 
-@contextmanager
-def _translated(action: str) -> Iterator[None]:
-    try:
-        yield
-    except _DB_ERRORS as exc:
-        reason = redact_text(str(exc)) or type(exc).__name__
-        raise StoreError(f"could not {action}: {reason}; check that Postgres is reachable") from exc
-
-
 async def acquire(conn: Connection, mapping: str, holder: str, ttl: float) -> bool:
     """Takes (or re-takes) the lease on `mapping`; False when another holder has it."""
-    with _translated(f"take the lease on mapping {mapping!r}"):
+    with translated(f"take the lease on mapping {mapping!r}"):
         return await conn.fetchval(ACQUIRE_SQL, mapping, holder, ttl) is not None
 
 
 async def take_from(conn: Connection, mapping: str, dead: str, holder: str, ttl: float) -> bool:
     """Takes the lease on `mapping` from `dead` (only if `dead` still holds it)."""
-    with _translated(f"take over the lease on mapping {mapping!r}"):
+    with translated(f"take over the lease on mapping {mapping!r}"):
         return await conn.fetchval(STEAL_SQL, mapping, dead, holder, ttl) is not None
 
 
 async def renew(conn: Connection, holder: str, mappings: list[str], ttl: float) -> set[str]:
     """Extends the holder's leases on `mappings`; returns those it still held."""
-    with _translated("renew the leases"):
+    with translated("renew the leases"):
         rows = await conn.fetch(RENEW_SQL, holder, mappings, ttl)
     return {row["mapping"] for row in rows}
 
 
 async def release(conn: Connection, mapping: str, holder: str) -> None:
-    with _translated(f"release the lease on mapping {mapping!r}"):
+    with translated(f"release the lease on mapping {mapping!r}"):
         await conn.execute(RELEASE_SQL, mapping, holder)
 
 
 async def release_all(conn: Connection, holder: str) -> None:
-    with _translated("release the leases"):
+    with translated("release the leases"):
         await conn.execute(RELEASE_ALL_SQL, holder)
 
 
 async def current(conn: Connection, mapping: str | None = None) -> list[Lease]:
     """Lease rows (of one mapping, or all), expired ones included and marked."""
-    with _translated("read the leases"):
+    with translated("read the leases"):
         rows = await conn.fetch(LIST_SQL, mapping)
     return [Lease(**dict(row)) for row in rows]
 
@@ -264,7 +253,7 @@ class LeaseKeeper:
             async with asyncio.timeout(self.ttl / 3):
                 async with self.pool.acquire() as conn:
                     await release(conn, mapping, self.holder)
-        except (StoreError, *_DB_ERRORS) as exc:
+        except (StoreError, *DRIVER_ERRORS) as exc:
             log.warning("lease_release_failed", lease_mapping=mapping, error=str(exc))
 
     async def release_all(self, timeout: float) -> None:
@@ -277,7 +266,7 @@ class LeaseKeeper:
             async with asyncio.timeout(timeout):
                 async with self.pool.acquire() as conn:
                     await release_all(conn, self.holder)
-        except (StoreError, *_DB_ERRORS) as exc:
+        except (StoreError, *DRIVER_ERRORS) as exc:
             log.warning("lease_release_failed", error=str(exc))
 
     async def heartbeat(self) -> None:
@@ -294,7 +283,7 @@ class LeaseKeeper:
             async with asyncio.timeout(self.ttl / 3):
                 async with self.pool.acquire() as conn:
                     kept = await renew(conn, self.holder, names, self.ttl)
-        except (StoreError, *_DB_ERRORS) as exc:
+        except (StoreError, *DRIVER_ERRORS) as exc:
             log.warning("lease_renew_failed", error=str(exc), mappings=names)
             cutoff = self._clock() - self.ttl * 0.75  # past this we cannot know we still hold it
             kept = {n for n in names if self._renewed.get(n, 0.0) > cutoff}

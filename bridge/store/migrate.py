@@ -20,8 +20,8 @@ from typing import Any
 
 import asyncpg
 
-from bridge.errors import MigrationError, StoreError
-from bridge.store.pool import Connection
+from bridge.errors import ConfigError, MigrationError
+from bridge.store.pool import Connection, current_database, translated
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -72,31 +72,49 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 async def migrate(pool: asyncpg.Pool[Any], *, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Applies what is pending; returns the names applied now (empty: already up to date)."""
     migrations = load_migrations(directory)
-    try:
+    with translated("migrate the database (run `bridge migrate` again once it is fixed)"):
         async with pool.acquire() as conn:
             await conn.execute(LOCK_SQL, MIGRATION_LOCK_KEY)
             try:
                 return await _apply_pending(conn, migrations)
             finally:
                 await conn.execute(UNLOCK_SQL, MIGRATION_LOCK_KEY)
-    except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as exc:
-        raise StoreError(
-            f"could not migrate the database: {exc}; check that DATABASE_URL points at a "
-            "running Postgres this user may create tables in, then run `bridge migrate` again"
-        ) from exc
 
 
-async def pending(pool: asyncpg.Pool[Any], *, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Names of the migrations not applied yet (for readiness checks); never changes anything."""
+async def pending(
+    pool: asyncpg.Pool[Any], *, directory: Path = MIGRATIONS_DIR, timeout: float | None = None
+) -> list[str]:
+    """Names of the migrations not applied yet; never changes anything.
+
+    With `timeout`, waiting for a connection and each query are bounded by it (the worker's
+    readiness probe must not hang on a database that stopped answering).
+    """
     migrations = load_migrations(directory)
-    try:
-        async with pool.acquire() as conn:
-            if not await conn.fetchval(TABLE_EXISTS_SQL):
+    with translated("read the applied migrations"):
+        async with pool.acquire(timeout=timeout) as conn:
+            if not await conn.fetchval(TABLE_EXISTS_SQL, timeout=timeout):
                 return [m.name for m in migrations]
-            applied = {row["version"] for row in await conn.fetch(APPLIED_SQL)}
-    except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as exc:
-        raise StoreError(f"could not read the applied migrations: {exc}") from exc
+            applied = {row["version"] for row in await conn.fetch(APPLIED_SQL, timeout=timeout)}
     return [m.name for m in migrations if m.version not in applied]
+
+
+async def require_current(pool: asyncpg.Pool[Any], *, directory: Path = MIGRATIONS_DIR) -> None:
+    """Raises ConfigError unless every migration is applied.
+
+    The one rule for every command that needs the schema: only `bridge migrate` (Heroku's
+    release phase, the Kubernetes migrate Job) changes it, never a command on the side, so a
+    deploy decides when the schema moves. A database with none applied yet says so.
+    """
+    names = await pending(pool, directory=directory)
+    if not names:
+        return
+    where = current_database()
+    if len(names) == len(load_migrations(directory)):
+        raise ConfigError(f"{where} has no bridge tables yet; run `bridge migrate` first")
+    raise ConfigError(
+        f"{where} has {len(names)} pending migration(s) ({', '.join(names)}); "
+        "run `bridge migrate` first"
+    )
 
 
 async def _apply_pending(conn: Connection, migrations: list[Migration]) -> list[str]:

@@ -8,8 +8,8 @@ token must survive the process and be shared by every replica. Invariants:
 - `lock(name)` holds a session-level advisory lock on a dedicated connection for as long as
   the caller refreshes, so one process in the whole deployment mints at a time; the lock
   goes with the connection if the process dies.
-Database failures become StoreError here, because the caller (outreach/auth.py) knows
-nothing of asyncpg.
+Database failures become StoreError here (`pool.translated`), because the caller
+(outreach/auth.py) knows nothing of asyncpg.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from typing import Any
 
 import asyncpg
 
-from bridge.errors import StoreError
 from bridge.outreach.auth import StoredToken, TokenStore
 from bridge.store.crypto import TokenCipher
-from bridge.store.pool import Connection
+from bridge.store.pool import DRIVER_ERRORS, Connection, translated
 
 LOAD_SQL = "SELECT ciphertext FROM oauth_tokens WHERE name = $1"
 SAVE_SQL = """
@@ -36,7 +35,6 @@ ON CONFLICT (name) DO UPDATE SET ciphertext = EXCLUDED.ciphertext, updated_at = 
 LOCK_NAMESPACE = 0x746F6B  # "tok"
 LOCK_SQL = "SELECT pg_advisory_lock($1::int, hashtext($2))"
 UNLOCK_SQL = "SELECT pg_advisory_unlock($1::int, hashtext($2))"
-_DB_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresError)
 
 
 def _encode(token: StoredToken) -> bytes:
@@ -70,23 +68,16 @@ class PgTokenStore:
         self._cipher = cipher
 
     async def load(self, name: str) -> StoredToken | None:
-        try:
+        with translated(f"read the stored token {name!r}"):
             ciphertext = await self._pool.fetchval(LOAD_SQL, name)
-        except _DB_ERRORS as exc:
-            raise StoreError(f"could not read stored token {name!r}: {exc}") from exc
         if ciphertext is None:
             return None
         return _decode(self._cipher.decrypt(bytes(ciphertext)))
 
     async def save(self, name: str, token: StoredToken) -> None:
         ciphertext = self._cipher.encrypt(_encode(token))
-        try:
+        with translated(f"save the rotated token {name!r} (it is lost if this process stops)"):
             await self._pool.execute(SAVE_SQL, name, ciphertext)
-        except _DB_ERRORS as exc:
-            raise StoreError(
-                f"could not save rotated token {name!r}: {exc}; the new refresh token is "
-                "lost if this process stops, so check the database"
-            ) from exc
 
     def lock(self, name: str) -> AbstractAsyncContextManager[None]:
         return self._locked(name)
@@ -96,15 +87,11 @@ class PgTokenStore:
 
     @asynccontextmanager
     async def _locked(self, name: str) -> AsyncIterator[None]:
-        try:
+        with translated(f"take the refresh lock for {name!r}"):
             conn = await self._pool.acquire()
-        except _DB_ERRORS as exc:
-            raise StoreError(f"could not take the refresh lock for {name!r}: {exc}") from exc
         try:
-            try:
+            with translated(f"take the refresh lock for {name!r}"):
                 await conn.execute(LOCK_SQL, LOCK_NAMESPACE, name)
-            except _DB_ERRORS as exc:
-                raise StoreError(f"could not take the refresh lock for {name!r}: {exc}") from exc
             try:
                 yield
             finally:
@@ -123,5 +110,5 @@ def as_token_store(store: PgTokenStore) -> TokenStore:
 async def _unlock(conn: Connection, name: str) -> None:
     try:
         await conn.execute(UNLOCK_SQL, LOCK_NAMESPACE, name)
-    except _DB_ERRORS:
+    except DRIVER_ERRORS:
         pass  # a broken connection holds no lock; the pool discards it on release

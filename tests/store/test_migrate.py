@@ -7,7 +7,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bridge.errors import MigrationError, StoreError
+from bridge.errors import ConfigError, MigrationError, StoreError
 from bridge.store import migrate, pool
 
 ALL = [m.name for m in migrate.load_migrations()]
@@ -100,3 +100,21 @@ async def test_migrate_on_a_dead_server_is_a_store_error(empty_db_dsn: str) -> N
     await db.close()
     with pytest.raises(StoreError, match="could not migrate the database"):
         await migrate.migrate(db)
+
+
+async def test_require_current_names_what_is_missing_and_changes_nothing(
+    empty_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match="has no bridge tables yet; run `bridge migrate` first"):
+        await migrate.require_current(empty_pool)
+    assert await _tables(empty_pool) == set()
+    everything, only_first = tmp_path / "all", tmp_path / "first"
+    for directory, migrations in ((everything, migrate.load_migrations()), (only_first, migrate.load_migrations()[:1])):
+        directory.mkdir()
+        for m in migrations:
+            (directory / f"{m.name}.sql").write_text(m.sql)
+    await migrate.migrate(empty_pool, directory=only_first)
+    with pytest.raises(ConfigError, match=rf"has {len(ALL) - 1} pending migration\(s\) \({ALL[1]}, .*run `bridge migrate` first"):
+        await migrate.require_current(empty_pool, directory=everything)
+    await migrate.migrate(empty_pool, directory=everything)
+    await migrate.require_current(empty_pool, directory=everything)

@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+import asyncio
+import inspect
+import json
+import socket
 import ssl
 
 import asyncpg
 import pytest
 
-from bridge.errors import ConfigError, StoreError
+from bridge.errors import BridgeError, ConfigError, StoreError
 from bridge.store import pool
+from tests.e2e.worker_proc import wait_for
+from tests.fixtures_sandbox import REPO
 
 
 def test_normalise_dsn_accepts_both_schemes() -> None:
@@ -41,11 +47,28 @@ def test_local_servers_get_no_tls(dsn: str, monkeypatch: pytest.MonkeyPatch) -> 
     assert pool.ssl_for(dsn) is False
 
 
-def test_remote_server_without_sslmode_gets_unverified_tls(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_remote_server_without_sslmode_gets_verified_tls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PGSSLMODE", raising=False)
     context = pool.ssl_for("postgresql://u:p@ec2-1-2-3-4.compute.amazonaws.com:5432/d")
     assert isinstance(context, ssl.SSLContext)
-    assert context.verify_mode == ssl.CERT_NONE and not context.check_hostname
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_herokus_setting_turns_verification_off_through_asyncpg(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Heroku Postgres certificates do not verify: PGSSLMODE=require (or ?sslmode=require)
+    hands the choice to asyncpg, which then encrypts without verifying."""
+    remote = "postgresql://u:p@ec2-1-2-3-4.compute.amazonaws.com:5432/d"
+    monkeypatch.setenv("PGSSLMODE", "require")
+    assert pool.ssl_for(remote) is None
+    monkeypatch.delenv("PGSSLMODE")
+    assert pool.ssl_for(remote + "?sslmode=require") is None
+
+
+def test_the_heroku_app_sets_the_tls_mode_its_postgres_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = json.loads((REPO / "deploy" / "heroku" / "app.json").read_text())
+    assert app["env"]["PGSSLMODE"]["value"] == "require"
+    monkeypatch.setenv("PGSSLMODE", app["env"]["PGSSLMODE"]["value"])
+    assert pool.ssl_for("postgres://u:p@ec2-1-2-3-4.compute-1.amazonaws.com:5432/d") is None
 
 
 def test_explicit_sslmode_is_left_to_asyncpg(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -92,10 +115,10 @@ async def test_unparsable_dsn_is_a_config_error() -> None:
         (asyncpg.InvalidCatalogNameError('database "d" does not exist'), StoreError, "no such database"),
         (asyncpg.ClientConfigurationError("bad sslmode"), ConfigError, "not valid"),
         (ValueError("invalid literal for int()"), ConfigError, "cannot be parsed"),
-        (ConnectionRefusedError(111, "Connection refused"), StoreError, "cannot connect"),
-        (TimeoutError(), StoreError, "cannot connect"),
-        (asyncpg.TooManyConnectionsError("too many clients"), StoreError, "cannot connect"),
-        (asyncpg.InterfaceError("connection closed"), StoreError, "cannot connect"),
+        (ConnectionRefusedError(111, "Connection refused"), StoreError, "unreachable"),
+        (TimeoutError(), StoreError, "did not answer in time"),
+        (asyncpg.TooManyConnectionsError("too many clients"), StoreError, "unreachable"),
+        (asyncpg.InterfaceError("connection closed"), StoreError, "driver failed"),
     ],
 )
 def test_connect_error_maps_everything_connecting_can_raise(
@@ -105,3 +128,75 @@ def test_connect_error_maps_everything_connecting_can_raise(
     assert type(error) is expected
     assert words in str(error)
     assert "pw123" not in str(error) and "db.example.com:5432/prod" in str(error)
+
+
+def _driver_error_classes() -> list[type[Exception]]:
+    """Every exception class asyncpg defines, and the OSErrors its sockets raise."""
+    found = {
+        cls
+        for module in (asyncpg.exceptions, asyncpg.exceptions._base)
+        for cls in vars(module).values()
+        if inspect.isclass(cls) and issubclass(cls, pool.DRIVER_ERRORS) and not issubclass(cls, Warning)
+    }
+    found |= {OSError, TimeoutError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError,
+              socket.gaierror, ssl.SSLError, ssl.SSLCertVerificationError}  # fmt: skip
+    return sorted(found, key=lambda c: c.__qualname__)
+
+
+@pytest.mark.parametrize("cls", _driver_error_classes(), ids=lambda c: c.__qualname__)
+def test_store_error_maps_everything_the_driver_can_raise(cls: type[Exception]) -> None:
+    exc = cls("failed for postgresql://me:pw123@db.example.com/prod password=pw123")
+    error = pool.store_error(exc, "renew the leases", database="Postgres at db.example.com:5432/prod")
+    assert isinstance(error, StoreError | ConfigError)
+    message = str(error)
+    assert message.startswith("could not renew the leases: ")
+    assert "db.example.com:5432/prod" in message and "pw123" not in message
+    assert any(todo in message for todo in ("rerun", "DATABASE_URL", "bridge migrate", "PGSSLMODE"))
+
+
+@pytest.mark.parametrize("cls", [c for c in _driver_error_classes() if not issubclass(c, OSError)],
+                         ids=lambda c: c.__qualname__)  # fmt: skip
+def test_the_boundary_maps_every_asyncpg_error(cls: type[Exception]) -> None:
+    with pytest.raises(BridgeError) as info, pool.boundary("Postgres at db.example.com:5432/prod"):
+        raise cls("boom")
+    assert isinstance(info.value.__cause__, cls)
+    assert "db.example.com:5432/prod" in str(info.value)
+
+
+async def test_the_boundary_maps_an_oserror_from_the_driver_but_not_others() -> None:
+    with pytest.raises(StoreError, match="unreachable") as info, pool.boundary("Postgres at 127.0.0.1:1"):
+        await asyncpg.connect("postgresql://u@127.0.0.1:1/db", ssl=False)
+    assert isinstance(info.value.__cause__, OSError)
+    with pytest.raises(PermissionError), pool.boundary("Postgres at 127.0.0.1:1"):
+        raise PermissionError(13, "Permission denied", "out.yaml")  # a file, not the database
+    with pytest.raises(StoreError, match="could not save the file: .*did not answer in time"):
+        with pool.translated("save the file"):
+            raise TimeoutError  # inside `translated`, every OSError is the database's
+
+
+async def test_real_database_errors_are_mapped(empty_db_dsn: str, pg_server_dsn: str) -> None:
+    conn = await asyncpg.connect(empty_db_dsn)
+    try:
+        with pytest.raises(ConfigError, match="run `bridge migrate` first"), pool.boundary("db"):
+            await conn.fetch("SELECT * FROM checkpoints")
+        with pytest.raises(StoreError, match="SQLSTATE 22012"), pool.translated("divide"):
+            await conn.fetchval("SELECT 1 / 0")
+        pid = conn.get_server_pid()
+        killer = await asyncpg.connect(pg_server_dsn)
+        try:
+            with pool.boundary("db"):
+                query = asyncio.ensure_future(conn.fetchval("SELECT pg_sleep(30)"))
+                await wait_for(lambda: _sleeping(killer, pid), "the query to start")
+                await killer.execute("SELECT pg_terminate_backend($1)", pid)  # the server goes away
+                with pytest.raises(StoreError, match="could not read: db is unreachable or closed"):
+                    with pool.translated("read"):
+                        await query
+        finally:
+            await killer.close()
+    finally:
+        conn.terminate()
+
+
+async def _sleeping(conn: asyncpg.Connection, pid: int) -> bool:
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND query LIKE '%pg_sleep%'"
+    return bool(await conn.fetchval(sql, pid))
