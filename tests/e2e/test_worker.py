@@ -97,7 +97,9 @@ async def test_sigkill_one_worker_and_the_other_takes_over(
     mappings = write_mappings(tmp_path / "mappings", "1s", prospects=False)
     await prepare(world, mappings)
     dsn = dsn_of(world)
-    world.sandbox.faults.set_latency("zendesk", 0.03)
+    # Slow enough that the first vehicles run is still going however long the second worker
+    # takes to start: a run that finished first leaves no half-done moment to kill it in.
+    world.sandbox.faults.set_latency("zendesk", 0.3)
     workers += [await WorkerProc.start(world, mappings), await WorkerProc.start(world, mappings)]
     total = len(world.sandbox.outreach.ids("vehicles"))
 
