@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bridge.errors import RejectedError
@@ -51,11 +51,14 @@ class PageLoader:
         *,
         batch_size: int = 100,
         concurrency: asyncio.Semaphore | None = None,
+        before_submit: Callable[[], None] | None = None,
     ) -> None:
         self._zendesk = zendesk
         self._object_key = object_key
         self._batch_size = batch_size
         self._slots = concurrency or asyncio.Semaphore(8)
+        # Raises to refuse a submission (the run's lease fence); asked right before each job.
+        self._before_submit = before_submit
 
     @property
     def zendesk(self) -> ZendeskClient:
@@ -119,6 +122,8 @@ class PageLoader:
         items = [UpsertItem(t.external_id, t.name, {**t.fields, **lookups.get(t.source_id, {})}) for t in batch]
         try:
             async with self._slots:
+                if self._before_submit is not None:
+                    self._before_submit()
                 return await self._zendesk.upsert_records(self._object_key, items)
         except RejectedError as exc:
             if exc.status in _RUN_FATAL_STATUSES:
