@@ -13,21 +13,23 @@ Invariants:
 - Side tasks (lease heartbeat, health server, scheduler) are watched: if one ends, the
   worker stops and releases its leases rather than go on holding them as a zombie; the
   CLI then exits 3 so the platform restarts it.
-- SIGTERM/SIGINT (installed by `stop_signals`, which restores the previous handlers):
-  take no new work; each run in flight stops right after its next settled page (so the
-  checkpoint is exact and the next run resumes after it); runs still going after
-  BRIDGE_STOP_TIMEOUT_SECONDS are cancelled (the unsettled page is rolled back and
+- SIGTERM/SIGINT (installed by `pipeline.run.stop_signals`, which restores the previous
+  handlers): take no new work; each run in flight stops fetching, lets the bulk jobs it
+  already submitted finish and settles their pages in order (so what Zendesk received is in
+  the id map, the checkpoint is exact and the next run resumes after it); runs still going
+  after BRIDGE_STOP_TIMEOUT_SECONDS are cancelled (the unsettled page is rolled back and
   rewritten next time, by upsert, never duplicated); leases are released under
   `asyncio.shield`; connections close; the whole stop stays well under 25 s. A second
   signal cancels the runs at once.
+- Each run writes behind its lease's fence (`LeaseKeeper.fence`): no bulk job and no commit
+  once the lease has gone unrenewed for its TTL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Hashable, Iterator
-from contextlib import contextmanager
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -42,6 +44,7 @@ from bridge.mapping.load import load_mappings
 from bridge.mapping.model import Mapping
 from bridge.metrics import Metrics
 from bridge.pipeline.report import LogProgress, ProgressSink, RunReport
+from bridge.pipeline.run import stop_signals
 from bridge.pipeline.sync import Services, SyncOptions, sync_mapping
 from bridge.scheduler import MappingScheduler, Outcome, ScheduleConfig
 from bridge.settings import Settings
@@ -53,7 +56,6 @@ from bridge.upkeep import Upkeep, UpkeepConfig, upkeep_config
 
 log = get_logger(__name__)
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # /readyz answers within this, whatever the database does (HealthServer caps it too).
 READY_TIMEOUT_S = 2.0
 
@@ -111,38 +113,15 @@ async def _require_migrated(settings: Settings, pool: asyncpg.Pool[Any]) -> None
     await store_migrate.require_current(pool)  # the rule every command follows
 
 
-@contextmanager
-def stop_signals(callback: Callable[[signal.Signals], None]) -> Iterator[None]:
-    """Routes SIGTERM and SIGINT to `callback` on the running loop; restores the old handlers."""
-    loop = asyncio.get_running_loop()
-    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-    for sig in STOP_SIGNALS:
-        loop.add_signal_handler(sig, callback, sig)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            loop.remove_signal_handler(sig)
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-
-
 class _RunSink:
-    """Progress of one run: logs, metrics, and the stop at a page boundary."""
+    """Progress of one run, told to every sink: logs and metrics."""
 
-    def __init__(self, sinks: list[ProgressSink], stopping: asyncio.Event) -> None:
-        self._sinks, self._stopping = sinks, stopping
-        self.stopped_here = False
+    def __init__(self, sinks: list[ProgressSink]) -> None:
+        self._sinks = sinks
 
     def page_settled(self, report: RunReport) -> None:
         for sink in self._sinks:
             sink.page_settled(report)
-        if self._stopping.is_set() and not self.stopped_here:
-            # This page is committed; stop before the next one (it runs in this task).
-            self.stopped_here = True
-            log.info("run_stopping_after_page", page=report.pages)
-            task = asyncio.current_task()
-            assert task is not None
-            task.cancel()
 
     def run_finished(self, report: RunReport) -> None:
         for sink in self._sinks:
@@ -223,16 +202,13 @@ class Worker:
         if not await self.keeper.try_acquire(name):
             log.info("mapping_held_elsewhere", mapping=name)
             return Outcome.BUSY
-        sink = _RunSink([LogProgress(), self.metrics.run_metrics(name)], self._stopping)
+        sink = _RunSink([LogProgress(), self.metrics.run_metrics(name)])
         try:
             work = sync_mapping(
-                self.mappings[name], self.services, self.config.sync, sink, mappings=self.mappings
-            )
+                self.mappings[name], self.services, self.config.sync, sink, mappings=self.mappings,
+                stop=self._stopping, fence=self.keeper.fence(name),
+            )  # fmt: skip
             await self.keeper.run_held(name, work)
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if not (sink.stopped_here and current is not None and current.cancelling() == 0):
-                raise
         finally:
             await asyncio.shield(self.keeper.release(name))
         return Outcome.DONE

@@ -1,15 +1,12 @@
-"""The worker in process: signal handlers come and go cleanly, runs stop at a page boundary,
-and a dead side task stops the worker instead of leaving it holding leases."""
+"""The worker in process: signal handlers come and go cleanly, and a dead side task stops the
+worker instead of leaving it holding leases (stopping mid-run: tests/e2e/test_stop.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -18,7 +15,6 @@ from bridge import wiring, worker
 from bridge.errors import StoreError
 from bridge.mapping.load import load_mappings
 from bridge.metrics import Metrics
-from bridge.pipeline.report import RunReport
 from bridge.pipeline.sync import Services
 from bridge.sandbox.seed import seed_demo
 from bridge.sandbox.server import Sandbox
@@ -31,49 +27,6 @@ from tests.e2e.worker_proc import query, wait_for, write_mappings
 from tests.fixtures_sandbox import SandboxWorld, settings_for
 from tests.pipeline.test_relationships import CYCLE_PLAYERS, CYCLE_TEAMS, zendesk_id
 from tests.pipeline.test_relationships import prepare as prepare_relationships
-
-
-async def test_stop_signals_reach_the_callback_and_the_old_handlers_come_back() -> None:
-    seen: list[signal.Signals] = []
-    got = asyncio.Event()
-
-    def before(signum: int, frame: Any) -> None:
-        raise AssertionError("the previous handler must not run inside the block")
-
-    def callback(sig: signal.Signals) -> None:
-        seen.append(sig)
-        got.set()
-
-    original = signal.signal(signal.SIGTERM, before)
-    try:
-        with worker.stop_signals(callback):
-            os.kill(os.getpid(), signal.SIGTERM)
-            await asyncio.wait_for(got.wait(), 5)
-        assert seen == [signal.SIGTERM]
-        assert signal.getsignal(signal.SIGTERM) is before
-    finally:
-        signal.signal(signal.SIGTERM, original)
-
-
-async def test_a_run_is_cancelled_right_after_a_settled_page_once_stopping() -> None:
-    stopping = asyncio.Event()
-    sink = worker._RunSink([], stopping)
-    pages: list[int] = []
-
-    async def run() -> None:
-        report = RunReport("vehicles")
-        for page in range(1, 10):
-            report.pages = page
-            sink.page_settled(report)
-            pages.append(page)
-            if page == 3:
-                stopping.set()
-            await asyncio.sleep(0)
-
-    task = asyncio.create_task(run())
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert pages == [1, 2, 3, 4] and sink.stopped_here  # page 4 settled before the cancel landed
 
 
 async def test_a_dead_side_task_stops_the_worker_and_releases_its_leases(

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
 from datetime import timedelta
 
 from bridge import status, wiring
-from bridge.commands.common import EXIT_DEAD_LETTERS, EXIT_OK, require_migrated, select
+from bridge.commands.common import EXIT_DEAD_LETTERS, EXIT_FATAL, EXIT_OK, require_migrated, select
 from bridge.errors import ConfigError
 from bridge.mapping.load import load_mappings
 from bridge.mapping.model import Mapping
-from bridge.pipeline.park import fill_all, unleased
+from bridge.pipeline.backfill import LeaseConfig, backfill
 from bridge.pipeline.report import RunReport
-from bridge.pipeline.sync import SyncOptions, sync_mapping
+from bridge.pipeline.run import StopRequest, settle_or_cancel, stop_signals
+from bridge.pipeline.sync import SyncOptions
 from bridge.progress import progress_for
 from bridge.settings import Settings
 from bridge.store import leases as store_leases
@@ -44,31 +46,43 @@ async def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         queue_pages=settings.bridge_queue_pages,
         pages_in_flight=settings.bridge_pages_in_flight,
     )
-    reports = await run_backfill(settings, mappings, names, options)
+    request = StopRequest()
+    with stop_signals(request):
+        try:
+            work = run_backfill(settings, mappings, names, options, stop=request.stop)
+            reports = await settle_or_cancel(work, request, settings.bridge_stop_timeout_seconds)
+        except asyncio.CancelledError:
+            if not request.requested:
+                raise
+            reports = []
     _print_summary(reports, dry_run=args.dry_run)
+    if request.requested:
+        name = request.signal.name if request.signal is not None else "a signal"
+        print(
+            f"bridge: backfill stopped by {name} before it finished; the pages in flight were "
+            "settled, so the state is consistent: rerun the same `bridge backfill` to resume "
+            "after the last settled page", file=sys.stderr,
+        )  # fmt: skip
+        return EXIT_FATAL
     return EXIT_DEAD_LETTERS if any(r.failed for r in reports) else EXIT_OK
 
 
 async def run_backfill(
-    settings: Settings, mappings: dict[str, Mapping], names: list[str], options: SyncOptions
+    settings: Settings,
+    mappings: dict[str, Mapping],
+    names: list[str],
+    options: SyncOptions,
+    *,
+    stop: asyncio.Event | None = None,
 ) -> list[RunReport]:
-    """One pass over the named mappings in dependency order (also used by the demo)."""
-    reports = []
+    """`pipeline.backfill` wired from settings (the leases are the worker's: one writer each)."""
+    lease = LeaseConfig(store_leases.holder_id("backfill"), settings.bridge_lease_ttl_seconds,
+                        settings.bridge_lease_wait_seconds)  # fmt: skip
     async with wiring.open_pool(settings) as pool:
         await require_migrated(settings, pool)
-        async with wiring.open_services(settings, pool) as services, store_leases.hold_all(
-            pool, store_leases.holder_id("backfill"), names, settings.bridge_lease_ttl_seconds,
-            wait=settings.bridge_lease_wait_seconds, enabled=not options.dry_run,
-        ) as run_held:  # the same per-mapping leases as the worker: never two writers at once
-            for name in names:
-                progress = progress_for(sys.stderr)
-                work = sync_mapping(mappings[name], services, options, progress, mappings=mappings)
-                reports.append(await run_held(name, work))
-            if not options.dry_run:  # settles cycles: links parked before their target ran
-                fillable = await unleased(pool, mappings, mine=set(names))
-                await fill_all(fillable, services.zendesk, pool, batch_size=options.batch_size,
-                               concurrency=options.job_concurrency)  # fmt: skip
-    return reports
+        async with wiring.open_services(settings, pool) as services:
+            return await backfill(services, mappings, names, options, lease,
+                                  progress=lambda: progress_for(sys.stderr), stop=stop)  # fmt: skip
 
 
 async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:

@@ -4,7 +4,8 @@
 `commit_page` runs strictly in listing order, and writes the page's id-map rows, dead
 letters, parked links, run counts and the checkpoint after it in ONE transaction. So the
 stored checkpoint never passes a page whose records are not all written or dead-lettered,
-and a record written without a lookup always has its link parked.
+and a record written without a lookup always has its link parked. Under a lease, that
+transaction first proves the lease is still this holder's (`store.leases.assert_held`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from bridge.mapping.model import Mapping
 from bridge.outreach.models import Page
 from bridge.pipeline.load import LoadResult, PageLoader
 from bridge.pipeline.resolve import LinkPlan, Resolver
-from bridge.store import checkpoints, dead_letters, idmap, links, runs
+from bridge.store import checkpoints, dead_letters, idmap, leases, links, runs
 from bridge.store.dead_letters import DeadLetter
 from bridge.store.idmap import IdMapRow
 from bridge.store.links import ParkedLink
@@ -85,8 +86,14 @@ async def commit_page(
     run_id: int,
     outcome: PageOutcome,
     watermark: datetime | None,
+    *,
+    holder: str | None = None,
 ) -> None:
+    """Stores the page's outcome and the checkpoint after it; with a lease `holder`, only while
+    that holder still holds the mapping's lease (else LeaseLost and nothing is stored)."""
     async with pool.acquire() as conn, conn.transaction():
+        if holder is not None:
+            await leases.assert_held(conn, mapping, holder)
         if outcome.written:
             await idmap.upsert_many(conn, mapping, outcome.written)
             await dead_letters.resolve(conn, mapping, [r.source_id for r in outcome.written])

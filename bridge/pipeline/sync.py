@@ -9,7 +9,10 @@ last settled page and rewrites at most the page in flight, whose records are ups
 external id: nothing is duplicated and nothing is lost.
 
 Backfill and worker both call `sync_mapping`; `--dry-run` translates and compares hashes but
-writes nothing anywhere.
+writes nothing anywhere. Asked to `stop` (`pipeline/run.py`), a run fetches no more pages,
+drops those fetched but not yet loading, lets the pages already loading finish (their jobs
+are in Zendesk's hands), settles them, and ends `interrupted`. Under a lease `fence`, every
+bulk job and every commit first proves the lease is still held.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from bridge.pipeline.park import Filler
 from bridge.pipeline.report import ProgressSink, RunReport
 from bridge.pipeline.resolve import Resolver, relationship_query
 from bridge.store import checkpoints, links, runs
+from bridge.store.leases import Fence
 from bridge.zendesk.client import ZendeskClient
 
 log = get_logger(__name__)
@@ -72,12 +76,16 @@ async def sync_mapping(
     progress: ProgressSink | None = None,
     *,
     mappings: AbcMapping[str, Mapping] | None = None,
+    stop: asyncio.Event | None = None,
+    fence: Fence | None = None,
 ) -> RunReport:
     """Runs one mapping once, from its checkpoint (or as `options` say), and reports counts.
 
     Afterwards it fills parked links that this run made fillable: links of `mappings` (all
     mappings, so links waiting on this one are found; default: just this one) whose target
     is this mapping, and this mapping's links to Zendesk users/organizations parked earlier.
+    Once `stop` is set it settles what is in flight and ends (no fill); `fence` is the lease
+    this run writes under.
     """
     report = RunReport(mapping.name)
     structlog.contextvars.bind_contextvars(mapping=mapping.name)
@@ -86,10 +94,14 @@ async def sync_mapping(
         async with services.pool.acquire() as conn:
             began = await links.database_now(conn)
         start = await _begin(mapping, services, options, report)
-        await _run_pages(mapping, services, options, start, report, progress, resolver)
-        if not options.dry_run:
+        cut = await _run_pages(
+            mapping, services, options, start, report, progress, resolver, stop, fence
+        )
+        if not options.dry_run and not (stop is not None and stop.is_set()):
             await _fill_after(mapping, services, options, resolver, began, mappings)
-        report.status = "partial" if report.failed else "succeeded"
+        report.status = "interrupted" if cut else "partial" if report.failed else "succeeded"
+        if cut:
+            log.info("run_stopped", pages=report.pages)
     except BaseException as exc:
         report.status = "interrupted" if isinstance(exc, asyncio.CancelledError) else "failed"
         report.error = str(exc) if isinstance(exc, BridgeError) else type(exc).__name__
@@ -134,8 +146,11 @@ async def _run_pages(
     report: RunReport,
     progress: ProgressSink | None,
     resolver: Resolver,
-) -> None:
-    """Three stages: fetch pages → load several at once → settle them in listing order."""
+    stop: asyncio.Event | None,
+    fence: Fence | None,
+) -> bool:
+    """Three stages: fetch pages → load several at once → settle them in listing order.
+    Returns True when `stop` cut the listing short."""
     pages: asyncio.Queue[Page | object] = asyncio.Queue(maxsize=options.queue_pages)
     loads: asyncio.Queue[asyncio.Task[PageOutcome] | object] = asyncio.Queue(
         maxsize=options.pages_in_flight
@@ -145,21 +160,23 @@ async def _run_pages(
         mapping.target.object,
         batch_size=options.batch_size,
         concurrency=asyncio.Semaphore(options.job_concurrency),
+        before_submit=None if fence is None else fence.check,
     )
     tracker = WatermarkTracker(None)
     try:
         async with asyncio.TaskGroup() as group:
-            group.create_task(_extract(mapping, services.outreach, start, pages))
+            extract = group.create_task(_extract(mapping, services.outreach, start, pages, stop))
             group.create_task(
                 _load_ahead(mapping, services, loader, resolver, pages, loads, group)
             )
             while (task := await loads.get()) is not _DONE:
                 assert isinstance(task, asyncio.Task)
-                await _settle(mapping, services, options, tracker, await task, report)
+                await _settle(mapping, services, options, tracker, await task, report, fence)
                 if progress is not None:
                     progress.page_settled(report)
     except BaseExceptionGroup as group_error:
         raise _root_cause(group_error) from None
+    return extract.result()
 
 
 async def _load_ahead(
@@ -186,12 +203,16 @@ async def _settle(
     tracker: WatermarkTracker,
     outcome: PageOutcome,
     report: RunReport,
+    fence: Fence | None,
 ) -> None:
     structlog.contextvars.bind_contextvars(page=report.pages + 1)
     watermark = tracker.observe(outcome.page.records)
     if not options.dry_run:
         assert report.run_id is not None
-        await commit_page(services.pool, mapping.name, report.run_id, outcome, watermark)
+        if fence is not None:
+            fence.check()
+        await commit_page(services.pool, mapping.name, report.run_id, outcome, watermark,
+                          holder=None if fence is None else fence.holder)  # fmt: skip
     report.pages += 1
     report.fetched += len(outcome.page.records)
     report.written += outcome.changed if options.dry_run else len(outcome.written)
@@ -237,10 +258,38 @@ async def _extract(
     outreach: OutreachClient,
     start: StartPoint,
     queue: asyncio.Queue[Page | object],
+    stop: asyncio.Event | None,
+) -> bool:
+    """Queues the listing's pages, then _DONE. Returns True when `stop` cut it short: the
+    pages fetched but not yet taken for loading are dropped (nothing of theirs was sent)."""
+    producer = asyncio.ensure_future(_produce(mapping, outreach, start, queue))
+    stopping = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    try:
+        await asyncio.wait({producer, *filter(None, [stopping])}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if stopping is not None:
+            stopping.cancel()
+        if not producer.done():
+            producer.cancel()
+            await asyncio.wait({producer})
+    cut = producer.cancelled()
+    if cut:
+        dropped = 0
+        while not queue.empty():
+            queue.get_nowait()
+            dropped += 1
+        log.info("run_stopping", pages_dropped=dropped)
+    else:
+        producer.result()
+    await queue.put(_DONE)
+    return cut
+
+
+async def _produce(
+    mapping: Mapping, outreach: OutreachClient, start: StartPoint, queue: asyncio.Queue[Page | object]
 ) -> None:
     async for page in _pages(mapping, outreach, start):
         await queue.put(page)
-    await queue.put(_DONE)
 
 
 async def _pages(mapping: Mapping, outreach: OutreachClient, start: StartPoint) -> AsyncIterator[Page]:

@@ -6,11 +6,17 @@ on the database clock, so replicas with skewed clocks still agree. Invariants:
   holds it; concurrent callers are serialised by the row lock of INSERT … ON CONFLICT, so
   exactly one wins.
 - A holder renews all its leases on one heartbeat (`LeaseKeeper.heartbeat`, every TTL/3).
-  A lease renewed by nobody (a SIGKILLed replica) expires after its TTL and is free again.
-- A holder that cannot prove it still holds a lease (the renewal found another holder, or
-  the database has not answered for most of a TTL) treats it as lost: the work running
-  under it is cancelled (`LeaseKeeper.run_held` raises `LeaseLost`), so two processes never
-  write for one mapping at once for longer than that margin.
+  A lease renewed by nobody (a SIGKILLed replica) expires after its TTL and is free again;
+  an expired lease is never renewed, only taken again.
+- Locally a lease counts as held for one TTL from when its last SUCCESSFUL renewal (or the
+  acquire) was sent, on the monotonic clock: the database's expiry is counted from a later
+  moment, so the local view always ends first. A renewal that hangs or fails extends
+  nothing. Past that TTL the lease is lost: the work under it is cancelled
+  (`LeaseKeeper.run_held` raises `LeaseLost`), and `Fence.check`, asked before every Zendesk
+  write, refuses, so a process that wakes from a long pause (SIGSTOP, a VM freeze) never
+  writes stale data.
+- Every commit of a run is fenced too: `assert_held` locks the lease row inside the commit's
+  transaction and checks holder and expiry, so a commit and a takeover never interleave.
 - Release deletes only the caller's own row; a failed release is harmless (the row expires).
 """
 
@@ -47,8 +53,14 @@ RETURNING mapping
 """
 RENEW_SQL = """
 UPDATE leases SET heartbeat_at = now(), expires_at = now() + make_interval(secs => $3)
-WHERE holder = $1 AND mapping = ANY($2::text[])
+WHERE holder = $1 AND mapping = ANY($2::text[]) AND expires_at > now()
 RETURNING mapping
+"""
+# Locks the row until the caller's transaction ends, so no takeover can slip in before it commits.
+FENCE_SQL = """
+SELECT 1 FROM leases
+WHERE mapping = $1 AND holder = $2 AND expires_at > clock_timestamp()
+FOR UPDATE
 """
 STEAL_SQL = """
 UPDATE leases SET holder = $3, acquired_at = now(), heartbeat_at = now(),
@@ -126,6 +138,35 @@ async def renew(conn: Connection, holder: str, mappings: list[str], ttl: float) 
     return {row["mapping"] for row in rows}
 
 
+async def assert_held(conn: Connection, mapping: str, holder: str) -> None:
+    """Raises LeaseLost unless `holder` holds an unexpired lease on `mapping`; call it first in
+    a transaction, whose commit it then fences (the row stays locked until the transaction ends)."""
+    with translated(f"check the lease on mapping {mapping!r}"):
+        held = await conn.fetchval(FENCE_SQL, mapping, holder)
+    if held is None:
+        raise LeaseLost(
+            f"{holder} no longer holds the lease on mapping {mapping!r} (it expired or another "
+            "process took it); nothing was committed and the holder's next run resumes"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """How work under a lease proves, before each write, that the lease is still held."""
+
+    mapping: str
+    holder: str
+    held: Callable[[], bool]  # the local view: renewed within its TTL
+
+    def check(self) -> None:
+        """Raises LeaseLost when the lease is no longer held here."""
+        if not self.held():
+            raise LeaseLost(
+                f"the lease on mapping {self.mapping!r} was not renewed within its TTL, so "
+                f"{self.holder} may no longer write for it; the run stopped and the next one resumes"
+            )
+
+
 async def release(conn: Connection, mapping: str, holder: str) -> None:
     with translated(f"release the lease on mapping {mapping!r}"):
         await conn.execute(RELEASE_SQL, mapping, holder)
@@ -152,6 +193,22 @@ def busy_message(mapping: str, lease: Lease | None) -> str:
     )
 
 
+class HeldLeases:
+    """What `hold_all` yields: call it to await work under a mapping's lease; `fence` proves it."""
+
+    def __init__(self, keeper: LeaseKeeper | None) -> None:
+        self._keeper = keeper
+
+    async def __call__(self, mapping: str, work: Awaitable[T]) -> T:
+        if self._keeper is None:
+            return await work
+        return await self._keeper.run_held(mapping, work)
+
+    def fence(self, mapping: str) -> Fence | None:
+        """None when nothing is leased (a dry run writes nothing)."""
+        return None if self._keeper is None else self._keeper.fence(mapping)
+
+
 @asynccontextmanager
 async def hold_all(
     pool: asyncpg.Pool[Any],
@@ -161,22 +218,17 @@ async def hold_all(
     *,
     wait: float = 0.0,
     enabled: bool = True,
-) -> AsyncIterator[Callable[[str, Awaitable[Any]], Awaitable[Any]]]:
+) -> AsyncIterator[HeldLeases]:
     """Leases every one of `mappings` for a one-off run (a backfill), or raises LeaseLost.
 
     Yields `run(mapping, work)`, which awaits `work` under that mapping's lease. All leases are
     taken up front, so a backfill never stops halfway because a worker holds a later mapping;
     a lease held elsewhere is waited for up to `wait` seconds (a worker's run ends, a dead
     holder's lease expires). They are renewed until the block ends, then released.
-    `enabled=False` (a dry run, which
-    writes nothing) takes none.
+    `enabled=False` (a dry run, which writes nothing) takes none.
     """
     if not enabled:
-
-        async def unguarded(mapping: str, work: Awaitable[Any]) -> Any:
-            return await work
-
-        yield unguarded
+        yield HeldLeases(None)
         return
     keeper = LeaseKeeper(pool, holder, ttl)
     heartbeat: asyncio.Task[None] | None = None
@@ -185,7 +237,7 @@ async def hold_all(
             if not await keeper.acquire_waiting(mapping, wait):
                 raise LeaseLost(busy_message(mapping, await keeper.holder_of(mapping)))
         heartbeat = asyncio.create_task(keeper.heartbeat(), name="lease_heartbeat")
-        yield keeper.run_held
+        yield HeldLeases(keeper)
     finally:
         if heartbeat is not None:
             heartbeat.cancel()
@@ -205,20 +257,30 @@ class LeaseKeeper:
     ) -> None:
         self.pool, self.holder, self.ttl = pool, holder, ttl
         self._clock = clock
-        self._renewed: dict[str, float] = {}  # mapping -> monotonic time of the last renewal
+        # mapping -> monotonic time the last successful renewal (or the acquire) was sent
+        self._sent: dict[str, float] = {}
         self._lost: dict[str, asyncio.Event] = {}
 
     @property
     def held(self) -> list[str]:
-        return sorted(self._renewed)
+        return sorted(self._sent)
+
+    def holds(self, mapping: str) -> bool:
+        """True while the lease on `mapping` is within one TTL of its last successful renewal."""
+        sent = self._sent.get(mapping)
+        return sent is not None and self._clock() - sent < self.ttl
+
+    def fence(self, mapping: str) -> Fence:
+        return Fence(mapping, self.holder, lambda: self.holds(mapping))
 
     async def try_acquire(self, mapping: str) -> bool:
+        sent = self._clock()
         async with self.pool.acquire() as conn:
             if not await acquire(conn, mapping, self.holder, self.ttl) and not await self._take_from_dead(
                 conn, mapping
             ):
                 return False
-        self._renewed[mapping] = self._clock()
+        self._sent[mapping] = sent
         self._lost[mapping] = asyncio.Event()
         return True
 
@@ -247,7 +309,7 @@ class LeaseKeeper:
 
     async def release(self, mapping: str) -> None:
         """Gives the lease back; never raises (an unreleased lease simply expires)."""
-        self._renewed.pop(mapping, None)
+        self._sent.pop(mapping, None)
         self._lost.pop(mapping, None)
         try:
             async with asyncio.timeout(self.ttl / 3):
@@ -258,7 +320,7 @@ class LeaseKeeper:
 
     async def release_all(self, timeout: float) -> None:
         """Gives every lease of this holder back, in the database too; never raises."""
-        self._renewed.clear()
+        self._sent.clear()
         for event in self._lost.values():
             event.set()
         self._lost.clear()
@@ -276,39 +338,55 @@ class LeaseKeeper:
             await self.renew_once()
 
     async def renew_once(self) -> None:
+        """One renewal of every lease still held; a lease past its TTL is lost first."""
+        for name in self.held:
+            if not self.holds(name):
+                self._mark_lost(name)
         names = self.held
         if not names:
             return
+        sent = self._clock()
         try:
             async with asyncio.timeout(self.ttl / 3):
                 async with self.pool.acquire() as conn:
                     kept = await renew(conn, self.holder, names, self.ttl)
         except (StoreError, *DRIVER_ERRORS) as exc:
             log.warning("lease_renew_failed", error=str(exc), mappings=names)
-            cutoff = self._clock() - self.ttl * 0.75  # past this we cannot know we still hold it
-            kept = {n for n in names if self._renewed.get(n, 0.0) > cutoff}
-        now = self._clock()
+            for name in names:  # nothing was extended; keep what is still within its TTL
+                if name in self._sent and not self.holds(name):
+                    self._mark_lost(name)
+            return
         for name in names:
+            if name not in self._sent:
+                continue  # released while the renewal was on its way
             if name in kept:
-                self._renewed[name] = now
+                self._sent[name] = sent
             else:
                 self._mark_lost(name)
 
     def _mark_lost(self, mapping: str) -> None:
         log.warning("lease_lost", lease_mapping=mapping, holder=self.holder)
-        self._renewed.pop(mapping, None)
+        self._sent.pop(mapping, None)
         if (event := self._lost.get(mapping)) is not None:
             event.set()
 
     async def run_held(self, mapping: str, work: Awaitable[T]) -> T:
-        """Awaits `work` while the lease on `mapping` holds; cancels it if the lease is lost."""
+        """Awaits `work` while the lease on `mapping` holds; cancels it if the lease is lost,
+        which includes its TTL passing without a successful renewal."""
         lost = self._lost.get(mapping)
         if lost is None:
             raise LeaseLost(f"mapping {mapping!r} is not leased by {self.holder}; take the lease first")
         task = asyncio.ensure_future(work)
         watch = asyncio.ensure_future(lost.wait())
         try:
-            await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+            while not task.done() and not lost.is_set():
+                sent = self._sent.get(mapping)
+                if sent is None or self._clock() - sent >= self.ttl:
+                    self._mark_lost(mapping)
+                    lost.set()
+                    break
+                left = sent + self.ttl - self._clock()
+                await asyncio.wait({task, watch}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
         finally:
             watch.cancel()
             if not task.done():
@@ -316,7 +394,7 @@ class LeaseKeeper:
                 await asyncio.wait({task})
         if task.cancelled() and lost.is_set():
             raise LeaseLost(
-                f"the lease on mapping {mapping!r} was lost (another process took it, or the "
-                "database stopped answering); the run was stopped and the next one resumes"
+                f"the lease on mapping {mapping!r} was lost (another process took it, or it was "
+                "not renewed within its TTL); the run was stopped and the next one resumes"
             )
         return task.result()

@@ -130,3 +130,106 @@ async def test_backfill_waits_for_a_lease_to_come_free(db_pool: asyncpg.Pool[Any
     async with leases.hold_all(db_pool, "backfill:x", ["vehicles"], 30, wait=5):
         assert [lease.holder for lease in await leases.current(db_conn)] == ["backfill:x"]
     await ending
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def lock_lease_row(dsn: str, mapping: str) -> asyncpg.Connection[Any]:
+    """Another session holding the lease row's lock, so renewals of it hang until it ends."""
+    conn = await asyncpg.connect(dsn)
+    await conn.execute("BEGIN")
+    await conn.execute("SELECT 1 FROM leases WHERE mapping = $1 FOR UPDATE", mapping)
+    return conn
+
+
+async def test_renewals_that_hang_extend_nothing_and_the_lease_is_lost_after_its_ttl(
+    db_pool: asyncpg.Pool[Any], db_dsn: str
+) -> None:
+    clock = FakeClock()
+    keeper = LeaseKeeper(db_pool, "worker-a", ttl=0.6, clock=clock)  # a renewal times out after 0.2 s
+    assert await keeper.try_acquire("vehicles")
+    blocker = await lock_lease_row(db_dsn, "vehicles")
+    try:
+        clock.now = 0.3
+        await keeper.renew_once()  # hangs, times out: nothing renewed, still within the TTL
+        assert keeper.holds("vehicles") and keeper.held == ["vehicles"]
+        clock.now = 0.61
+        assert not keeper.holds("vehicles")  # one TTL after the acquire was sent, not after 0.3
+        with pytest.raises(LeaseLost):
+            keeper.fence("vehicles").check()
+        await keeper.renew_once()
+        assert keeper.held == []
+    finally:
+        await blocker.close()
+
+
+async def test_a_renewal_counts_from_when_it_was_sent(db_pool: asyncpg.Pool[Any], db_dsn: str) -> None:
+    clock = FakeClock()
+    keeper = LeaseKeeper(db_pool, "worker-a", ttl=3.0, clock=clock)
+    assert await keeper.try_acquire("vehicles")
+    blocker = await lock_lease_row(db_dsn, "vehicles")
+    clock.now = 1.0
+    renewing = asyncio.create_task(keeper.renew_once())
+    await asyncio.sleep(0.1)
+    clock.now = 2.5  # the answer comes late
+    await blocker.close()
+    await renewing
+    clock.now = 3.9
+    assert keeper.holds("vehicles")
+    clock.now = 4.0  # 1.0 + TTL: counted from the send, not from the late answer
+    assert not keeper.holds("vehicles")
+
+
+async def test_the_work_is_cancelled_when_the_ttl_passes_without_a_renewal(db_pool: asyncpg.Pool[Any]) -> None:
+    keeper = LeaseKeeper(db_pool, "worker-a", ttl=0.3)  # no heartbeat runs: nothing renews it
+    assert await keeper.try_acquire("vehicles")
+    cancelled = asyncio.Event()
+
+    async def work() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    with pytest.raises(LeaseLost, match="not renewed within its TTL"):
+        await asyncio.wait_for(keeper.run_held("vehicles", work()), 3)
+    assert cancelled.is_set() and keeper.held == []
+
+
+async def test_an_expired_lease_is_not_renewed(db_conn: Any) -> None:
+    assert await leases.acquire(db_conn, "vehicles", "worker-a", 0.05)
+    await asyncio.sleep(0.1)
+    assert await leases.renew(db_conn, "worker-a", ["vehicles"], 30) == set()
+
+
+async def test_the_fence_admits_only_the_holder_of_an_unexpired_lease(db_conn: Any) -> None:
+    assert await leases.acquire(db_conn, "vehicles", "worker-a", 30)
+    assert await leases.acquire(db_conn, "vehicle_brands", "worker-a", 0.05)
+    await asyncio.sleep(0.1)
+    async with db_conn.transaction():
+        await leases.assert_held(db_conn, "vehicles", "worker-a")
+    for mapping, holder in [("vehicles", "worker-b"), ("vehicle_brands", "worker-a"), ("prospects", "worker-a")]:
+        with pytest.raises(LeaseLost, match="no longer holds the lease"):
+            async with db_conn.transaction():
+                await leases.assert_held(db_conn, mapping, holder)
+
+
+async def test_a_takeover_waits_for_a_fenced_commit_to_end(db_pool: asyncpg.Pool[Any], db_conn: Any) -> None:
+    assert await leases.acquire(db_conn, "vehicles", "worker-a", 30)
+    async with db_pool.acquire() as other:
+        async with db_conn.transaction():
+            await leases.assert_held(db_conn, "vehicles", "worker-a")
+            takeover = asyncio.create_task(leases.take_from(other, "vehicles", "worker-a", "worker-b", 30))
+            done, _ = await asyncio.wait({takeover}, timeout=0.2)
+            assert not done  # the commit's row lock holds the lease in place
+        assert await takeover  # then the takeover goes through
+    with pytest.raises(LeaseLost):
+        async with db_conn.transaction():
+            await leases.assert_held(db_conn, "vehicles", "worker-a")
