@@ -250,7 +250,8 @@ async def _pages(mapping: Mapping, outreach: OutreachClient, start: StartPoint) 
                 yield page
             return
         except RejectedError as exc:
-            log.warning("resume_url_refused", detail=exc.detail, status=exc.status)
+            log.warning("resume_url_refused", detail=exc.detail, status=exc.status,
+                        since=start.since and start.since.isoformat())
             # Fall through: list again from the watermark; hashes skip what is already written.
     include, fields = relationship_query(mapping)
     url = outreach.list_url(
