@@ -102,13 +102,25 @@ def _integer(value: Any) -> int | None:
     if isinstance(value, bool) or isinstance(value, dict | list | tuple):
         raise TransformFailed("expected a whole number")
     if isinstance(value, int):
-        return value
+        return _in_range(value)
     number = transforms.to_decimal_value(value)
     if number is None:
         return None
     if number != number.to_integral_value():
         raise TransformFailed("expected a whole number")
-    return int(number)
+    if number.adjusted() >= 19:  # before int(): `1e999999` would build a million digits
+        raise TransformFailed(_OUT_OF_RANGE)
+    return _in_range(int(number))
+
+
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+_OUT_OF_RANGE = "whole number out of range (a Zendesk integer field holds 64 bits)"
+
+
+def _in_range(number: int) -> int:
+    if not _INT_MIN <= number <= _INT_MAX:
+        raise TransformFailed(_OUT_OF_RANGE)
+    return number
 
 
 def _decimal(value: Any) -> int | float | None:
@@ -243,7 +255,22 @@ class Translator:
         )
 
     def translate(self, record: SourceRecord) -> Translated:
-        """The payload for `record`; raises RecordError naming the field and value at fault."""
+        """The payload for `record`; raises RecordError naming the field and value at fault.
+
+        Translation is pure, so whatever goes wrong here is about this one record: every
+        failure becomes a RecordError (→ its dead letter), never the page's or the run's.
+        """
+        if record.problem is not None:
+            raise self._error(record, f"Outreach sent it malformed ({record.problem}); fix the record in "
+                                      "Outreach: it is read again when it next changes")
+        try:
+            return self._translated(record)
+        except RecordError:
+            raise
+        except Exception as exc:
+            raise self._error(record, f"cannot translate it: {type(exc).__name__}: {str(exc)[:200]}") from exc
+
+    def _translated(self, record: SourceRecord) -> Translated:
         source_id = str(record.id)
         attributes = record.attributes
         values: dict[str, Any] = {}

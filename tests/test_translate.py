@@ -274,3 +274,29 @@ def test_compiled_translator_is_cached_per_mapping_object() -> None:
     copy = mapping.model_copy(deep=True)
     assert compile_mapping(copy) is not compile_mapping(mapping)
     assert compile_mapping(copy).mapping is copy
+
+
+@pytest.mark.parametrize("speed", ["9" * 5000, "1e999999", str(2**63), 2**63, -(2**63) - 1, 10**5000],
+                         ids=["5000_digits", "huge_exponent", "2**63_text", "2**63", "-2**63-1", "10**5000"])
+def test_an_integer_past_64_bits_is_a_record_error(speed: Any) -> None:
+    with pytest.raises(RecordError, match="'f'.*out of range") as caught:
+        value_of({"from": "a", "type": "integer"}, speed)
+    assert caught.value.source_id == "123456"
+    assert value_of({"from": "a", "type": "integer"}, str(-(2**63))) == -(2**63)
+    with pytest.raises(RecordError, match="top_speed_mph.*out of range"):  # the example mapping's digits
+        translate(MAPPINGS["vehicles"], record({**DELOREAN.attributes, "speed": "9" * 5000}))
+
+
+def test_a_record_outreach_sent_malformed_is_a_record_error() -> None:
+    broken = SourceRecord("vehicles", OutreachId("7"), {"speed": "1"}, {}, None, problem="updatedAt must be a string")
+    with pytest.raises(RecordError, match="malformed.*updatedAt must be a string") as caught:
+        translate(MAPPINGS["vehicles"], broken)
+    assert caught.value.source_id == "7"
+
+
+def test_any_failure_while_translating_a_record_is_a_record_error() -> None:
+    mapping = Mapping.model_validate({"name": "things", "source": {"type": "things"},
+                                      "target": {"object": "thing", "name": "{n}"}, "fields": {"f": "a"}})
+    huge_name = record({"n": 10**5000, "a": "x"}, type="things")  # the name template cannot render it
+    with pytest.raises(RecordError, match="cannot translate it: ValueError"):
+        translate(mapping, huge_name)

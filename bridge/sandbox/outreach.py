@@ -153,6 +153,16 @@ class OutreachSandbox:
         self._fill_name(t, rec)
         self._touch(t, rec)
 
+    def serve_raw(self, type_name: str, record_id: int, **attributes: Any) -> None:
+        """Serve these attributes verbatim, whatever their JSON type (a number for `updatedAt`,
+        an object for a text field), until `serve_stored`; the record keeps its place in
+        listings and filters, which read the stored values."""
+        self._rec(self.typedef(type_name), record_id).raw.update(attributes)
+
+    def serve_stored(self, type_name: str, record_id: int) -> None:
+        """Serve the stored values of this record again."""
+        self._rec(self.typedef(type_name), record_id).raw.clear()
+
     def set_relationship(self, type_name: str, record_id: int, name: str, target_id: int | None) -> None:
         t = self.typedef(type_name)
         rec = self._rec(t, record_id)

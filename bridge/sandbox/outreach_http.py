@@ -71,6 +71,7 @@ def resource(t: TypeDef, rec: Rec, fields: Fields | None, origin: str) -> dict[s
             attrs[name] = render_ts(value) if value is not None and t.attributes[name] == "date-time" else value
     if wanted is None or "updatedAt" in wanted:
         attrs["updatedAt"] = render_ts(rec.updated)
+    attrs.update((name, value) for name, value in rec.raw.items() if wanted is None or name in wanted)
     rels = {
         name: {"data": None if rec.rels[i] is None else {"type": t.relationships[name], "id": rec.rels[i]}}
         for name, i in t.rel_index.items()

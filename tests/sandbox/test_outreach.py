@@ -219,3 +219,19 @@ async def test_oauth_rotation_and_one_mint_per_minute(world: World) -> None:
     world.clock.advance(7201)
     status, _, _ = await world.o_get(VEHICLES, headers={"Authorization": f"Bearer {second['access_token']}"})
     assert status == 401
+
+
+async def test_raw_attribute_values_are_served_verbatim_in_place(world: World) -> None:
+    ids = world.sandbox.outreach.ids("vehicles")
+    poisoned = ids[4]
+    world.sandbox.outreach.serve_raw("vehicles", poisoned, updatedAt=12345, speed={"mph": [1]})
+    records, _ = await _all_pages(world, world.sandbox.outreach_url + VEHICLES + "?page[size]=10&sort=updatedAt")
+    served = {r["id"]: r["attributes"] for r in records}
+    assert len(records) == 60  # the page is still served, in the same order as before
+    assert served[poisoned]["updatedAt"] == 12345 and served[poisoned]["speed"] == {"mph": [1]}
+    _, body, _ = await world.o_get(f"{VEHICLES}/{poisoned}?fields[vehicles]=speed")
+    assert body["data"]["attributes"] == {"speed": {"mph": [1]}}
+    world.sandbox.outreach.update("vehicles", poisoned, color="gold")  # an edit keeps the poison
+    assert world.sandbox.outreach.get("vehicles", poisoned)["attributes"]["updatedAt"] == 12345  # type: ignore[index]
+    world.sandbox.outreach.serve_stored("vehicles", poisoned)
+    assert isinstance(world.sandbox.outreach.get("vehicles", poisoned)["attributes"]["updatedAt"], str)  # type: ignore[index]
