@@ -186,6 +186,8 @@ class _Api:
             include, fields = self._include(t, request), _fields(request)
         except QueryError as exc:
             return error(400, "validationError", "Validation Error", exc.detail, exc.parameter)
+        if "page[after]" in request.query:
+            self.sb.listing_continues(t.name)
         page, more = self._page(t, query)
         origin = str(request.url.origin())
         body: dict[str, Any] = {"data": [resource(t, r, fields, origin) for r in page]}

@@ -235,3 +235,16 @@ async def test_raw_attribute_values_are_served_verbatim_in_place(world: World) -
     assert world.sandbox.outreach.get("vehicles", poisoned)["attributes"]["updatedAt"] == 12345  # type: ignore[index]
     world.sandbox.outreach.serve_stored("vehicles", poisoned)
     assert isinstance(world.sandbox.outreach.get("vehicles", poisoned)["attributes"]["updatedAt"], str)  # type: ignore[index]
+
+
+async def test_an_edit_mid_listing_runs_before_the_next_page(world: World) -> None:
+    outreach = world.sandbox.outreach
+    first_id = outreach.order_of("vehicles")[0][1]
+    outreach.edit_mid_listing("vehicles", lambda: outreach.update("vehicles", first_id, color="gold"))
+    status, body, _ = await world.o_get(VEHICLES + "?page[size]=10&sort=updatedAt")
+    assert body["data"][0]["id"] == first_id and body["data"][0]["attributes"]["color"] != "gold"  # not yet
+    rest, urls = await _all_pages(world, body["links"]["next"])
+    assert rest[-1]["id"] == first_id and rest[-1]["attributes"]["color"] == "gold"
+    outreach.update("vehicles", first_id, color="teal")
+    again, _ = await _all_pages(world, urls[0])
+    assert again[-1]["attributes"]["color"] == "teal"  # the edit ran once
