@@ -8,8 +8,9 @@ cached by mapping identity, so a record costs only dictionary work. Invariants:
 - values have the JSON type Zendesk's field type expects (no Decimal, no datetime);
 - relationships become `Link`s to resolve later; one absent from the record gives no link,
   one explicitly null gives a link with `source_id=None` (clear the lookup);
-- `payload_hash` is stable across key order and covers name, fields and links, so a record
-  whose relationship changed is written again even if its attributes did not.
+- `payload_hash` is stable across key order and covers the target object, external id,
+  name, fields and links, so a record whose relationship changed is written again even if
+  its attributes did not, and a mapping pointed at another object or external id rewrites.
 Every failure is a RecordError carrying the mapping and source id (→ dead letter).
 """
 
@@ -74,9 +75,12 @@ def _json_default(value: Any) -> Any:
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
 
 
-def payload_hash(name: str, fields: Mapping[str, Any], links: Iterable[Link] = ()) -> str:
-    """sha256 hex of the canonical JSON of name, fields (and links, when there are any)."""
-    document: dict[str, Any] = {"name": name, "fields": fields}
+def payload_hash(
+    name: str, fields: Mapping[str, Any], links: Iterable[Link] = (), *, object_key: str, external_id: str
+) -> str:
+    """sha256 hex of the canonical JSON of where the record goes (object and external id),
+    name, fields (and links, when there are any): a record sent elsewhere is written again."""
+    document: dict[str, Any] = {"object": object_key, "external_id": external_id, "name": name, "fields": fields}
     link_list = [(k.field, k.target, k.match, k.source_type, k.source_id) for k in links]
     if link_list:
         document["links"] = sorted(link_list, key=lambda item: item[0])  # one link per field
@@ -98,13 +102,25 @@ def _integer(value: Any) -> int | None:
     if isinstance(value, bool) or isinstance(value, dict | list | tuple):
         raise TransformFailed("expected a whole number")
     if isinstance(value, int):
-        return value
+        return _in_range(value)
     number = transforms.to_decimal_value(value)
     if number is None:
         return None
     if number != number.to_integral_value():
         raise TransformFailed("expected a whole number")
-    return int(number)
+    if number.adjusted() >= 19:  # before int(): `1e999999` would build a million digits
+        raise TransformFailed(_OUT_OF_RANGE)
+    return _in_range(int(number))
+
+
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+_OUT_OF_RANGE = "whole number out of range (a Zendesk integer field holds 64 bits)"
+
+
+def _in_range(number: int) -> int:
+    if not _INT_MIN <= number <= _INT_MAX:
+        raise TransformFailed(_OUT_OF_RANGE)
+    return number
 
 
 def _decimal(value: Any) -> int | float | None:
@@ -223,6 +239,7 @@ class Translator:
     def __init__(self, mapping: model.Mapping) -> None:
         self.mapping = mapping
         self._name = Template.parse(mapping.target.name)
+        self._object_key = mapping.target.object
         # {type} is fixed per mapping, so only {id} is left to fill per record
         self._external_id = tuple(
             mapping.source.type if part == ("type",) else part
@@ -238,7 +255,22 @@ class Translator:
         )
 
     def translate(self, record: SourceRecord) -> Translated:
-        """The payload for `record`; raises RecordError naming the field and value at fault."""
+        """The payload for `record`; raises RecordError naming the field and value at fault.
+
+        Translation is pure, so whatever goes wrong here is about this one record: every
+        failure becomes a RecordError (→ its dead letter), never the page's or the run's.
+        """
+        if record.problem is not None:
+            raise self._error(record, f"Outreach sent it malformed ({record.problem}); fix the record in "
+                                      "Outreach: it is read again when it next changes")
+        try:
+            return self._translated(record)
+        except RecordError:
+            raise
+        except Exception as exc:
+            raise self._error(record, f"cannot translate it: {type(exc).__name__}: {str(exc)[:200]}") from exc
+
+    def _translated(self, record: SourceRecord) -> Translated:
         source_id = str(record.id)
         attributes = record.attributes
         values: dict[str, Any] = {}
@@ -255,7 +287,8 @@ class Translator:
             name = f"{record.type} {source_id}"
         external_id = "".join(source_id if isinstance(p, tuple) else p for p in self._external_id)
         links = self._links(record) if self._relations else ()
-        return Translated(source_id, external_id, name, values, links, payload_hash(name, values, links))
+        digest = payload_hash(name, values, links, object_key=self._object_key, external_id=external_id)
+        return Translated(source_id, external_id, name, values, links, digest)
 
     def _converted(self, field: _Field, value: Any, record: SourceRecord) -> Any:
         """The value after the field's transforms and its type coercion."""

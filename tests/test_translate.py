@@ -65,7 +65,8 @@ def test_delorean_payload() -> None:
         Link(field="driver", target="zen:user", match="email", source_type="prospect", source_id="123"),
         Link(field="brand", target="mapping:vehicle_brands", match=None, source_type="vehicle_brands", source_id="1"),
     )
-    assert out.payload_hash == payload_hash(out.name, out.fields, out.links)
+    assert out.payload_hash == payload_hash(out.name, out.fields, out.links, object_key="vehicle",
+                                            external_id="outreach:vehicles:123456")
     json.dumps(out.fields)  # the payload is plain JSON
 
 
@@ -213,7 +214,9 @@ def test_lookup_fields_come_only_from_links() -> None:
 
 
 def test_hash_is_stable_across_key_order() -> None:
-    assert payload_hash("n", {"a": 1, "b": [1, 2], "c": None}) == payload_hash("n", {"c": None, "b": [1, 2], "a": 1})
+    where = {"object_key": "thing", "external_id": "x:1"}
+    assert payload_hash("n", {"a": 1, "b": [1, 2], "c": None}, **where) == payload_hash(
+        "n", {"c": None, "b": [1, 2], "a": 1}, **where)
     first = translate(MAPPINGS["vehicles"], DELOREAN)
     reordered = record(dict(reversed(list(DELOREAN.attributes.items()))),
                        dict(reversed(list(DELOREAN.relationships.items()))))
@@ -223,8 +226,16 @@ def test_hash_is_stable_across_key_order() -> None:
 def test_hash_is_canonical_sha256() -> None:
     import hashlib
 
-    expected = hashlib.sha256(b'{"fields":{"a":"1.50","b":"x"},"name":"n"}').hexdigest()
-    assert payload_hash("n", {"b": "x", "a": Decimal("1.50")}) == expected
+    expected = hashlib.sha256(b'{"external_id":"x:1","fields":{"a":"1.50","b":"x"},"name":"n","object":"thing"}')
+    assert payload_hash("n", {"b": "x", "a": Decimal("1.50")}, object_key="thing", external_id="x:1") == \
+        expected.hexdigest()
+
+
+@pytest.mark.parametrize("target", [{"object": "vehicle_v2"}, {"external_id": "vehicle-{id}"}])
+def test_hash_changes_when_the_target_changes(target: dict[str, str]) -> None:
+    vehicles = MAPPINGS["vehicles"]
+    moved = vehicles.model_copy(update={"target": vehicles.target.model_copy(update=target)})
+    assert translate(moved, DELOREAN).payload_hash != translate(vehicles, DELOREAN).payload_hash
 
 
 @pytest.mark.parametrize(
@@ -263,3 +274,29 @@ def test_compiled_translator_is_cached_per_mapping_object() -> None:
     copy = mapping.model_copy(deep=True)
     assert compile_mapping(copy) is not compile_mapping(mapping)
     assert compile_mapping(copy).mapping is copy
+
+
+@pytest.mark.parametrize("speed", ["9" * 5000, "1e999999", str(2**63), 2**63, -(2**63) - 1, 10**5000],
+                         ids=["5000_digits", "huge_exponent", "2**63_text", "2**63", "-2**63-1", "10**5000"])
+def test_an_integer_past_64_bits_is_a_record_error(speed: Any) -> None:
+    with pytest.raises(RecordError, match="'f'.*out of range") as caught:
+        value_of({"from": "a", "type": "integer"}, speed)
+    assert caught.value.source_id == "123456"
+    assert value_of({"from": "a", "type": "integer"}, str(-(2**63))) == -(2**63)
+    with pytest.raises(RecordError, match="top_speed_mph.*out of range"):  # the example mapping's digits
+        translate(MAPPINGS["vehicles"], record({**DELOREAN.attributes, "speed": "9" * 5000}))
+
+
+def test_a_record_outreach_sent_malformed_is_a_record_error() -> None:
+    broken = SourceRecord("vehicles", OutreachId("7"), {"speed": "1"}, {}, None, problem="updatedAt must be a string")
+    with pytest.raises(RecordError, match="malformed.*updatedAt must be a string") as caught:
+        translate(MAPPINGS["vehicles"], broken)
+    assert caught.value.source_id == "7"
+
+
+def test_any_failure_while_translating_a_record_is_a_record_error() -> None:
+    mapping = Mapping.model_validate({"name": "things", "source": {"type": "things"},
+                                      "target": {"object": "thing", "name": "{n}"}, "fields": {"f": "a"}})
+    huge_name = record({"n": 10**5000, "a": "x"}, type="things")  # the name template cannot render it
+    with pytest.raises(RecordError, match="cannot translate it: ValueError"):
+        translate(mapping, huge_name)

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from bridge.errors import MappingError, MappingProblem
@@ -28,6 +28,8 @@ from bridge.mapping.transforms import map_key, shorten
 SUFFIXES = (".yaml", ".yml")
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 Lines = dict[str, int]
+_CORE_PREFIX = "tag:yaml.org,2002:"
+_CORE_STR = "!!str"  # `!!str 12`: the one tag that still means plain text
 
 
 def load_mappings(folder: Path) -> dict[str, Mapping]:
@@ -144,11 +146,29 @@ def _read_yaml(path: Path) -> tuple[Any, Lines]:
     except YAMLError as exc:
         raise _FileProblem(MappingProblem(str(path), "", f"YAML syntax error: {exc}")) from exc
     lines: Lines = {}
-    return _plain(node, "", lines), lines
+    try:
+        return _plain(node, "", lines), lines
+    except _Tagged as exc:
+        message = (f"YAML tag {exc.tag!r} is not supported: mapping files hold plain text, numbers, "
+                   "lists and tables; remove the tag")
+        raise _FileProblem(_located(path, lines, exc.key_path, message)) from None
+
+
+class _Tagged(Exception):
+    """A node with an explicit YAML tag, which no mapping key accepts."""
+
+    def __init__(self, key_path: str, tag: str) -> None:
+        self.key_path = key_path
+        self.tag = tag
 
 
 def _plain(node: Any, path: str, lines: Lines) -> Any:
     """Copies ruamel's round-trip nodes into plain values, noting each key's line."""
+    tag = _explicit_tag(node)
+    if tag == _CORE_STR and isinstance(node, TaggedScalar):
+        return str(node.value)
+    if tag is not None:
+        raise _Tagged(path, tag)
     if isinstance(node, CommentedMap):
         out: dict[Any, Any] = {}
         for key, value in node.items():
@@ -161,10 +181,21 @@ def _plain(node: Any, path: str, lines: Lines) -> Any:
         items = []
         for index, value in enumerate(node):
             sub = f"{path}[{index}]"
-            lines[sub] = node.lc.item(index)[0] + 1
+            where = node.lc.item(index)  # ruamel keeps no position for a tagged item
+            if where is not None:
+                lines[sub] = where[0] + 1
             items.append(_plain(value, sub, lines))
         return items
     return _scalar(node)
+
+
+def _explicit_tag(node: Any) -> str | None:
+    """The tag written in the file (`!foo`, `!!python/tuple`), or None for a plain node."""
+    tag = getattr(node, "tag", None)
+    value = getattr(tag, "value", None)
+    if not isinstance(value, str):
+        return None
+    return "!!" + value.removeprefix(_CORE_PREFIX) if value.startswith(_CORE_PREFIX) else value
 
 
 def _scalar(value: Any) -> Any:

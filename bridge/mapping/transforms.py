@@ -49,7 +49,10 @@ class TransformFailed(ValueError):
 
 def shorten(value: Any, limit: int = 60) -> str:
     """A short, redacted repr of a value for error messages."""
-    text = redact_text(repr(value))
+    try:
+        text = redact_text(repr(value))
+    except ValueError:  # an int past Python's digit limit for str()
+        return f"<{type(value).__name__} too long to show>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -32,7 +32,10 @@ class SourceRecord:
     # name -> target, or None when the relationship is explicitly null;
     # to-many relationships and link-only ones are left out.
     relationships: dict[str, RelatedRef | None]
-    updated_at: datetime | None
+    updated_at: datetime | None  # None when absent or unreadable: such a record moves no watermark
+    # Why Outreach's answer for this record could not be read (a wrong JSON type, an invalid
+    # timestamp); such a record carries what attributes could be kept and becomes a dead letter.
+    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,11 @@ This is the pydantic boundary of the Outreach client (api/outreach.md, "Envelope
 keys are ignored, ids may be integers or strings and become strings, `updatedAt` is read with
 millisecond or microsecond precision, and relationships keep only what bridge can use — a
 to-one `data` object becomes a `RelatedRef`, an explicit `null` becomes None, link-only and
-to-many relationships are left out. Anything else wrong with the shape raises `ValueError`
-(via pydantic), which the client turns into an `ApiError`.
+to-many relationships are left out. Resources are read one by one: a malformed one (a
+wrong JSON type, an unreadable `updatedAt`) becomes a record that carries its `problem` and
+is dead-lettered downstream, so one bad record never costs its page. Only an envelope that
+is not JSON:API, or a resource without a readable type and id, raises `ValueError` (via
+pydantic), which the client turns into an `ApiError`.
 """
 
 from __future__ import annotations
@@ -13,9 +16,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
+from bridge.logs import get_logger
 from bridge.outreach.models import OutreachId, Page, RelatedRef, SourceRecord
+
+log = get_logger(__name__)
 
 
 def _id_to_str(value: Any) -> Any:
@@ -54,14 +60,14 @@ class WireLinks(_Tolerant):
 
 
 class WireList(_Tolerant):
-    data: list[WireResource]
-    included: list[WireResource] = []
+    data: list[Any]  # resources, each read on its own by `read_resource`
+    included: list[Any] = []
     links: WireLinks | None = None
 
 
 class WireOne(_Tolerant):
-    data: WireResource
-    included: list[WireResource] = []
+    data: dict[str, Any]
+    included: list[Any] = []
 
 
 def parse_timestamp(value: Any) -> datetime | None:
@@ -70,7 +76,10 @@ def parse_timestamp(value: Any) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise ValueError(f"updatedAt must be a timestamp string, got {type(value).__name__}")
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"updatedAt {value[:40]!r} is not an ISO 8601 timestamp ({exc})") from None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
@@ -93,16 +102,66 @@ def to_record(resource: WireResource) -> SourceRecord:
     )
 
 
+def read_resource(raw: Any) -> SourceRecord | None:
+    """One resource → its record; a malformed one → a record carrying its `problem` (and the
+    attributes, when they are an object), or None (logged) when it has no readable type and id."""
+    try:
+        return to_record(WireResource.model_validate(raw))
+    except ValueError as exc:  # pydantic's ValidationError is one
+        problem = _problem(exc)
+    identity = _identity(raw)
+    if identity is None:
+        log.warning("record_unreadable", problem=problem)
+        return None
+    attributes = raw.get("attributes")
+    kept = dict(attributes) if isinstance(attributes, dict) else {}
+    return SourceRecord(identity[0], identity[1], kept, {}, None, problem=problem)
+
+
+def _identity(raw: Any) -> tuple[str, OutreachId] | None:
+    if not isinstance(raw, dict):
+        return None
+    kind, ident = raw.get("type"), raw.get("id")
+    if not isinstance(kind, str) or not kind or isinstance(ident, bool):
+        return None
+    if isinstance(ident, int) or (isinstance(ident, str) and ident):
+        return kind, OutreachId(str(ident))
+    return None
+
+
+def _problem(exc: ValueError) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "resource"
+        return f"{where}: {first['msg']}"
+    return str(exc)
+
+
+def _included(resources: list[Any]) -> dict[tuple[str, OutreachId], dict[str, Any]]:
+    """Attributes of the included resources that have a type, an id and an attributes object."""
+    out: dict[tuple[str, OutreachId], dict[str, Any]] = {}
+    for raw in resources:
+        identity = _identity(raw)
+        attributes = raw.get("attributes") if identity is not None else None
+        if identity is not None and isinstance(attributes, dict):
+            out[identity] = dict(attributes)
+    return out
+
+
 def to_page(body: Any, url: str, next_url: str | None) -> Page:
-    """A list body → `Page`; raises ValueError (pydantic's) when the shape is not JSON:API."""
+    """A list body → `Page`; raises ValueError (pydantic's) when the envelope is not JSON:API."""
     wire = WireList.model_validate(body)
     return Page(
-        records=[to_record(r) for r in wire.data],
+        records=[r for r in map(read_resource, wire.data) if r is not None],
         url=url,
         next_url=next_url,
-        included={(r.type, OutreachId(r.id)): dict(r.attributes) for r in wire.included},
+        included=_included(wire.included),
     )
 
 
 def to_single(body: Any) -> SourceRecord:
-    return to_record(WireOne.model_validate(body).data)
+    """A single-resource body → its record (with its `problem` when malformed)."""
+    record = read_resource(WireOne.model_validate(body).data)
+    if record is None:
+        raise ValueError("data: the resource has no readable type and id")
+    return record

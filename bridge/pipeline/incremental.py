@@ -1,7 +1,8 @@
 """Incremental state as named concepts: where a run starts, and how far it may advance.
 
 A run starts from, in order of precedence: `--full` (everything), `--since` (an explicit
-time), the resume URL of an interrupted run, or the stored watermark minus an overlap. The
+time), the resume URL of an interrupted run (or, if the API refuses it, the watermark minus
+the overlap), or the stored watermark minus an overlap. The
 filter is inclusive (`updatedAt >= since`), so boundary records come again; the payload hash
 in the id map skips them.
 
@@ -31,7 +32,11 @@ class Checkpoint:
 
 @dataclass(frozen=True, slots=True)
 class StartPoint:
-    """Where a run begins: a resume URL to follow verbatim, or a fresh listing since a time."""
+    """Where a run begins: a resume URL to follow verbatim, or a fresh listing since a time.
+
+    With a resume URL, `since` is where to list from instead if the API refuses the URL
+    (the watermark minus the overlap), so a stale cursor never means re-reading everything.
+    """
 
     resume_url: str | None
     since: datetime | None
@@ -51,10 +56,11 @@ def start_point(
         return StartPoint(None, since, "since")
     if stored is None:
         return StartPoint(None, None, "first_run")
+    fallback = None if stored.watermark is None else stored.watermark - overlap
     if stored.resume_url:
-        return StartPoint(stored.resume_url, None, "resume")
-    if stored.watermark is not None:
-        return StartPoint(None, stored.watermark - overlap, "watermark")
+        return StartPoint(stored.resume_url, fallback, "resume")
+    if fallback is not None:
+        return StartPoint(None, fallback, "watermark")
     return StartPoint(None, None, "first_run")
 
 

@@ -124,10 +124,15 @@ def counts(outcome: PageOutcome) -> runs.RunCounts:
 
 
 def translate_page(mapping: Mapping, page: Page) -> tuple[list[Translated], list[DeadLetter]]:
-    """Translated records, and dead letters for those that cannot be translated."""
+    """Translated records, and dead letters for those that cannot be translated.
+
+    A record listed twice on one page is translated once, in its last (newest: the listing
+    is sorted by `updatedAt`) version, so one page never sends two versions of it at once.
+    """
     ready: list[Translated] = []
     dead: list[DeadLetter] = []
-    for record in page.records:
+    latest = {record.id: record for record in page.records}
+    for record in (r for r in page.records if latest[r.id] is r):
         try:
             ready.append(translate(mapping, record))
         except RecordError as exc:

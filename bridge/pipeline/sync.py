@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from collections.abc import Mapping as AbcMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -152,9 +153,7 @@ async def _run_pages(
     """Three stages: fetch pages → load several at once → settle them in listing order.
     Returns True when `stop` cut the listing short."""
     pages: asyncio.Queue[Page | object] = asyncio.Queue(maxsize=options.queue_pages)
-    loads: asyncio.Queue[asyncio.Task[PageOutcome] | object] = asyncio.Queue(
-        maxsize=options.pages_in_flight
-    )
+    loads: asyncio.Queue[_InFlight | object] = asyncio.Queue(maxsize=options.pages_in_flight)
     loader = None if options.dry_run else PageLoader(
         services.zendesk,
         mapping.target.object,
@@ -166,17 +165,27 @@ async def _run_pages(
     try:
         async with asyncio.TaskGroup() as group:
             extract = group.create_task(_extract(mapping, services.outreach, start, pages, stop))
-            group.create_task(
-                _load_ahead(mapping, services, loader, resolver, pages, loads, group)
+            load = group.create_task(
+                _load_ahead(mapping, services, loader, resolver, pages, loads, group, stop)
             )
-            while (task := await loads.get()) is not _DONE:
-                assert isinstance(task, asyncio.Task)
-                await _settle(mapping, services, options, tracker, await task, report, fence)
+            while (loading := await loads.get()) is not _DONE:
+                assert isinstance(loading, _InFlight)
+                await _settle(mapping, services, options, tracker, await loading.task, report, fence)
+                loading.settled.set()
                 if progress is not None:
                     progress.page_settled(report)
     except BaseExceptionGroup as group_error:
         raise _root_cause(group_error) from None
-    return extract.result()
+    return extract.result() or load.result()
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """A page being loaded, and whether it is settled (its id-map rows committed)."""
+
+    ids: frozenset[str]
+    task: asyncio.Task[PageOutcome]
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 async def _load_ahead(
@@ -185,15 +194,45 @@ async def _load_ahead(
     loader: PageLoader | None,
     resolver: Resolver,
     pages: asyncio.Queue[Page | object],
-    loads: asyncio.Queue[asyncio.Task[PageOutcome] | object],
+    loads: asyncio.Queue[_InFlight | object],
     group: asyncio.TaskGroup,
-) -> None:
-    """Starts loading each page as it arrives; the bounded queue caps pages in flight."""
+    stop: asyncio.Event | None,
+) -> bool:
+    """Starts loading each page as it arrives; the bounded queue caps pages in flight.
+    A page that waited for an overlapping one is dropped if `stop` came meanwhile: nothing
+    of it was sent, and the checkpoint stays before it. Returns True when it dropped one."""
+    in_flight: deque[_InFlight] = deque()
     while (page := await pages.get()) is not _DONE:
         assert isinstance(page, Page)
+        ids = frozenset(record.id for record in page.records)
+        await _after_overlapping(in_flight, ids)
+        if stop is not None and stop.is_set():
+            while await pages.get() is not _DONE:  # lets the extractor finish its put
+                pass
+            await loads.put(_DONE)
+            return True
         task = group.create_task(load_page(mapping, services.pool, loader, page, resolver))
-        await loads.put(task)
+        in_flight.append(loading := _InFlight(ids, task))
+        await loads.put(loading)
     await loads.put(_DONE)
+
+
+async def _after_overlapping(in_flight: deque[_InFlight], ids: frozenset[str]) -> None:
+    """Waits until no page still in flight holds any of `ids`.
+
+    A record edited mid-run is listed again on a later page (the listing is sorted by
+    `updatedAt`), so two versions of it can be in flight at once, and Zendesk promises no
+    order between jobs: the older could land last while the id map keeps the newer hash.
+    The later page is newer, so it starts only once the earlier one is settled; it then
+    writes last and compares against the hash the earlier one stored.
+    """
+    while in_flight and in_flight[0].settled.is_set():  # pages settle in listing order
+        in_flight.popleft()
+    earlier = [loading for loading in in_flight if loading.ids & ids]
+    if earlier:
+        shared = ids.intersection(frozenset().union(*(loading.ids for loading in earlier)))
+        log.info("page_waits_for_overlap", pages=len(earlier), records=len(shared))
+        await asyncio.gather(*(loading.settled.wait() for loading in earlier))
 
 
 async def _settle(
@@ -299,7 +338,8 @@ async def _pages(mapping: Mapping, outreach: OutreachClient, start: StartPoint) 
                 yield page
             return
         except RejectedError as exc:
-            log.warning("resume_url_refused", detail=exc.detail, status=exc.status)
+            log.warning("resume_url_refused", detail=exc.detail, status=exc.status,
+                        since=start.since and start.since.isoformat())
             # Fall through: list again from the watermark; hashes skip what is already written.
     include, fields = relationship_query(mapping)
     url = outreach.list_url(

@@ -84,6 +84,7 @@ class OutreachSandbox:
         self._tokens: dict[str, int | None] = {}  # access token -> expiry (µs) or None
         self._clients: dict[str, OAuthClient] = {}
         self._window = (0, 0)  # (hour window start in seconds, requests counted in it)
+        self._mid_listing: dict[str, list[Callable[[], None]]] = {}
         for name, (attributes, relationships) in STANDARD_TYPES.items():
             self.add_type(name, custom_object=False, display_field=None, attributes=attributes, relationships=relationships)
 
@@ -159,6 +160,26 @@ class OutreachSandbox:
             rec.values[t.index[key]] = coerce(t, key, value)
         self._fill_name(t, rec)
         self._touch(t, rec)
+
+    def edit_mid_listing(self, type_name: str, edit: Callable[[], None]) -> None:
+        """Run `edit` once, just before serving the next continuation page (`page[after]`)
+        of a listing of this type: an edit made while a client is paging, at a known point."""
+        self._mid_listing.setdefault(self.typedef(type_name).name, []).append(edit)
+
+    def listing_continues(self, type_name: str) -> None:
+        """Called before a continuation page of `type_name` is served: runs pending edits."""
+        for edit in self._mid_listing.pop(type_name, []):
+            edit()
+
+    def serve_raw(self, type_name: str, record_id: int, **attributes: Any) -> None:
+        """Serve these attributes verbatim, whatever their JSON type (a number for `updatedAt`,
+        an object for a text field), until `serve_stored`; the record keeps its place in
+        listings and filters, which read the stored values."""
+        self._rec(self.typedef(type_name), record_id).raw.update(attributes)
+
+    def serve_stored(self, type_name: str, record_id: int) -> None:
+        """Serve the stored values of this record again."""
+        self._rec(self.typedef(type_name), record_id).raw.clear()
 
     def set_relationship(self, type_name: str, record_id: int, name: str, target_id: int | None) -> None:
         t = self.typedef(type_name)

@@ -71,6 +71,7 @@ def resource(t: TypeDef, rec: Rec, fields: Fields | None, origin: str) -> dict[s
             attrs[name] = render_ts(value) if value is not None and t.attributes[name] == "date-time" else value
     if wanted is None or "updatedAt" in wanted:
         attrs["updatedAt"] = render_ts(rec.updated)
+    attrs.update((name, value) for name, value in rec.raw.items() if wanted is None or name in wanted)
     rels = {
         name: {"data": None if rec.rels[i] is None else {"type": t.relationships[name], "id": rec.rels[i]}}
         for name, i in t.rel_index.items()
@@ -185,6 +186,8 @@ class _Api:
             include, fields = self._include(t, request), _fields(request)
         except QueryError as exc:
             return error(400, "validationError", "Validation Error", exc.detail, exc.parameter)
+        if "page[after]" in request.query:
+            self.sb.listing_continues(t.name)
         page, more = self._page(t, query)
         origin = str(request.url.origin())
         body: dict[str, Any] = {"data": [resource(t, r, fields, origin) for r in page]}

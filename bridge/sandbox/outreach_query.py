@@ -69,6 +69,8 @@ class Rec:
     updated: int
     values: list[Any]
     rels: list[int | None]
+    # attributes served verbatim over the stored values: any JSON, even of the wrong type
+    raw: dict[str, Any] = field(default_factory=dict)
 
 
 def to_micros(moment: datetime) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bridge.sandbox.zendesk_records import RecordInvalid
@@ -55,6 +56,8 @@ class JobRunner:
         self._queue: asyncio.Queue[str] | None = None
         self._task: asyncio.Task[None] | None = None
         self._whole_failures: list[str] = []  # messages of the next jobs to fail as a whole
+        self._holds: list[list[Any]] = []  # [predicate, jobs still to hold]
+        self._held: list[str] = []
 
     def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -85,10 +88,39 @@ class JobRunner:
             self._queue.put_nowait(job_id)
         return status
 
+    def hold(self, matches: Callable[[str, str, list[Any]], bool], *, times: int = 1) -> None:
+        """Keep the next `times` jobs for which `matches(object_key, action, items)` is true
+        queued until `release()`, while later jobs run and complete: the API promises no
+        order between jobs, and this makes a later one finish first on purpose."""
+        self._holds.append([matches, times])
+
+    def held(self) -> list[str]:
+        """Ids of the jobs held now."""
+        return list(self._held)
+
+    def release(self) -> None:
+        """Run the held jobs (in the order they came) and hold no more."""
+        self._holds.clear()
+        held, self._held = self._held, []
+        for job_id in held:
+            if self._queue is not None:
+                self._queue.put_nowait(job_id)
+
+    def _holding(self, job_id: str) -> bool:
+        object_key, action, items = self._pending[job_id]
+        for hold in self._holds:
+            if hold[1] > 0 and hold[0](object_key, action, items):
+                hold[1] -= 1
+                self._held.append(job_id)
+                return True
+        return False
+
     async def _work(self) -> None:
         assert self._queue is not None
         while True:
             job_id = await self._queue.get()
+            if self._holding(job_id):
+                continue
             if self.delay:
                 await asyncio.sleep(self.delay)
             await self._run(job_id)

@@ -87,9 +87,21 @@ async def add_many(
         run_id,
         [letter.source_id for letter in latest],
         [letter.external_id for letter in latest],
-        [redact_text(letter.error) for letter in latest],
-        [None if letter.payload is None else json.dumps(letter.payload) for letter in latest],
+        [_storable(redact_text(letter.error)) for letter in latest],
+        [None if letter.payload is None else json.dumps(_storable(letter.payload)) for letter in latest],
     )
+
+
+def _storable(value: Any) -> Any:
+    """`value` with the text Postgres refuses (NUL, lone surrogates) replaced, so a record
+    carrying it still gets its dead letter instead of failing its page's transaction."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
 
 
 async def resolve(conn: Connection, mapping: str, source_ids: Sequence[str]) -> int:

@@ -276,3 +276,26 @@ def test_cross_file_checks_run_on_files_with_other_problems(tmp_path: Path) -> N
     found = {(p.file, p.path) for p in problems_of(tmp_path)}
     assert found == {(f"{second}:4", "target.object"), (f"{second}:9", "on_delete"),
                      (f"{second}:12", "relationships.x.target")}
+
+
+@pytest.mark.parametrize(
+    ("line", "key_path", "tag"),
+    [
+        ("  top_speed: {from: speed, type: integer, transform: !!python/tuple [digits]}\n",
+         "fields.top_speed.transform", "!!python/tuple"),
+        ("  colors: !foo [a, b]\n", "fields.colors", "!foo"),
+        ("  colors: {from: color, transform: [!t [x]]}\n", "fields.colors.transform[0]", "!t"),
+        ("  colors: !bar {from: color}\n", "fields.colors", "!bar"),
+        ("  colors: !baz color\n", "fields.colors", "!baz"),
+    ],
+)
+def test_tagged_yaml_values_are_mapping_errors(tmp_path: Path, line: str, key_path: str, tag: str) -> None:
+    path = write(tmp_path, "v.yaml", GOOD + line)
+    problem = only(tmp_path)
+    assert (problem.file, problem.path) == (f"{path}:9", key_path)
+    assert f"YAML tag {tag!r}" in problem.message
+
+
+def test_a_core_str_tag_reads_as_text(tmp_path: Path) -> None:
+    write(tmp_path, "v.yaml", GOOD + "  code: !!str 12\n")
+    assert load_mappings(tmp_path)["v"].fields["code"].from_ == "12"

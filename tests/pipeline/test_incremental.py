@@ -30,7 +30,13 @@ def test_since_wins_over_the_checkpoint() -> None:
 
 def test_an_interrupted_run_resumes_from_its_cursor() -> None:
     start = start_point(Checkpoint(T0, "https://x/next"), full=False, since=None, overlap=OVERLAP)
-    assert (start.resume_url, start.since, start.reason) == ("https://x/next", None, "resume")
+    assert (start.resume_url, start.reason) == ("https://x/next", "resume")
+
+
+def test_a_resume_falls_back_to_the_watermark_minus_overlap() -> None:
+    start = start_point(Checkpoint(T0, "https://x/next"), full=False, since=None, overlap=OVERLAP)
+    assert start.since == T0 - OVERLAP
+    assert start_point(Checkpoint(None, "https://x/next"), full=False, since=None, overlap=OVERLAP).since is None
 
 
 def test_a_finished_run_continues_from_the_watermark_minus_overlap() -> None:

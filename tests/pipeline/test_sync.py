@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+import yaml
 
 from bridge import schema, wiring
 from bridge.commands.sync import run_backfill
@@ -178,3 +181,38 @@ async def test_since_reads_only_what_changed_after_it_and_full_reads_everything(
     assert full["vehicles"].start_reason == "full"
     assert (full["vehicles"].fetched, full["vehicles"].written, full["vehicles"].skipped) == (total, 0, total)
     assert_exact(ready.sandbox)
+
+
+def edited_world(world: SandboxWorld, folder: Path, target: dict[str, str]) -> SandboxWorld:
+    """The same world with the example mappings copied to `folder`, vehicles' target edited."""
+    for source in world.settings.bridge_mappings.glob("*.yaml"):
+        shutil.copy(source, folder / source.name)
+    path = folder / "vehicles.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["target"].update(target)
+    path.write_text(yaml.safe_dump(data))
+    settings = world.settings.model_copy(update={"bridge_mappings": folder})
+    return SandboxWorld(world.sandbox, world.seed, settings)
+
+
+async def test_full_rewrites_every_record_to_a_changed_target_object(ready: SandboxWorld, tmp_path: Path) -> None:
+    await backfill(ready)
+    moved = edited_world(ready, tmp_path, {"object": "vehicle_v2"})
+    await prepare_zendesk(moved)
+    reports = await backfill(moved, full=True)
+    ids = ready.sandbox.outreach.ids("vehicles")
+    assert reports["vehicles"].written == len(ids)
+    stored = {r["external_id"] for r in ready.sandbox.zendesk.records("vehicle_v2")}
+    assert stored == {f"outreach:vehicles:{v}" for v in ids}
+    assert (await backfill(moved, full=True))["vehicles"].written == 0
+
+
+async def test_full_rewrites_every_record_under_a_changed_external_id(ready: SandboxWorld, tmp_path: Path) -> None:
+    await backfill(ready)
+    renamed = edited_world(ready, tmp_path, {"external_id": "vehicle-{id}"})
+    reports = await backfill(renamed, full=True)
+    ids = ready.sandbox.outreach.ids("vehicles")
+    assert reports["vehicles"].written == len(ids)
+    stored = {r["external_id"] for r in ready.sandbox.zendesk.records("vehicle")}
+    assert {f"vehicle-{v}" for v in ids} <= stored
+    assert (await backfill(renamed, full=True))["vehicles"].written == 0

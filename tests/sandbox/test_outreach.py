@@ -269,3 +269,32 @@ async def test_lax_rotation_lets_the_previous_refresh_token_work_once_more(world
     assert status == 200 and again["refresh_token"] != first["refresh_token"]
     status, body, _ = await _mint(world, world.info.outreach_refresh_token)  # two back: dead
     assert status == 400 and body["error"] == "invalid_grant"
+
+
+async def test_raw_attribute_values_are_served_verbatim_in_place(world: World) -> None:
+    ids = world.sandbox.outreach.ids("vehicles")
+    poisoned = ids[4]
+    world.sandbox.outreach.serve_raw("vehicles", poisoned, updatedAt=12345, speed={"mph": [1]})
+    records, _ = await _all_pages(world, world.sandbox.outreach_url + VEHICLES + "?page[size]=10&sort=updatedAt")
+    served = {r["id"]: r["attributes"] for r in records}
+    assert len(records) == 60  # the page is still served, in the same order as before
+    assert served[poisoned]["updatedAt"] == 12345 and served[poisoned]["speed"] == {"mph": [1]}
+    _, body, _ = await world.o_get(f"{VEHICLES}/{poisoned}?fields[vehicles]=speed")
+    assert body["data"]["attributes"] == {"speed": {"mph": [1]}}
+    world.sandbox.outreach.update("vehicles", poisoned, color="gold")  # an edit keeps the poison
+    assert world.sandbox.outreach.get("vehicles", poisoned)["attributes"]["updatedAt"] == 12345  # type: ignore[index]
+    world.sandbox.outreach.serve_stored("vehicles", poisoned)
+    assert isinstance(world.sandbox.outreach.get("vehicles", poisoned)["attributes"]["updatedAt"], str)  # type: ignore[index]
+
+
+async def test_an_edit_mid_listing_runs_before_the_next_page(world: World) -> None:
+    outreach = world.sandbox.outreach
+    first_id = outreach.order_of("vehicles")[0][1]
+    outreach.edit_mid_listing("vehicles", lambda: outreach.update("vehicles", first_id, color="gold"))
+    status, body, _ = await world.o_get(VEHICLES + "?page[size]=10&sort=updatedAt")
+    assert body["data"][0]["id"] == first_id and body["data"][0]["attributes"]["color"] != "gold"  # not yet
+    rest, urls = await _all_pages(world, body["links"]["next"])
+    assert rest[-1]["id"] == first_id and rest[-1]["attributes"]["color"] == "gold"
+    outreach.update("vehicles", first_id, color="teal")
+    again, _ = await _all_pages(world, urls[0])
+    assert again[-1]["attributes"]["color"] == "teal"  # the edit ran once

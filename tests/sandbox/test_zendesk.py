@@ -238,3 +238,27 @@ async def test_rate_limit_per_minute(world: World) -> None:
     assert statuses == [200, 200, 429] and headers["X-Rate-Limit"] == "2" and int(headers["Retry-After"]) >= 1
     world.clock.advance(60)
     assert (await world.z("GET", CO))[0] == 200
+
+
+async def test_a_held_job_waits_while_later_jobs_complete(world: World) -> None:
+    await _vehicle_object(world)
+    zd = world.sandbox.zendesk
+    zd.jobs.hold(lambda key, action, items: any(i.get("name") == "Old" for i in items))
+    item = {"external_id": "car-1", "custom_object_fields": {"speed": 1}}
+    status, body, _ = await world.z("POST", f"{CO}/vehicle/jobs",
+                                    {"job": {"action": "create_or_update_by_external_id", "items": [{**item, "name": "Old"}]}})
+    held_id = body["job_status"]["id"]
+    newer = await _job(world, "create_or_update_by_external_id", [{**item, "name": "New"}])
+    assert newer["status"] == "completed" and zd.record_by_external_id("vehicle", "car-1")["name"] == "New"
+    assert zd.jobs.held() == [held_id]
+    _, polled, _ = await world.z("GET", f"/api/v2/job_statuses/{held_id}")
+    assert polled["job_status"]["status"] == "queued"
+    zd.jobs.release()
+
+    async def done() -> bool:
+        return (await world.z("GET", f"/api/v2/job_statuses/{held_id}"))[1]["job_status"]["status"] == "completed"
+
+    await wait_for(done)
+    assert zd.record_by_external_id("vehicle", "car-1")["name"] == "Old"  # the older job finished last
+    again = await _job(world, "create_or_update_by_external_id", [{**item, "name": "Old"}])  # held once only
+    assert again["status"] == "completed" and zd.jobs.held() == []
