@@ -66,6 +66,7 @@ class ChaosResult:
     rate_limited: dict[str, int]  # 429s served per API
     server_errors: dict[str, int]  # 5xx served per API
     early: dict[str, int]  # requests inside a Retry-After window, per API
+    early_detail: list[dict[str, Any]] = field(default_factory=list)  # what they were
     problems: list[str] = field(default_factory=list)  # end-state mismatches
     stderr_tail: str = ""
 
@@ -79,6 +80,8 @@ class ChaosResult:
             f"wall time        {self.seconds:.1f} s",
             *(f"{api:<16} {self.requests.get(api, 0)} requests, {self.rate_limited.get(api, 0)} × 429, "
               f"{self.server_errors.get(api, 0)} × 5xx, {self.early.get(api, 0)} early" for api in APIS),
+            *(f"  early: {e['method']} {e['route']} {e['arrived_after_429']:.3f} s after a 429 on {e['after']}"
+              f"{' (same connection)' if e['same_connection'] else ''}" for e in self.early_detail[:10]),
             f"end state        {'exact' if not self.problems else f'{len(self.problems)} problem(s)'}",
             *(f"  - {p}" for p in self.problems[:20]),
         ]  # fmt: skip
@@ -132,6 +135,7 @@ def run_chaos(
         rate_limited={api: int(by_status.get(api, {}).get("429", 0)) for api in APIS},
         server_errors={api: sum(n for s, n in by_status.get(api, {}).items() if s.startswith("5")) for api in APIS},
         early={api: int(served["early_requests"].get(api, 0)) for api in APIS},
+        early_detail=list(served["early"]),
         problems=end_state_problems(world, parked),
         stderr_tail="\n".join(proc.stderr.splitlines()[-15:]),
     )

@@ -159,7 +159,9 @@ def test_early_requests_fall_inside_a_retry_after_window_of_their_api() -> None:
     assert early == {(api, arrived, conn) for api, arrived, conn, is_early in cases if is_early}
     assert counters.early_requests("zendesk") == 2 and counters.early_requests("outreach") == 0
     assert counters.early_requests(grace=0.0) == 3
-    assert counters.snapshot()["early_requests"] == {"zendesk": 2, "outreach": 0}
+    snapshot = counters.snapshot()
+    assert snapshot["early_requests"] == {"zendesk": 2, "outreach": 0}
+    assert [(e["same_connection"], e["arrived_after_429"]) for e in snapshot["early"]] == [(True, 0.001), (False, 0.5)]
 
 
 async def test_early_requests_over_http(world: World) -> None:
