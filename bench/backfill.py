@@ -20,21 +20,26 @@ import argparse
 import json
 import os
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
-
-import asyncpg  # noqa: F401  (fail early if the venv is missing)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bridge import embedded_pg  # noqa: E402
+from bench.harness import (  # noqa: E402
+    bridge,
+    bridge_env,
+    counters,
+    create_objects,
+    fresh_database,
+    reset_counters,
+    sandbox_process,
+    server_dsn,
+)
 
 
 def main() -> None:
@@ -44,37 +49,29 @@ def main() -> None:
     parser.add_argument("--mapping", default="vehicles")
     parser.add_argument("--lookups", choices=("with", "without", "both"), default="with")
     args = parser.parse_args()
-    server_dsn = os.environ.get("DATABASE_URL") or embedded_pg.start_embedded(REPO / ".bridge")
+    server = server_dsn()
     variants = {"with": [True], "without": [False], "both": [False, True]}[args.lookups]
     print(f"{'lookups':>7} {'records':>8} {'latency':>8} {'rec/s':>8} {'run rec/s':>9} {'out/1k':>7} {'zd/1k':>7} "
           f"{'cpu µs/rec':>10} {'peak RSS MB':>11} {'wall s':>7} {'sandbox CPU':>11}")
     for latency in args.latency_ms or [0.0, 50.0]:
         for records in args.records or [10_000, 100_000]:
             for lookups in variants:
-                row = scenario(server_dsn, records, latency, args.mapping, lookups)
+                row = scenario(server, records, latency, args.mapping, lookups)
                 print(f"{'2' if lookups else '0':>7} {records:>8} {latency:>6.0f}ms {row['rate']:>8.0f} {row['run_rate']:>9.0f} {row['outreach_per_1k']:>7.1f} "
                       f"{row['zendesk_per_1k']:>7.1f} {row['cpu_us']:>10.0f} {row['rss_mb']:>11.1f} "
                       f"{row['seconds']:>7.1f} {row['sandbox_cpu_pct']:>10.0f}%", flush=True)
 
 
 def scenario(server_dsn: str, records: int, latency_ms: float, mapping: str, lookups: bool = True) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        info_file = Path(tmp) / "sandbox.json"
-        sandbox = subprocess.Popen(
-            [sys.executable, "-m", "bridge.sandbox", "--vehicles", str(records), "--brands", "20",
-             "--prospects", "50", "--latency-ms", str(latency_ms), "--info-file", str(info_file)],
-            cwd=REPO, stdout=subprocess.DEVNULL,
-        )
-        try:
-            info = _wait_for_info(info_file, sandbox)
-            dsn = _fresh_database(server_dsn, "bridge_bench")
-            before = _cpu_seconds(sandbox.pid)
-            row = _run_backfill(info, dsn, mapping, records, _mappings_dir(Path(tmp), lookups))
-            row["sandbox_cpu_pct"] = 100 * (_cpu_seconds(sandbox.pid) - before) / row["seconds"]
-            return row
-        finally:
-            sandbox.send_signal(signal.SIGTERM)
-            sandbox.wait(timeout=30)
+    with tempfile.TemporaryDirectory() as tmp, sandbox_process(
+        Path(tmp) / "sandbox.json", "--vehicles", str(records), "--brands", "20", "--prospects", "50",
+        "--latency-ms", str(latency_ms),
+    ) as info:
+        dsn = fresh_database(server_dsn, "bridge_bench")
+        before = _cpu_seconds(info["pid"])
+        row = _run_backfill(info, dsn, mapping, records, _mappings_dir(Path(tmp), lookups))
+        row["sandbox_cpu_pct"] = 100 * (_cpu_seconds(info["pid"]) - before) / row["seconds"]
+        return row
 
 
 def _mappings_dir(tmp: Path, lookups: bool) -> Path:
@@ -93,30 +90,20 @@ def _mappings_dir(tmp: Path, lookups: bool) -> Path:
 
 
 def _run_backfill(info: dict[str, Any], dsn: str, mapping: str, records: int, mappings: Path) -> dict[str, float]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": dsn,
-        "OUTREACH_API_URL": info["outreach_url"],
-        "OUTREACH_ACCESS_TOKEN": info["outreach_token"],
-        "ZENDESK_URL": info["zendesk_url"],
-        "ZENDESK_CLIENT_ID": info["zendesk_client_id"],
-        "ZENDESK_CLIENT_SECRET": info["zendesk_client_secret"],
-        "BRIDGE_MAPPINGS": str(mappings),
-        "LOG_LEVEL": "WARNING",
-    }
-    _bridge(["migrate"], env)
-    _create_objects(env)
-    _bridge(["backfill", "vehicle_brands"], env)
-    _reset_counters(info)
+    env = bridge_env(info, dsn, mappings)
+    bridge(["migrate"], env)
+    create_objects(env)
+    bridge(["backfill", "vehicle_brands"], env)
+    reset_counters(info)
     started = time.monotonic()
     usage, stderr = _measured_bridge(["backfill", mapping], env)
     seconds = time.monotonic() - started
-    counters = _counters(info)
+    totals = counters(info)["totals"]
     return {
         "rate": records / seconds,
         "run_rate": records / _run_seconds(stderr, mapping),
-        "outreach_per_1k": counters["outreach"] * 1000 / records,
-        "zendesk_per_1k": counters["zendesk"] * 1000 / records,
+        "outreach_per_1k": totals["outreach"] * 1000 / records,
+        "zendesk_per_1k": totals["zendesk"] * 1000 / records,
         "cpu_us": (usage.ru_utime + usage.ru_stime) * 1e6 / records,
         "rss_mb": usage.ru_maxrss / 1024,
         "seconds": seconds,
@@ -152,68 +139,6 @@ def _cpu_seconds(pid: int) -> float:
     """User + system CPU of a running process, from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _bridge(args: list[str], env: dict[str, str]) -> None:
-    proc = subprocess.run([sys.executable, "-m", "bridge", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"bridge {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
-
-
-def _wait_for_info(path: Path, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"sandbox exited with {proc.returncode}")
-        if path.exists() and path.stat().st_size:
-            try:
-                return dict(json.loads(path.read_text()))
-            except json.JSONDecodeError:
-                pass
-        time.sleep(0.05)
-    raise SystemExit("sandbox did not start within 120 s")
-
-
-def _counters(info: dict[str, Any]) -> dict[str, int]:
-    totals = {}
-    for api in ("outreach", "zendesk"):
-        with urllib.request.urlopen(f"{info[api + '_url']}/_sandbox/counters") as resp:
-            snapshot = json.loads(resp.read())
-        totals[api] = int(snapshot["totals"][api])
-    return totals
-
-
-def _reset_counters(info: dict[str, Any]) -> None:
-    for api in ("outreach", "zendesk"):
-        req = urllib.request.Request(f"{info[api + '_url']}/_sandbox/counters", method="DELETE")
-        urllib.request.urlopen(req).close()
-
-
-def _create_objects(env: dict[str, str]) -> None:
-    """The Zendesk objects the mappings need, created as `bridge demo` does."""
-    import asyncio
-
-    from bridge import schema, wiring
-    from bridge.mapping.load import load_mappings
-    from bridge.mapping.order import sync_order
-    from bridge.settings import Settings
-
-    async def create() -> None:
-        settings = Settings(**{k.lower(): v for k, v in env.items() if k.isupper() and k.lower() in Settings.model_fields})
-        mappings = load_mappings(settings.bridge_mappings)
-        async with wiring.open_pool(settings) as pool, wiring.open_services(settings, pool) as s:
-            await schema.ensure_objects(s.zendesk, mappings, sync_order(mappings))
-
-    asyncio.run(create())
-
-
-def _fresh_database(server_dsn: str, name: str) -> str:
-    import asyncio
-
-    from bridge.demo import _fresh_database as fresh
-
-    return asyncio.run(fresh(server_dsn, name))
 
 
 if __name__ == "__main__":

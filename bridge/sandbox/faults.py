@@ -1,10 +1,14 @@
 """Fault injection shared by both simulators: latency, error statuses, drops, bad bodies.
 
 Tests and benchmarks use it to prove that clients survive what real APIs do under load.
-Invariants: rules are matched in the order they were added; a matching rule is consumed
-once per request (`times=-1` never runs out) and the first matching rule wins; the
-per-API base latency applies to every request, before any rule. A "timeout" waits on the
-stop event so that stopping the sandbox never hangs on a sleeping handler.
+Invariants: rules are matched in the order they were added and the first rule that fires
+wins; a rule that fires is consumed once (`times=-1` never runs out). A rule with `every=N`
+is a pattern rather than a queue: it counts every request it matches (whether or not an
+earlier rule took it) and fires on the `offset`-th, then every N-th after (offset defaults
+to N), so "a 429 on every 5th request and a 5xx on every 9th" is two rules that stay
+deterministic however the requests interleave. The per-API base latency applies to every
+request, before any rule. A "timeout" waits on the stop event so that stopping the sandbox
+never hangs on a sleeping handler.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -27,7 +31,11 @@ DROPPED = 599  # status recorded for a dropped connection; no response is actual
 
 @dataclass(slots=True)
 class FaultRule:
-    """One injected fault; `times` counts down as requests consume it (-1: forever)."""
+    """One injected fault; `times` counts down as requests consume it (-1: forever).
+
+    With `every` > 0 it fires only on the matching requests numbered `offset`, `offset +
+    every`, ... (counting from 1; `offset` 0 means `every`); `seen` is that count so far.
+    """
 
     api: str
     kind: str
@@ -37,6 +45,9 @@ class FaultRule:
     status: int = 500
     retry_after: float | None = None
     delay: float = 0.0
+    every: int = 0
+    offset: int = 0
+    seen: int = 0
 
     def matches(self, api: str, method: str, path: str) -> bool:
         if self.api != api or self.times == 0:
@@ -44,6 +55,14 @@ class FaultRule:
         if self.method is not None and self.method.upper() != method.upper():
             return False
         return self.path_contains in path
+
+    def fires(self) -> bool:
+        """Counts one matching request; True when this one is in the rule's pattern."""
+        if self.every <= 0:
+            return True
+        self.seen += 1
+        first = self.offset or self.every
+        return self.seen >= first and (self.seen - first) % self.every == 0
 
 
 @dataclass(slots=True)
@@ -59,29 +78,51 @@ class Faults:
         api: Api | str,
         kind: Kind | str,
         *,
-        times: int = 1,
+        times: int | None = None,
         path_contains: str = "",
         method: str | None = None,
         status: int = 500,
         retry_after: float | None = None,
         delay: float = 0.0,
+        every: int = 0,
+        offset: int = 0,
     ) -> FaultRule:
-        """Queue a fault for the next matching requests of `api`."""
+        """Queue a fault for the next matching requests of `api` (with `every`: for every
+        `every`-th of them, from the `offset`-th). `times` defaults to 1, or to -1 (forever)
+        for a pattern."""
         if api not in APIS:
             raise ValueError(f"unknown api {api!r}; expected one of {', '.join(APIS)}")
         if kind not in KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {', '.join(KINDS)}")
+        if every < 0 or offset < 0:
+            raise ValueError(f"every ({every}) and offset ({offset}) must not be negative")
+        if retry_after is not None and retry_after < 0:
+            raise ValueError(f"retry_after ({retry_after}) must not be negative")
         if kind == "timeout" and delay <= 0:
             delay = DEFAULT_TIMEOUT_DELAY
-        rule = FaultRule(api, kind, times, path_contains, method, status, retry_after, delay)
+        if times is None:
+            times = -1 if every > 0 else 1
+        rule = FaultRule(api, kind, times, path_contains, method, status, retry_after, delay, every, offset)
         self.rules.append(rule)
         return rule
 
     def add_from_json(self, data: dict[str, object]) -> FaultRule:
         """Build a rule from the control surface's JSON body (same names as `add`)."""
-        known = {"times", "path_contains", "method", "status", "retry_after", "delay"}
-        extra = {k: v for k, v in data.items() if k in known}
-        return self.add(str(data["api"]), str(data["kind"]), **extra)  # type: ignore[arg-type]
+        ints = {"times", "status", "every", "offset"}
+        floats = {"retry_after", "delay"}
+        texts = {"path_contains", "method"}
+        unknown = set(data) - ints - floats - texts - {"api", "kind"}
+        if unknown:
+            raise ValueError(f"unknown fault keys: {', '.join(sorted(unknown))}")
+        extra: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in ints:
+                extra[key] = _number(key, value, int)
+            elif key in floats:
+                extra[key] = None if value is None else _number(key, value, float)
+            elif key in texts:
+                extra[key] = None if value is None else str(value)
+        return self.add(str(data["api"]), str(data["kind"]), **extra)
 
     def set_latency(self, api: Api | str, seconds: float) -> None:
         """Delay every request of `api` by `seconds` (0 turns it off)."""
@@ -93,13 +134,17 @@ class Faults:
         self.latency.clear()
 
     def take(self, api: str, method: str, path: str) -> FaultRule | None:
-        """The first rule matching this request, consumed once; None when no rule matches."""
+        """The first rule that fires for this request, consumed once; None when none does.
+
+        Every pattern rule that matches counts the request, even after another rule fired,
+        so each pattern keeps its own rhythm."""
+        chosen: FaultRule | None = None
         for rule in self.rules:
-            if rule.matches(api, method, path):
-                if rule.times > 0:
-                    rule.times -= 1
-                return rule
-        return None
+            if rule.matches(api, method, path) and rule.fires() and chosen is None:
+                chosen = rule
+        if chosen is not None and chosen.times > 0:
+            chosen.times -= 1
+        return chosen
 
     async def wait(self, seconds: float) -> None:
         """Sleep `seconds`, cut short when the sandbox stops."""
@@ -109,6 +154,15 @@ class Faults:
             await asyncio.wait_for(self.stopping.wait(), seconds)
         except TimeoutError:
             pass
+
+
+def _number(key: str, value: object, kind: type[int] | type[float]) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{key} must be a number, not {value!r}")
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{key} must be a number, not {value!r}") from None
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

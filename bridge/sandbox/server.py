@@ -1,10 +1,11 @@
 """Runs both simulators on loopback, each on its own port, with shared faults and counters.
 
 `Sandbox` is what `bridge demo`, the integration tests and the benchmarks start. Every
-request passes, outermost first, through: counting (final status, Retry-After sent), fault
-injection, then the simulator's own auth and rate limiting. `/_sandbox/...` is the control
-surface for out-of-process callers (faults, counters, touching Outreach records); it is
-neither counted nor faulted.
+request passes, outermost first, through: counting (arrival, final status, Retry-After
+sent), fault injection, then the simulator's own auth and rate limiting. Every record the
+Zendesk simulator stores is also logged in the counters' write log. `/_sandbox/...` is the
+control surface for out-of-process callers (faults, counters, touching Outreach records,
+reading both simulators' state); it is neither counted nor faulted.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Sandbox:
         self.host = host
         self.faults = Faults()
         self.counters = Counters()
+        self.zendesk.write_hooks.append(self.counters.record_write)
         self.outreach_url = ""
         self.zendesk_url = ""
         self._ports = {"outreach": outreach_port, "zendesk": zendesk_port}
@@ -86,6 +88,7 @@ class Sandbox:
             if request.path.startswith(CONTROL_PREFIX):
                 return await handler(request)
             status, retry_after = 0, None
+            arrived = self.counters.clock()
             try:
                 response = await faults_mod.apply(self.faults, api, request, handler)
                 status, retry_after = response.status, _retry_after(response.headers.get("Retry-After"))
@@ -96,7 +99,8 @@ class Sandbox:
                 status = exc.status
                 raise
             finally:
-                self.counters.record(api, request.method, _route_name(request), request.path_qs, status, retry_after)
+                self.counters.record(api, request.method, _route_name(request), request.path_qs, status,
+                                     retry_after, arrived=arrived, connection=_connection(request))  # fmt: skip
 
         return count_and_fault
 
@@ -106,6 +110,7 @@ class Sandbox:
         app.router.add_get(f"{CONTROL_PREFIX}/counters", self._get_counters)
         app.router.add_delete(f"{CONTROL_PREFIX}/counters", self._reset_counters)
         app.router.add_post(f"{CONTROL_PREFIX}/outreach/touch", self._touch)
+        app.router.add_get(f"{CONTROL_PREFIX}/state", self._get_state)
 
     async def _post_fault(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -129,6 +134,19 @@ class Sandbox:
         self.counters.reset()
         return web.json_response({"ok": True})
 
+    async def _get_state(self, request: web.Request) -> web.Response:
+        """Both simulators' records, for checking an end state from another process:
+        `?outreach=type,...` and `?zendesk=object_key,...` say which; users always come."""
+        wanted_o = [t for t in request.query.get("outreach", "").split(",") if t]
+        wanted_z = [k for k in request.query.get("zendesk", "").split(",") if k]
+        try:
+            outreach = {t: [self.outreach.get(t, i) for i in self.outreach.ids(t)] for t in wanted_o}
+            zendesk = {k: self.zendesk.records(k) for k in wanted_z}
+        except KeyError as exc:
+            return web.json_response({"error": f"unknown type or object {exc}"}, status=400)
+        users = list(self.zendesk.users.values())
+        return web.json_response({"outreach": outreach, "zendesk": zendesk, "users": users})
+
     async def _touch(self, request: web.Request) -> web.Response:
         body = await request.json()
         try:
@@ -141,6 +159,11 @@ class Sandbox:
 def _route_name(request: web.Request) -> str:
     route = request.match_info.route
     return route.name if route is not None and route.name else UNMATCHED
+
+
+def _connection(request: web.Request) -> str:
+    peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else ""
 
 
 def _retry_after(value: str | None) -> float | None:

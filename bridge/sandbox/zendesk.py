@@ -81,6 +81,8 @@ class ZendeskSandbox:
         self._clients: dict[str, str] = {}
         self._window = (0, 0)
         self.jobs = JobRunner(self, max_jobs=max_jobs, delay=job_delay)
+        # called with (object key, "create" | "update", stored record, fields sent) after each write
+        self.write_hooks: list[Callable[[str, str, dict[str, Any], dict[str, Any]], None]] = []
 
     # --- ids and time ------------------------------------------------------------------
     def now(self) -> str:
@@ -193,6 +195,8 @@ class ZendeskSandbox:
         self._ids[object_key].append(rid)
         if ext is not None:
             self._by_ext[object_key][ext] = rid
+        for hook in self.write_hooks:
+            hook(object_key, "create", rec, values)
         return rec
 
     def update_record(self, object_key: str, record_id: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -212,6 +216,8 @@ class ZendeskSandbox:
         if new_ext is not None:
             self._by_ext[object_key][new_ext] = record_id
         rec.update(merged)
+        for hook in self.write_hooks:
+            hook(object_key, "update", rec, values)
         return rec
 
     def upsert_by_external_id(self, object_key: str, external_id: str, payload: dict[str, Any]) -> tuple[dict[str, Any], bool]:
