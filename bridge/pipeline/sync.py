@@ -215,6 +215,7 @@ async def _load_ahead(
         in_flight.append(loading := _InFlight(ids, task))
         await loads.put(loading)
     await loads.put(_DONE)
+    return False
 
 
 async def _after_overlapping(in_flight: deque[_InFlight], ids: frozenset[str]) -> None:
