@@ -72,7 +72,7 @@ class Response:
         if self.parsed is not _UNPARSED:
             return self.parsed
         try:
-            return jsonlib.loads(self.body)
+            return _loads(self.body)
         except ValueError as exc:
             raise TransientApiError(
                 f"{self.api} {self.method} {_where(self.url)}: {self.status} body is not valid "
@@ -389,6 +389,19 @@ def _encode_body(payload: Any) -> tuple[bytes | None, dict[str, str]]:
     return jsonlib.dumps(payload).encode(), {"Content-Type": "application/json"}
 
 
+_MAX_INT_DIGITS = 4300  # Python's int() limit for decimal strings (sys.int_info)
+
+
+def _int_or_digits(text: str) -> int | str:
+    """An integer, or its digits when too long for int(): one record's absurd number is that
+    record's problem (translation dead-letters it), not an unreadable answer."""
+    return int(text) if len(text.lstrip("-")) <= _MAX_INT_DIGITS else text
+
+
+def _loads(body: bytes) -> Any:
+    return jsonlib.loads(body, parse_int=_int_or_digits)
+
+
 def _with_json(response: Response) -> Response:
     """Parses JSON bodies inside the loop, so a garbled one is retried like a 5xx.
 
@@ -397,7 +410,7 @@ def _with_json(response: Response) -> Response:
     content_type = response.headers.get("Content-Type", "")
     if not response.body.strip() or (content_type and "json" not in content_type.lower()):
         return response
-    parsed = jsonlib.loads(response.body)
+    parsed = _loads(response.body)
     return Response(
         response.status, response.headers, response.body, response.url,
         response.api, response.method, parsed,

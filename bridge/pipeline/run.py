@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -31,7 +32,14 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 @contextmanager
 def stop_signals(callback: Callable[[signal.Signals], None]) -> Iterator[None]:
-    """Routes SIGTERM and SIGINT to `callback` on the running loop; restores the old handlers."""
+    """Routes SIGTERM and SIGINT to `callback` on the running loop; restores the old handlers.
+
+    Off the main thread (bridge embedded in another program) it installs nothing: Python
+    delivers signals to the main thread only, so that program owns them.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     loop = asyncio.get_running_loop()
     previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     for sig in STOP_SIGNALS:

@@ -411,3 +411,13 @@ async def test_hook_events_carry_redacted_path_and_timing(session, mocked, fake_
     assert (event.api, event.method, event.status, event.error) == ("test", "GET", 200, None)
     assert TOKEN not in event.path and event.path.startswith("/api/v2/things")
     assert event.seconds >= 0
+
+
+async def test_a_number_too_long_for_an_int_is_kept_as_its_digits(session, mocked, fake_time) -> None:
+    """One record's 5,000-digit number must reach translation (its dead letter), not fail the
+    whole answer as unreadable JSON and be retried until the run ends."""
+    digits = "9" * 5000
+    body = '{"data": [{"id": 1, "speed": ' + digits + '}, {"id": 2, "speed": 88}]}'
+    mocked.get(URL, body=body, headers={"Content-Type": "application/json"})
+    resp = await make(session, fake_time).request("GET", URL)
+    assert resp.json()["data"] == [{"id": 1, "speed": digits}, {"id": 2, "speed": 88}]

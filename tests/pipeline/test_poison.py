@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from bridge.sandbox.outreach_http import RawNumber
 from bridge.sandbox.outreach_query import to_micros
 from bridge.sandbox.seed import seed_demo
 from bridge.sandbox.server import Sandbox
@@ -17,6 +18,7 @@ POISONS = {
     "updatedAt_not_a_string": ("updatedAt", 1721913510000),
     "updatedAt_invalid": ("updatedAt", "2024-13-45T25:61:00.000Z"),
     "integer_of_5000_digits": ("speed", "9" * 5000),
+    "json_number_of_5000_digits": ("speed", RawNumber("9" * 5000)),
     "wrong_json_type": ("vehicle_name", {"first": "DeLorean"}),
     "text_postgres_refuses": ("electric", "\u0000\ud800"),
 }
