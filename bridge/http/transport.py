@@ -30,6 +30,7 @@ import aiohttp
 import structlog
 
 from bridge.errors import ApiError, AuthError, RejectedError, TransientApiError
+from bridge.http import guard
 from bridge.http.ratelimit import RateLimiter
 from bridge.http.retry import RetryPolicy, parse_retry_after
 from bridge.redact import redact_text, redact_url
@@ -237,6 +238,7 @@ class Transport:
     async def _attempt(self, call: _Call, use_auth: bool) -> Response:
         if self._limiter is not None:
             await self._limiter.wait()
+        guard.check_write(call.method)  # after the wait: a lease may have gone meanwhile
         headers = dict(call.headers)
         if use_auth and self._auth is not None:
             headers.update(await self._auth.headers())

@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from collections.abc import Mapping as AbcMapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -29,6 +30,7 @@ import asyncpg
 import structlog
 
 from bridge.errors import BridgeError, RejectedError
+from bridge.http.guard import guarding
 from bridge.logs import get_logger
 from bridge.mapping.model import Mapping
 from bridge.outreach.client import OutreachClient
@@ -95,11 +97,13 @@ async def sync_mapping(
         async with services.pool.acquire() as conn:
             began = await links.database_now(conn)
         start = await _begin(mapping, services, options, report)
-        cut = await _run_pages(
-            mapping, services, options, start, report, progress, resolver, stop, fence
-        )
-        if not options.dry_run and not (stop is not None and stop.is_set()):
-            await _fill_after(mapping, services, options, resolver, began, mappings)
+        # Every write request of this run, retries and fills included, checks the lease first.
+        with guarding(fence.check) if fence is not None else nullcontext():
+            cut = await _run_pages(
+                mapping, services, options, start, report, progress, resolver, stop, fence
+            )
+            if not options.dry_run and not (stop is not None and stop.is_set()):
+                await _fill_after(mapping, services, options, resolver, began, mappings)
         report.status = "interrupted" if cut else "partial" if report.failed else "succeeded"
         if cut:
             log.info("run_stopped", pages=report.pages)

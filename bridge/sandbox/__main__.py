@@ -18,6 +18,7 @@ from pathlib import Path
 from bridge.sandbox.outreach import OutreachSandbox
 from bridge.sandbox.seed import seed_demo
 from bridge.sandbox.server import Sandbox
+from bridge.sandbox.zendesk import ZendeskSandbox
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,12 +34,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mint-interval", type=float, default=60.0, help="seconds between Outreach token mints")
     parser.add_argument("--access-ttl", type=float, default=7200.0, help="seconds an Outreach access token lives")
     parser.add_argument("--rng-seed", type=int, default=7)
+    parser.add_argument("--zendesk-rate-limit", type=int, default=100_000,
+                        help="Zendesk requests per minute before 429s (700: Enterprise, as benchmarks use)")
     return parser.parse_args(argv)
 
 
 async def serve(args: argparse.Namespace) -> None:
     outreach = OutreachSandbox(mint_interval=args.mint_interval, access_ttl=args.access_ttl)
-    sandbox = Sandbox(outreach=outreach, host=args.host,
+    zendesk = ZendeskSandbox(rate_limit=args.zendesk_rate_limit)
+    sandbox = Sandbox(outreach=outreach, zendesk=zendesk, host=args.host,
                       outreach_port=args.outreach_port, zendesk_port=args.zendesk_port)  # fmt: skip
     info = seed_demo(sandbox, vehicles=args.vehicles, brands=args.brands, prospects=args.prospects, rng_seed=args.rng_seed)
     for api in ("outreach", "zendesk"):

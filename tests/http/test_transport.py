@@ -421,3 +421,29 @@ async def test_a_number_too_long_for_an_int_is_kept_as_its_digits(session, mocke
     mocked.get(URL, body=body, headers={"Content-Type": "application/json"})
     resp = await make(session, fake_time).request("GET", URL)
     assert resp.json()["data"] == [{"id": 1, "speed": digits}, {"id": 2, "speed": 88}]
+
+
+async def test_a_write_retried_after_the_guard_trips_is_never_sent(session, mocked, fake_time) -> None:
+    """A process that lost its lease while a bulk-job POST was being retried sends no retry."""
+    from bridge.errors import LeaseLost
+    from bridge.http.guard import guarding
+
+    held = [True]
+
+    def lease_check() -> None:
+        if not held[0]:
+            raise LeaseLost("test: lease gone")
+
+    def lose_lease_on_first_answer(url: Any, **kwargs: Any) -> CallbackResult:
+        held[0] = False
+        return CallbackResult(status=503, payload={"error": "busy"})
+
+    mocked.post(URL, callback=lose_lease_on_first_answer)
+    mocked.post(URL, payload={"ok": 1})
+    mocked.get(URL, payload={"ok": 1})
+    tr = make(session, fake_time)
+    with guarding(lease_check):
+        with pytest.raises(LeaseLost):
+            await tr.request("POST", URL, json={"job": 1})
+        assert (await tr.request("GET", URL)).json() == {"ok": 1}  # reading stays allowed
+    assert len(mocked.requests[("POST", normalize_url(URL))]) == 1
