@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 CHUNK = 65536
 
@@ -19,8 +19,12 @@ CHUNK = 65536
 class PgProxy:
     def __init__(self, dsn: str) -> None:
         parts = urlsplit(dsn)
-        assert parts.hostname and not parts.hostname.startswith("/"), "the proxy needs a TCP DSN"
-        self._target = (parts.hostname, parts.port or 5432)
+        query = dict(parse_qsl(parts.query))
+        host = query.get("host") or parts.hostname or ""
+        port = int(query.get("port") or parts.port or 5432)
+        # The embedded server listens on a unix socket only: the proxy turns it into TCP.
+        self._socket = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else None
+        self._target = (host, port)
         self._dsn = dsn
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
@@ -37,7 +41,8 @@ class PgProxy:
         parts = urlsplit(self._dsn)
         user = parts.netloc.rpartition("@")[0]
         netloc = f"{user}@127.0.0.1:{port}" if user else f"127.0.0.1:{port}"
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in ("host", "port")])
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -67,7 +72,10 @@ class PgProxy:
             return
         await self._flowing.wait()
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
+            if self._socket is not None:
+                up_reader, up_writer = await asyncio.open_unix_connection(self._socket)
+            else:
+                up_reader, up_writer = await asyncio.open_connection(*self._target)
         except OSError:
             writer.transport.abort()
             return
