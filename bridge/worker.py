@@ -39,6 +39,7 @@ import asyncpg
 from bridge import wiring
 from bridge.errors import BridgeError, StoreError
 from bridge.health import HealthServer, Readiness
+from bridge.http.guard import guarding
 from bridge.logs import get_logger
 from bridge.mapping.load import load_mappings
 from bridge.mapping.model import Mapping
@@ -221,7 +222,8 @@ class Worker:
             return Outcome.BUSY
         try:
             upkeep = Upkeep(self.mappings[name], self.services, self.config.upkeep, self._stopping)
-            await self.keeper.run_held(name, upkeep.run())
+            with guarding(self.keeper.fence(name).check):  # its writes check the lease too
+                await self.keeper.run_held(name, upkeep.run())
         finally:
             await asyncio.shield(self.keeper.release(name))
         return Outcome.DONE
