@@ -110,6 +110,11 @@ class ZendeskClient:
             clock=clock,
         )
 
+    async def aclose(self) -> None:
+        """Stops polling bulk jobs; a job still waited for fails with a `TransientApiError`.
+        Not needed after the last job returns: the poller stops by itself then."""
+        await self._poller.aclose()
+
     async def upsert_records(
         self, object_key: str, items: Sequence[UpsertItem]
     ) -> list[ItemResult]:

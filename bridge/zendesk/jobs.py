@@ -1,9 +1,10 @@
 """Bulk jobs: the request bodies, waiting for a job to finish, and reading its results back.
 
-A bulk job answers later, through `GET /api/v2/job_statuses/{id}`, and its per-item results
-come in several shapes (api/zendesk.md, "Bulk jobs" and "Result items"). Invariants kept
-here: a job carries at most 100 items; polling backs off from `poll_initial`, doubling up to
-`poll_max`, and gives up after `timeout` seconds with a `TransientApiError`; every input item
+A bulk job answers later, through `GET /api/v2/job_statuses/show_many?ids=…` (or `/{id}`),
+and its per-item results come in several shapes (api/zendesk.md, "Bulk jobs" and "Result
+items"). Invariants kept here: a job carries at most 100 items; every job in flight is polled
+in one request per tick; each job's polls back off from `poll_initial`, doubling up to
+`poll_max`, and it gives up after `timeout` seconds with a `TransientApiError`; every input item
 gets exactly one `ItemResult`, in input order, matched by `index`, else `external_id`, else
 by position; an item the job did not report on is a failure, never a silent success, and is
 marked `unconfirmed` (as is every item of a job that failed as a whole without a result for
@@ -13,8 +14,11 @@ it): only an item's own error says anything about the item.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -24,9 +28,17 @@ from bridge.errors import TransientApiError
 from bridge.http.transport import Transport
 from bridge.redact import redact_text
 from bridge.zendesk.models import ItemResult, RecordUpdate, UpsertItem, ZendeskRecordId
-from bridge.zendesk.wire import API, JobResult, JobStatus, JobStatusEnvelope, parse_answer
+from bridge.zendesk.wire import (
+    API,
+    JobResult,
+    JobStatus,
+    JobStatusEnvelope,
+    JobStatusesEnvelope,
+    parse_answer,
+)
 
 MAX_JOB_ITEMS = 100
+SHOW_MANY_IDS = 100  # ids one `job_statuses/show_many` request takes
 UPSERT = "create_or_update_by_external_id"
 UPDATE = "update"
 DELETE = "delete_by_external_id"
@@ -67,7 +79,16 @@ def _check_size(count: int) -> None:
 
 
 class JobPoller:
-    """Waits for a bulk job to reach `completed` or `failed`."""
+    """Waits for bulk jobs to reach `completed` or `failed`, polling every job in flight together.
+
+    One task per poller (so per client) polls with `show_many`, at most `SHOW_MANY_IDS` ids a
+    request, so a tick costs one request however many jobs wait: Zendesk's rate limit, not
+    the number of jobs, is the bound. Each job keeps its own backoff (due `poll_initial`
+    after it was submitted, then doubling up to `poll_max` after each poll of it); the task
+    wakes when the earliest job is due, or when a new job arrives, and asks for every job in
+    flight, as the extra ids cost nothing. The task ends when no job waits, so a closed client
+    or a cancelled run leaves none behind; a cancelled waiter only drops its own job.
+    """
 
     def __init__(
         self,
@@ -87,16 +108,16 @@ class JobPoller:
         self._timeout = timeout
         self._sleep = sleep
         self._clock = clock
+        self._waiting: dict[str, _Waiting] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._arrived: asyncio.Event | None = None
 
     async def wait(self, job: JobStatus) -> JobStatus:
+        """The job once terminal; the poll's error (`ApiError`) if polling it failed, or a
+        `TransientApiError` after `timeout` seconds."""
         started = self._clock()
-        delay = self._initial
-        while not job.finished:
-            if self._clock() - started >= self._timeout:
-                raise self._timed_out(job)
-            await self._sleep(delay)
-            delay = min(delay * 2, self._max)
-            job = await self.fetch(job.id)
+        if not job.finished:
+            job = await self._enqueue(job, started)
         log.info(
             "bulk_job_finished",
             job_id=job.id,
@@ -105,6 +126,128 @@ class JobPoller:
             seconds=round(self._clock() - started, 3),
         )
         return job
+
+    async def aclose(self) -> None:
+        """Stops polling; jobs still waited for fail with a `TransientApiError`."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for entry in list(self._waiting.values()):
+            entry.fail(self._closed(entry.job))
+        self._waiting.clear()
+
+    async def _enqueue(self, job: JobStatus, started: float) -> JobStatus:
+        entry = self._waiting.get(job.id)
+        if entry is None:
+            entry = _Waiting(job, started, due=started + self._initial, delay=self._initial)
+            self._waiting[job.id] = entry
+        answer: asyncio.Future[JobStatus] = asyncio.get_running_loop().create_future()
+        entry.futures.append(answer)
+        self._wake()
+        try:
+            return await answer
+        except asyncio.CancelledError:
+            if answer in entry.futures:
+                entry.futures.remove(answer)
+            if not entry.futures and self._waiting.get(job.id) is entry:
+                del self._waiting[job.id]
+            if not self._waiting and self._task is not None:
+                self._task.cancel()  # nobody left to poll for: no request in flight for nothing
+            raise
+
+    def _wake(self) -> None:
+        if self._arrived is None:
+            self._arrived = asyncio.Event()
+        self._arrived.set()
+        if self._task is None or self._task.done():
+            # A context of its own: the task outlives the waiter that happened to start it.
+            self._task = asyncio.create_task(
+                self._run(), name="zendesk-job-poller", context=contextvars.Context()
+            )
+
+    async def _run(self) -> None:
+        assert self._arrived is not None
+        try:
+            while self._waiting:
+                now = self._clock()
+                due = min(e.due for e in self._waiting.values())
+                if due > now:
+                    self._arrived.clear()
+                    await self._nap(due - now, self._arrived)
+                    continue
+                await self._tick()
+        except Exception as exc:  # a bug here must not leave waiters hanging
+            for entry in list(self._waiting.values()):
+                entry.fail(exc)
+            self._waiting.clear()
+            raise
+
+    async def _nap(self, seconds: float, arrived: asyncio.Event) -> None:
+        """Sleeps `seconds`, or less if a job arrives meanwhile (it may be due sooner)."""
+        nap = asyncio.ensure_future(self._sleep(seconds))
+        news = asyncio.ensure_future(arrived.wait())
+        try:
+            await asyncio.wait({nap, news}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in (nap, news):
+                waiting.cancel()
+            await asyncio.gather(nap, news, return_exceptions=True)
+
+    async def _tick(self) -> None:
+        """Polls the jobs due now, filling each request up with the others in flight."""
+        now = self._clock()
+        entries = sorted(self._waiting.values(), key=lambda e: e.due)
+        due_count = sum(1 for e in entries if e.due <= now)
+        requests = -(-due_count // SHOW_MANY_IDS)
+        polled = entries[: requests * SHOW_MANY_IDS]
+        chunks = [polled[i : i + SHOW_MANY_IDS] for i in range(0, len(polled), SHOW_MANY_IDS)]
+        await asyncio.gather(*(self._poll(chunk) for chunk in chunks))
+
+    async def _poll(self, chunk: list[_Waiting]) -> None:
+        try:
+            statuses = await self._show_many([e.job.id for e in chunk])
+        except Exception as exc:
+            for entry in chunk:
+                self._settle(entry, error=exc)
+            return
+        now = self._clock()
+        for entry in chunk:
+            status = statuses.get(entry.job.id)
+            if status is None:  # absent: gone, or never there; the single GET says which
+                try:
+                    status = await self.fetch(entry.job.id)
+                except Exception as exc:
+                    self._settle(entry, error=exc)
+                    continue
+            entry.job = status
+            if status.finished:
+                self._settle(entry, job=status)
+            elif now - entry.started >= self._timeout:
+                self._settle(entry, error=self._timed_out(status))
+            else:
+                entry.due = now + entry.next_delay(self._max)
+
+    def _settle(
+        self, entry: _Waiting, *, job: JobStatus | None = None, error: BaseException | None = None
+    ) -> None:
+        if self._waiting.get(entry.job.id) is entry:
+            del self._waiting[entry.job.id]
+        if job is not None:
+            entry.succeed(job)
+        elif error is not None:
+            entry.fail(error)
+
+    async def _show_many(self, ids: Sequence[str]) -> dict[str, JobStatus]:
+        url = f"{self._base}/api/v2/job_statuses/show_many"
+        params = {"ids": ",".join(ids)}
+        resp = await self._transport.request("GET", url, params=params, headers=JSON_HEADERS)
+        found: dict[str, JobStatus] = {}
+        for status in parse_answer(JobStatusesEnvelope, resp).job_statuses:
+            if status is not None:
+                found.setdefault(status.id, status)
+        return found
 
     async def fetch(self, job_id: str) -> JobStatus:
         url = f"{self._base}/api/v2/job_statuses/{quote(job_id, safe='')}"
@@ -120,6 +263,40 @@ class JobPoller:
             method="GET",
             path=f"/api/v2/job_statuses/{job.id}",
         )
+
+    def _closed(self, job: JobStatus) -> TransientApiError:
+        return TransientApiError(
+            f"the Zendesk client closed while bulk job {job.id} was still {job.status!r}; "
+            "its items were not confirmed and will be retried on the next run",
+            api=API,
+            method="GET",
+            path=f"/api/v2/job_statuses/{job.id}",
+        )
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """One job in flight: its last known status, its backoff, and who waits for it."""
+
+    job: JobStatus
+    started: float
+    due: float
+    delay: float
+    futures: list[asyncio.Future[JobStatus]] = field(default_factory=list)
+
+    def next_delay(self, cap: float) -> float:
+        self.delay = min(self.delay * 2, cap)
+        return self.delay
+
+    def succeed(self, job: JobStatus) -> None:
+        for f in self.futures:
+            if not f.done():
+                f.set_result(job)
+
+    def fail(self, error: BaseException) -> None:
+        for f in self.futures:
+            if not f.done():
+                f.set_exception(error)
 
 
 JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}

@@ -82,6 +82,13 @@ class JobStatusEnvelope(_Wire):
     job_status: JobStatus
 
 
+class JobStatusesEnvelope(_Wire):
+    """`GET /api/v2/job_statuses/show_many` → `JobStatusesResponse`. An id Zendesk does not
+    know (expired after a day, or never there) is simply absent; a `null` entry is tolerated."""
+
+    job_statuses: list[JobStatus | None]
+
+
 class RecordWire(_Wire):
     id: IdStr
     name: str = ""

@@ -15,6 +15,7 @@ from .conftest import BASE, sent, sent_json
 
 JOBS = f"{BASE}/api/v2/custom_objects/car/jobs"
 STATUS = f"{BASE}/api/v2/job_statuses/J1"
+POLL = f"{BASE}/api/v2/job_statuses/show_many?ids=J1"
 RECORDS = f"{BASE}/api/v2/custom_objects/car/records"
 
 
@@ -27,9 +28,14 @@ def items(count: int) -> list[UpsertItem]:
     return [UpsertItem(f"outreach:car:{n}", f"Car {n}", {"speed": n}) for n in range(count)]
 
 
+def many(answer: dict[str, Any]) -> dict[str, Any]:
+    """A job's status as `show_many` answers it."""
+    return {"job_statuses": [answer["job_status"]]}
+
+
 def serve_statuses(mock, *answers: dict[str, Any]) -> None:
     queue = iter(answers)
-    mock.get(STATUS, callback=lambda url, **kw: CallbackResult(payload=next(queue)), repeat=True)
+    mock.get(POLL, callback=lambda url, **kw: CallbackResult(payload=many(next(queue))), repeat=True)
 
 
 async def test_upsert_runs_a_job_and_maps_results(client, mock, sleep) -> None:
@@ -61,8 +67,9 @@ async def test_upsert_runs_a_job_and_maps_results(client, mock, sleep) -> None:
     assert call["headers"]["Content-Type"] == "application/json"
     assert call["headers"]["Accept"] == "application/json"
     assert call["headers"]["Authorization"] == "Bearer tok-test"
-    assert sleep.delays == [0.05, 0.1, 0.2]
-    assert len(sent(mock, "GET", STATUS)) == 3
+    assert sleep.delays == pytest.approx([0.05, 0.1, 0.2])
+    assert len(sent(mock, "GET", POLL)) == 3
+    assert sent(mock, "GET", STATUS) == []
 
 
 async def test_failed_job_fails_the_unreported_items(client, mock) -> None:
@@ -121,7 +128,7 @@ async def test_too_many_jobs_is_a_rejection_with_zendesk_detail(client, mock) ->
 
 async def test_job_that_never_finishes_times_out(client, mock) -> None:
     mock.post(JOBS, status=201, payload=job_status("queued"))
-    mock.get(STATUS, payload=job_status("working"), repeat=True)
+    mock.get(POLL, payload=many(job_status("working")), repeat=True)
 
     with pytest.raises(TransientApiError, match="still 'working'"):
         await client.upsert_records("car", items(1))

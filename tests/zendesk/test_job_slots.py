@@ -12,23 +12,28 @@ from bridge.zendesk.models import UpsertItem
 
 
 class SlowJobs:
-    """Answers job creation at once and holds each job 'working' until released."""
+    """Answers job creation at once and holds each job 'working' until released; one poll
+    answers for every job it asks about."""
 
     def __init__(self) -> None:
         self.running = 0
+        self.created = 0
         self.peak = 0
         self.release = asyncio.Event()
 
-    async def request(self, method: str, url: str, **_: Any) -> Response:
+    async def request(self, method: str, url: str, **kw: Any) -> Response:
         if method == "POST":
             self.running += 1
             self.peak = max(self.peak, self.running)
-            return self._answer(201, {"job_status": {"id": "j", "status": "queued", "total": 1}})
+            self.created += 1
+            job_id = f"j{self.created}"
+            return self._answer(201, {"job_status": {"id": job_id, "status": "queued", "total": 1}})
         await self.release.wait()
-        self.running -= 1
+        ids = kw["params"]["ids"].split(",")
+        self.running -= len(ids)
         result = {"index": 0, "id": "01H", "success": True, "status": "Created"}
-        return self._answer(200, {"job_status": {"id": "j", "status": "completed", "total": 1,
-                                                 "results": [result]}})
+        return self._answer(200, {"job_statuses": [
+            {"id": i, "status": "completed", "total": 1, "results": [result]} for i in ids]})
 
     def _answer(self, status: int, body: dict[str, Any]) -> Response:
         return Response(status, {"Content-Type": "application/json"}, json.dumps(body).encode(), "u")
