@@ -262,3 +262,17 @@ async def test_a_held_job_waits_while_later_jobs_complete(world: World) -> None:
     assert zd.record_by_external_id("vehicle", "car-1")["name"] == "Old"  # the older job finished last
     again = await _job(world, "create_or_update_by_external_id", [{**item, "name": "Old"}])  # held once only
     assert again["status"] == "completed" and zd.jobs.held() == []
+
+
+async def test_job_statuses_show_many_answers_the_known_ids_and_leaves_out_the_others(world: World) -> None:
+    await _vehicle_object(world)
+    first = await _job(world, "create_or_update_by_external_id", [{"external_id": "v1", "name": "One"}])
+    second = await _job(world, "delete_by_external_id", ["v1"])
+
+    status, many, _ = await world.z("GET", f"/api/v2/job_statuses/show_many?ids={second['id']},V3-gone,{first['id']}")
+
+    assert status == 200
+    assert [(s["id"], s["status"]) for s in many["job_statuses"]] == [(second["id"], "completed"), (first["id"], "completed")]
+    assert many["job_statuses"][1]["results"][0]["external_id"] == "v1"
+    status, none, _ = await world.z("GET", "/api/v2/job_statuses/show_many?ids=V3-gone")
+    assert (status, none) == (200, {"job_statuses": []})

@@ -19,7 +19,7 @@ from bridge.zendesk.auth import token_request_body
 from bridge.zendesk.client import field_body, object_body
 from bridge.zendesk.jobs import delete_job_body, upsert_job_body
 from bridge.zendesk.models import UpsertItem
-from bridge.zendesk.wire import RecordsPage, TokenAnswer
+from bridge.zendesk.wire import JobStatusesEnvelope, RecordsPage, TokenAnswer
 
 try:
     from tests import zendesk_oas
@@ -30,6 +30,7 @@ JOBS = "/api/v2/custom_objects/{custom_object_key}/jobs"
 OBJECTS = "/api/v2/custom_objects"
 FIELDS = "/api/v2/custom_objects/{custom_object_key}/fields"
 RECORDS = "/api/v2/custom_objects/{custom_object_key}/records"
+SHOW_MANY_JOBS = "/api/v2/job_statuses/show_many"
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +142,20 @@ def test_records_page_model_reads_a_spec_valid_page(spec) -> None:
 
     assert RecordsPage.model_validate(page).custom_object_records[0].id == page[
         "custom_object_records"][0]["id"]
+
+
+def test_job_statuses_poll_asks_by_ids_and_its_model_reads_the_spec_answers(spec) -> None:
+    operation = spec["paths"][SHOW_MANY_JOBS]["get"]
+    assert [(p["name"], p["in"], p.get("required")) for p in operation["parameters"]] == [
+        ("ids", "query", True)]  # what the poller sends, comma-separated
+    example = spec["components"]["examples"]["JobStatusesResponseExample"]["value"]
+    zendesk_oas.validate_response("GET", SHOW_MANY_JOBS, 200, example)
+    assert [(s.id, s.status) for s in JobStatusesEnvelope.model_validate(example).job_statuses
+            if s is not None] == [(s["id"], s["status"]) for s in example["job_statuses"]]
+    full = {"job_statuses": [spec["components"]["schemas"]["JobStatusObject"]["example"]]}
+    zendesk_oas.validate_response("GET", SHOW_MANY_JOBS, 200, full)
+    (status,) = JobStatusesEnvelope.model_validate(full).job_statuses
+    assert status is not None and status.finished and [r.id for r in status.result_items] == ["244", "245"]
 
 
 @pytest.mark.parametrize(
