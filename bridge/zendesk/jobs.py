@@ -161,7 +161,7 @@ class JobPoller:
         if self._arrived is None:
             self._arrived = asyncio.Event()
         self._arrived.set()
-        if self._task is None or self._task.done():
+        if self._task is None or self._task.done() or self._task.cancelling():
             # A context of its own: the task outlives the waiter that happened to start it.
             self._task = asyncio.create_task(
                 self._run(), name="zendesk-job-poller", context=contextvars.Context()
@@ -179,10 +179,10 @@ class JobPoller:
                     continue
                 await self._tick()
         except Exception as exc:  # a bug here must not leave waiters hanging
+            log.exception("bulk_job_poller_failed", jobs=len(self._waiting))
             for entry in list(self._waiting.values()):
                 entry.fail(exc)
             self._waiting.clear()
-            raise
 
     async def _nap(self, seconds: float, arrived: asyncio.Event) -> None:
         """Sleeps `seconds`, or less if a job arrives meanwhile (it may be due sooner)."""

@@ -396,3 +396,18 @@ async def test_malformed_job_statuses_are_rejected(session, mock, sleep, clock) 
 
     with pytest.raises(RejectedError, match="not a JobStatusesEnvelope: job_statuses: Field required"):
         await jobs.wait(queued("J1"))
+
+
+async def test_a_job_arriving_as_the_last_waiter_leaves_is_still_polled(session, mock, clock) -> None:
+    held = HeldSleep(clock)
+    zendesk = Zendesk(mock, {"B": 1})
+    jobs = poller(session, held, clock)
+    a = asyncio.create_task(jobs.wait(queued("A")))
+    await held.sleeping(1)
+
+    a.cancel()
+    b = asyncio.create_task(jobs.wait(queued("B")))
+
+    assert (await held.until_done(b)).status == "completed"
+    assert zendesk.requests == [["B"]]
+    assert await no_poller_left()
