@@ -250,6 +250,8 @@ class JobPoller:
         return found
 
     async def fetch(self, job_id: str) -> JobStatus:
+        """One job alone: for a job `show_many` left out, whose own answer (often a 404, the
+        error callers see today for a lost job) says what became of it."""
         url = f"{self._base}/api/v2/job_statuses/{quote(job_id, safe='')}"
         resp = await self._transport.request("GET", url, headers=JSON_HEADERS)
         return parse_answer(JobStatusEnvelope, resp).job_status
