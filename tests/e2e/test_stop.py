@@ -153,7 +153,7 @@ async def test_a_worker_frozen_past_its_lease_writes_nothing_after_it_wakes(
         )  # fmt: skip
         return bool(rows)
 
-    await wait_for(other_finished, "the other worker to finish vehicles")
+    await wait_for(other_finished, "the other worker to finish vehicles", timeout=60)
     code, _ = await other.stop(signal.SIGTERM)
     assert code == 0, other.log_tail()
     before = await _state(dsn)
