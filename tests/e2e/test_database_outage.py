@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from itertools import groupby
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,14 +18,6 @@ from tests.fixtures_sandbox import SandboxWorld
 
 pytestmark = pytest.mark.timeout(60)
 DETECT_WITHIN_S = 5.0
-
-
-@pytest.fixture
-async def workers() -> AsyncIterator[list[WorkerProc]]:
-    started: list[WorkerProc] = []
-    yield started
-    for worker in started:
-        await worker.kill()
 
 
 async def test_readyz_fails_fast_while_postgres_is_down_and_recovers(

@@ -16,7 +16,7 @@ import pytest
 
 from bridge.sandbox.server import Sandbox
 from tests.e2e.test_backfill_cli import ready, run_bridge, start_bridge  # noqa: F401 - fixture
-from tests.e2e.test_worker import dsn_of, prepare, workers  # noqa: F401 - fixture
+from tests.e2e.test_worker import dsn_of, prepare
 from tests.e2e.worker_proc import WorkerProc, query, wait_for, write_mappings
 from tests.fixtures_sandbox import SandboxWorld
 from tests.pipeline.test_sync import assert_exact
@@ -68,7 +68,7 @@ def jobs_in_flight(world: SandboxWorld) -> Any:
 
 
 async def test_sigterm_lets_a_worker_settle_the_jobs_in_flight_and_nothing_is_written_twice(
-    world: SandboxWorld, tmp_path: Path, workers: list[WorkerProc]  # noqa: F811
+    world: SandboxWorld, tmp_path: Path, workers: list[WorkerProc]
 ) -> None:
     mappings = write_mappings(tmp_path / "mappings", "1h", prospects=False)
     await prepare(world, mappings)
@@ -128,7 +128,7 @@ async def test_a_stopped_backfill_settles_what_is_in_flight_then_exits_3(
 
 
 async def test_a_worker_frozen_past_its_lease_writes_nothing_after_it_wakes(
-    world: SandboxWorld, tmp_path: Path, workers: list[WorkerProc]  # noqa: F811
+    world: SandboxWorld, tmp_path: Path, workers: list[WorkerProc]
 ) -> None:
     mappings = write_mappings(tmp_path / "mappings", "1h", prospects=False)
     await prepare(world, mappings)

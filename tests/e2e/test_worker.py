@@ -8,7 +8,6 @@ import signal
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -48,14 +47,6 @@ async def runs_of(dsn: str, status: str = "succeeded") -> Counter[str]:
 def assert_prospects_exact(world: SandboxWorld) -> None:
     written = sorted(r["external_id"] for r in world.sandbox.zendesk.records("prospect_copy"))
     assert written == sorted(f"outreach:prospects:{p}" for p in world.sandbox.outreach.ids("prospect"))
-
-
-@pytest.fixture
-async def workers() -> AsyncIterator[list[WorkerProc]]:
-    started: list[WorkerProc] = []
-    yield started
-    for worker in started:
-        await worker.kill()
 
 
 async def test_two_workers_share_three_mappings_without_overlap(

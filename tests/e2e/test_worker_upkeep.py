@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_worker import dsn_of, prepare, workers  # noqa: F401 - `workers` is a fixture
+from tests.e2e.test_worker import dsn_of, prepare
 from tests.e2e.worker_proc import WorkerProc, query, wait_for, write_mappings
 from tests.fixtures_sandbox import SandboxWorld
 
@@ -32,7 +32,7 @@ async def attempts(dsn: str, vid: int) -> int:
 
 
 async def test_the_worker_reconciles_deletions_and_retries_dead_letters(
-    world: SandboxWorld, tmp_path: Path, workers: list[WorkerProc]  # noqa: F811
+    world: SandboxWorld, tmp_path: Path, workers: list[WorkerProc]
 ) -> None:
     mappings = write_mappings(tmp_path / "mappings", "1h", prospects=False)  # one sync at start
     vehicles_yaml = mappings / "vehicles.yaml"
