@@ -121,15 +121,12 @@ class PageLoader:
         batch_size: int = 100,
         concurrency: asyncio.Semaphore | None = None,
         retry: JobRetry | None = None,
-        before_submit: Callable[[], None] | None = None,
     ) -> None:
         self._zendesk = zendesk
         self._object_key = object_key
         self._batch_size = batch_size
         self._slots = concurrency or asyncio.Semaphore(8)
         self._retry = retry or JobRetry()
-        # Raises to refuse a submission (the run's lease fence); asked right before each job.
-        self._before_submit = before_submit
 
     @property
     def zendesk(self) -> ZendeskClient:
@@ -212,8 +209,6 @@ class PageLoader:
         items = [UpsertItem(t.external_id, t.name, {**t.fields, **lookups.get(t.source_id, {})}) for t in batch]
         try:
             async with self._slots:
-                if self._before_submit is not None:
-                    self._before_submit()
                 return await self._zendesk.upsert_records(self._object_key, items)
         except ApiError as exc:
             if stops_the_run(exc) or _refused_whole(exc):

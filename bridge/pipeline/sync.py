@@ -163,7 +163,6 @@ async def _run_pages(
         mapping.target.object,
         batch_size=options.batch_size,
         concurrency=asyncio.Semaphore(options.job_concurrency),
-        before_submit=None if fence is None else fence.check,
     )
     tracker = WatermarkTracker(None)
     try:
