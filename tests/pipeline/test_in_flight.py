@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from bridge.commands.sync import run_backfill
 from bridge.mapping.load import load_mappings
+from bridge.mapping.order import sync_order
 from bridge.outreach.models import OutreachId, Page, SourceRecord
 from bridge.pipeline.page import translate_page
+from bridge.pipeline.sync import SyncOptions
 from bridge.sandbox.seed import seed_demo
 from bridge.sandbox.server import Sandbox
 from tests.fixtures_sandbox import SandboxWorld, settings_for
@@ -61,6 +64,32 @@ async def test_an_older_version_finishing_last_never_overwrites_the_newer(small:
     assert_exact(small.sandbox)
     full = (await backfill(small, full=True))["vehicles"]
     assert (full.written, full.skipped) == (0, len(outreach.ids("vehicles")))  # the id map holds the newest hash
+    assert_exact(small.sandbox)
+
+
+async def test_a_stop_while_a_page_waits_for_an_overlap_drops_that_page(small: SandboxWorld) -> None:
+    """Nothing of the waiting page was sent, so it is dropped: the checkpoint stays before it."""
+    outreach, zendesk = small.sandbox.outreach, small.sandbox.zendesk
+    edited = outreach.order_of("vehicles")[10][1]  # on page 1
+    external_id = f"outreach:vehicles:{edited}"
+    zendesk.jobs.hold(lambda key, action, items: any(i.get("external_id") == external_id for i in items))
+    outreach.edit_mid_listing("vehicles", lambda: outreach.update("vehicles", edited, color="Ultra Violet"))
+    mappings = load_mappings(small.settings.bridge_mappings)
+    options = SyncOptions(batch_size=100, job_concurrency=4, pages_in_flight=2)
+    stop = asyncio.Event()
+    with capture_logs() as logs:
+        run = asyncio.create_task(run_backfill(small.settings, mappings, sync_order(mappings), options, stop=stop))
+        await until(lambda: any(e["event"] == "page_waits_for_overlap" for e in logs))
+        stop.set()
+        zendesk.jobs.release()
+        [vehicles] = [r for r in await run if r.mapping == "vehicles"]
+
+    assert (vehicles.status, vehicles.pages, vehicles.written) == ("interrupted", 1, 50)
+    assert len(zendesk.records("vehicle")) == 50  # page 2 (31 records) was never sent
+    record = zendesk.record_by_external_id("vehicle", external_id)
+    assert record is not None and record["custom_object_fields"]["color"] != "ultra violet"
+    reports = await backfill(small)  # resumes after page 1 and writes the rest, newest versions
+    assert reports["vehicles"].status == "succeeded"
     assert_exact(small.sandbox)
 
 
