@@ -57,8 +57,15 @@ WHERE holder = $1 AND mapping = ANY($2::text[]) AND expires_at > now()
 RETURNING mapping
 """
 # Locks the row until the caller's transaction ends, so no takeover can slip in before it commits.
+# A holder that freezes inside that transaction would keep the row locked, and so the lease, for
+# ever: its session is ended once it has sat idle for one lease TTL, which frees the row and
+# rolls back whatever it had not committed.
 FENCE_SQL = """
-SELECT 1 FROM leases
+SELECT set_config(
+    'idle_in_transaction_session_timeout',
+    ceil(extract(epoch FROM expires_at - heartbeat_at) * 1000)::bigint::text,
+    true)
+FROM leases
 WHERE mapping = $1 AND holder = $2 AND expires_at > clock_timestamp()
 FOR UPDATE
 """

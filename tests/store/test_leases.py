@@ -233,3 +233,28 @@ async def test_a_takeover_waits_for_a_fenced_commit_to_end(db_pool: asyncpg.Pool
     with pytest.raises(LeaseLost):
         async with db_conn.transaction():
             await leases.assert_held(db_conn, "vehicles", "worker-a")
+
+
+async def test_a_holder_frozen_inside_a_fenced_commit_blocks_a_takeover_for_one_ttl_at_most(
+    db_conn: Any, db_dsn: str
+) -> None:
+    frozen = await asyncpg.connect(db_dsn)
+    try:
+        assert await leases.acquire(frozen, "vehicles", "worker-a", 1.0)
+        commit = frozen.transaction()
+        await commit.start()
+        await leases.assert_held(frozen, "vehicles", "worker-a")
+        # worker-a now stops sending anything, its transaction open and the lease row locked
+
+        async def take_over() -> bool:
+            while not await leases.acquire(db_conn, "vehicles", "worker-b", 30):
+                await asyncio.sleep(0.1)
+            return True
+
+        assert await asyncio.wait_for(take_over(), timeout=15)
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError)):
+            await frozen.execute("SELECT 1")  # its session was ended: nothing it holds commits
+    finally:
+        frozen.terminate()
+    [lease] = await leases.current(db_conn, "vehicles")
+    assert lease.holder == "worker-b"
