@@ -83,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     backfill.set_defaults(handler=sync.cmd_backfill)
     st = sub.add_parser("status", help="where each mapping stands")
     st.add_argument("--json", action="store_true")
+    st.add_argument("--check", action="store_true",
+                    help="exit 0 if every mapping is healthy, else 1 and print why (for cron and schedulers)")
+    st.add_argument("--max-dead-letters", type=int, metavar="N",
+                    help="--check: more dead letters than this is unhealthy ($BRIDGE_CHECK_MAX_DEAD_LETTERS, 0)")
+    st.add_argument("--max-lag-seconds", type=float, metavar="S",
+                    help="--check: lag over this is unhealthy ($BRIDGE_CHECK_MAX_LAG_SECONDS, 3600)")
     st.set_defaults(handler=sync.cmd_status)
     demo = sub.add_parser("demo", help="run the whole story against the sandbox, locally")
     demo.add_argument("--vehicles", type=int, default=500)

@@ -6,9 +6,13 @@ sources feed it:
   written, skipped, failed and parked per mapping, and runs per mapping and status;
 - the HTTP request loop, after every attempt, through `observe_request` (a transport hook):
   requests and latency per API and status code (`error` when no status came back);
-- at scrape time: time waited on rate limits (read from the RateLimiters), and, from
-  Postgres through `refresh`, lag since each mapping's last successful run and dead letters.
-Counters count this process only; lag and dead letters are the database's (all replicas).
+- the worker's leases and alerts: leases taken over from a dead holder, leases lost, alert
+  deliveries by outcome;
+- at scrape time: time waited on rate limits (read from the RateLimiters), Zendesk job slots in
+  use, and, from Postgres through `refresh`, per mapping: lag since its last successful run,
+  dead letters, whether its last run failed, and its watermark (freshness).
+Counters count this process only; the values read from Postgres are the database's (all
+replicas). `deploy/monitoring/` holds the alerting rules and dashboard over these names.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 from prometheus_client import (
@@ -27,13 +31,13 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from bridge.http.ratelimit import RateLimiter
 from bridge.http.transport import RequestEvent
 from bridge.pipeline.report import RunReport
-from bridge.store import dead_letters, runs
+from bridge.store import checkpoints, dead_letters, runs
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` series only add noise
 
@@ -62,6 +66,26 @@ class _RateLimitCollector(Collector):
         yield family
 
 
+class _JobSlotsCollector(Collector):
+    """Zendesk bulk jobs in flight and the slots for them (BRIDGE_JOB_CONCURRENCY)."""
+
+    def __init__(self) -> None:
+        self.clients: list[JobSlots] = []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        in_flight = GaugeMetricFamily("bridge_zendesk_jobs_in_flight", "Zendesk bulk jobs in flight")
+        slots = GaugeMetricFamily("bridge_zendesk_job_slots", "Zendesk bulk jobs allowed in flight at once")
+        in_flight.add_metric([], sum(c.jobs_in_flight for c in self.clients))
+        slots.add_metric([], sum(c.job_slots for c in self.clients))
+        yield in_flight
+        yield slots
+
+
+class JobSlots(Protocol):
+    jobs_in_flight: int
+    job_slots: int
+
+
 class Metrics:
     """The metric objects of one process."""
 
@@ -83,8 +107,34 @@ class Metrics:
             "bridge_lag_seconds", "Seconds since the mapping's last successful run ended", ["mapping"], registry=r
         )
         self.dead_letters = Gauge("bridge_dead_letters", "Records in the dead letters", ["mapping"], registry=r)
+        self.last_run_failed = Gauge(
+            "bridge_last_run_failed", "1 when the mapping's latest sync run failed", ["mapping"], registry=r
+        )
+        self.watermark = Gauge(
+            "bridge_watermark_timestamp_seconds", "The mapping's checkpoint watermark (Unix time)",
+            ["mapping"], registry=r,
+        )  # fmt: skip
+        self.lease_takeovers = Counter(
+            "bridge_lease_takeovers", "Leases this replica took over from a holder that stopped renewing",
+            ["mapping"], registry=r,
+        )  # fmt: skip
+        self.leases_lost = Counter(
+            "bridge_leases_lost", "Leases this replica lost while running a mapping", ["mapping"], registry=r
+        )
+        self.alert_deliveries = Counter(
+            "bridge_alert_deliveries", "Alert webhook deliveries by outcome (delivered, failed, dropped)",
+            ["outcome"], registry=r,
+        )  # fmt: skip
+        for outcome in ("delivered", "failed", "dropped"):
+            self.alert_deliveries.labels(outcome)
+        # Set by the Outreach webhooks intake once it exists; 0 until then.
+        self.webhooks_disabled = Gauge(
+            "bridge_webhooks_disabled", "Outreach webhook subscriptions that are disabled", registry=r
+        )
         self._limits = _RateLimitCollector()
         r.register(self._limits)
+        self._jobs = _JobSlotsCollector()
+        r.register(self._jobs)
 
     def observe_request(self, event: RequestEvent) -> None:
         """Transport hook: called after every attempt."""
@@ -95,17 +145,34 @@ class Metrics:
     def track_limiter(self, api: str, limiter: RateLimiter) -> None:
         self._limits.limiters.append((api, limiter))
 
+    def track_jobs(self, client: JobSlots) -> None:
+        self._jobs.clients.append(client)
+
+    def lease_taken_over(self, mapping: str, previous: str) -> None:
+        self.lease_takeovers.labels(mapping).inc()
+
+    def lease_lost(self, mapping: str) -> None:
+        self.leases_lost.labels(mapping).inc()
+
     def run_metrics(self, mapping: str) -> RunMetrics:
         return RunMetrics(self, mapping)
 
     async def refresh(self, pool: asyncpg.Pool[Any], names: list[str]) -> None:
-        """Reads lag and dead letters from Postgres (raises StoreError when it is down)."""
+        """Reads lag, dead letters, last runs and watermarks from Postgres (raises StoreError
+        when it is down)."""
         async with pool.acquire() as conn:
             finished = await runs.last_succeeded(conn)
             dead = await dead_letters.count(conn)
+            latest = {row.mapping: row.status for row in await runs.latest_syncs(conn)}
+            marks = {cp.mapping: cp.watermark for cp in await checkpoints.load_all(conn)}
         now = datetime.now(UTC)
         for name in sorted(set(names) | set(finished) | set(dead)):
             self.dead_letters.labels(name).set(dead.get(name, 0))
+            self.last_run_failed.labels(name).set(1 if latest.get(name) == "failed" else 0)
+            self.lease_takeovers.labels(name)  # a zero series, so rate() sees the first one
+            self.leases_lost.labels(name)
+            if (mark := marks.get(name)) is not None:
+                self.watermark.labels(name).set(mark.timestamp())
             if (at := finished.get(name)) is not None:
                 self.lag.labels(name).set(max(0.0, (now - at).total_seconds()))
 

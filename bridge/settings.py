@@ -72,6 +72,18 @@ class Settings(BaseSettings):
     bridge_dead_letter_backoff_max_seconds: float = Field(default=21600.0, gt=0)
     # How often the worker looks after each mapping: due dead letters, due reconcile, parked links.
     bridge_upkeep_every_seconds: float = Field(default=300.0, gt=0)
+    # Alerts: a JSON POST per change of a mapping's state (bridge/alerts.py). The URL of a
+    # Slack incoming webhook is itself a credential, hence SecretStr.
+    bridge_alert_webhook_url: SecretStr | None = None
+    bridge_alert_secret: SecretStr | None = None  # HMAC-SHA256 key for X-Bridge-Signature
+    bridge_alert_lag_seconds: float = Field(default=3600.0, gt=0)
+    bridge_alert_check_seconds: float = Field(default=30.0, gt=0)
+    bridge_alert_retry_seconds: float = Field(default=10.0, gt=0)
+    bridge_alert_max_attempts: int = Field(default=10, ge=1)
+    bridge_alert_timeout_seconds: float = Field(default=10.0, gt=0)
+    # `bridge status --check` thresholds (its --max-dead-letters and --max-lag-seconds).
+    bridge_check_max_dead_letters: int = Field(default=0, ge=0)
+    bridge_check_max_lag_seconds: float = Field(default=3600.0, gt=0)
 
     @field_validator("log_format")
     @classmethod

@@ -15,6 +15,7 @@ import aiohttp
 import asyncpg
 
 from bridge import embedded_pg
+from bridge.alerts import AlertConfig
 from bridge.errors import ConfigError
 from bridge.http.ratelimit import RateLimiter
 from bridge.http.retry import RetryPolicy
@@ -24,6 +25,7 @@ from bridge.outreach import auth as outreach_auth
 from bridge.outreach.client import OutreachClient, OutreachConfig, outreach_error_detail
 from bridge.pipeline.sync import Services
 from bridge.settings import Settings
+from bridge.status_check import StatusThresholds
 from bridge.store import pool as store_pool
 from bridge.store.crypto import TokenCipher
 from bridge.store.tokens import PgTokenStore
@@ -43,6 +45,30 @@ class RequestTally:
             self.outreach += 1
         else:
             self.zendesk += 1
+
+
+def alert_config(settings: Settings) -> AlertConfig | None:
+    """The alert webhook's settings, or None when BRIDGE_ALERT_WEBHOOK_URL is unset (no alerts)."""
+    if settings.bridge_alert_webhook_url is None:
+        return None
+    secret = settings.bridge_alert_secret
+    return AlertConfig(
+        url=settings.bridge_alert_webhook_url.get_secret_value(),
+        secret=secret.get_secret_value() if secret is not None else None,
+        lag_seconds=settings.bridge_alert_lag_seconds,
+        check_seconds=settings.bridge_alert_check_seconds,
+        retry_seconds=settings.bridge_alert_retry_seconds,
+        max_attempts=settings.bridge_alert_max_attempts,
+        timeout_seconds=settings.bridge_alert_timeout_seconds,
+    )
+
+
+def status_thresholds(settings: Settings) -> StatusThresholds:
+    """`bridge status --check`'s defaults, before its command-line options."""
+    return StatusThresholds(
+        max_dead_letters=settings.bridge_check_max_dead_letters,
+        max_lag_seconds=settings.bridge_check_max_lag_seconds,
+    )
 
 
 def database_dsn(settings: Settings) -> str:
@@ -88,6 +114,8 @@ async def open_services(
                        limiters["zendesk"], zendesk_error_detail, hooks),  # fmt: skip
             ZendeskConfig(base_url=zendesk_url, max_jobs_in_flight=settings.bridge_job_concurrency),
         )
+        if metrics is not None:
+            metrics.track_jobs(zendesk)
         yield Services(outreach=outreach, zendesk=zendesk, pool=pool)
 
 

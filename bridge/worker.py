@@ -23,6 +23,9 @@ Invariants:
   signal cancels the runs at once.
 - Each run writes behind its lease's fence (`LeaseKeeper.fence`): no bulk job and no commit
   once the lease has gone unrenewed for its TTL.
+- With BRIDGE_ALERT_WEBHOOK_URL set, two more side tasks watch the mappings' states and
+  deliver alerts (`alert_watch.py`, `alerts.py`); they talk only to Postgres and the
+  receiver, so a slow or failing receiver never holds up a run.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from typing import Any
 import asyncpg
 
 from bridge import wiring
+from bridge.alert_watch import AlertWatch
+from bridge.alerts import AlertConfig, AlertSender
 from bridge.errors import BridgeError, StoreError
 from bridge.health import HealthServer, Readiness
 from bridge.http.guard import guarding
@@ -107,7 +112,7 @@ async def run(settings: Settings) -> None:
         await _require_migrated(settings, pool)
         metrics = Metrics()
         async with wiring.open_services(settings, pool, metrics=metrics) as services:
-            await Worker(mappings, services, metrics, config, holder).run()
+            await Worker(mappings, services, metrics, config, holder, alerting=wiring.alert_config(settings)).run()
 
 
 async def _require_migrated(settings: Settings, pool: asyncpg.Pool[Any]) -> None:
@@ -129,15 +134,35 @@ class _RunSink:
             sink.run_finished(report)
 
 
+class _LeaseEvents:
+    """Lease takeovers and losses, told to the metrics and (when on) the alerts."""
+
+    def __init__(self, metrics: Metrics, holder: str, watch: AlertWatch | None) -> None:
+        self.metrics, self.holder, self.watch = metrics, holder, watch
+
+    def taken_over(self, mapping: str, previous: str) -> None:
+        self.metrics.lease_taken_over(mapping, previous)
+        if self.watch is not None:
+            self.watch.lease_taken_over(mapping, previous, self.holder)
+
+    def lost(self, mapping: str) -> None:
+        self.metrics.lease_lost(mapping)
+
+
 class Worker:
     """The scheduler, leases and health server of one process."""
 
     def __init__(
         self, mappings: dict[str, Mapping], services: Services, metrics: Metrics,
-        config: WorkerConfig, holder: str,
+        config: WorkerConfig, holder: str, *, alerting: AlertConfig | None = None,
     ) -> None:  # fmt: skip
         self.mappings, self.services, self.metrics, self.config = mappings, services, metrics, config
-        self.keeper = LeaseKeeper(services.pool, holder, config.lease_ttl)
+        self.alerts: AlertWatch | None = None
+        if alerting is not None:
+            sender = AlertSender(services.pool, alerting, observe=lambda o: metrics.alert_deliveries.labels(o).inc())
+            self.alerts = AlertWatch(services.pool, list(mappings), alerting, sender)
+        events = _LeaseEvents(metrics, holder, self.alerts)
+        self.keeper = LeaseKeeper(services.pool, holder, config.lease_ttl, observer=events)
         self.scheduler = MappingScheduler(
             mappings, self._run_mapping, self._probe, config.schedule, upkeep=self._upkeep_mapping
         )
@@ -162,6 +187,9 @@ class Worker:
                 asyncio.create_task(self.keeper.heartbeat(), name="lease_heartbeat"),
                 asyncio.create_task(self.health.serve(), name="health_server"),
             }
+            if self.alerts is not None:
+                side.add(asyncio.create_task(self.alerts.run(), name="alert_watch"))
+                side.add(asyncio.create_task(self.alerts.sender.run(), name="alert_sender"))
             self.scheduler.start()
             side.add(asyncio.create_task(self.scheduler.watch(), name="scheduler"))
             log.info("worker_started", holder=self.keeper.holder, mappings=self.scheduler.order,

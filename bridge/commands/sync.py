@@ -7,9 +7,10 @@ import asyncio
 import json
 import os
 import sys
+from dataclasses import replace
 from datetime import timedelta
 
-from bridge import status, wiring
+from bridge import status, status_check, wiring
 from bridge.commands.common import EXIT_DEAD_LETTERS, EXIT_FATAL, EXIT_OK, require_migrated, select
 from bridge.errors import ConfigError
 from bridge.mapping.load import load_mappings
@@ -100,6 +101,8 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     async with wiring.open_pool(settings) as pool:
         await require_migrated(settings, pool)
         rows = await status.collect(pool, names)
+    if getattr(args, "check", False):
+        return _check(rows, args, settings)
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
         return EXIT_OK
@@ -118,6 +121,25 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             fix = r.last_repair
             print(f"  last repair: {fix['kind']} {fix['status']} by {fix['actor'] or '-'} at "
                   f"{fix['started_at']}: {fix['note'] or fix['error'] or ''}")
+    return EXIT_OK
+
+
+def _check(rows: list[status.MappingStatus], args: argparse.Namespace, settings: Settings) -> int:
+    """`status --check`: exit 0 when every mapping is healthy, else 1 with one line per reason."""
+    limits = wiring.status_thresholds(settings)
+    if args.max_dead_letters is not None:
+        limits = replace(limits, max_dead_letters=args.max_dead_letters)
+    if args.max_lag_seconds is not None:
+        limits = replace(limits, max_lag_seconds=args.max_lag_seconds)
+    found = status_check.problems(rows, limits)
+    if not rows:
+        found.append("no mappings found; check BRIDGE_MAPPINGS")
+    for line in found:
+        print(f"UNHEALTHY {line}")
+    if found:
+        return EXIT_DEAD_LETTERS
+    print(f"OK {len(rows)} mapping(s) healthy (dead letters <= {limits.max_dead_letters}, "
+          f"lag <= {limits.max_lag_seconds:.0f}s)")  # fmt: skip
     return EXIT_OK
 
 

@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
@@ -42,14 +42,17 @@ from bridge.store.pool import DRIVER_ERRORS, Connection, translated
 log = get_logger(__name__)
 T = TypeVar("T")
 
+# `previous` is the holder the row had when the statement began: someone else's means this
+# acquire took over an expired lease (its holder stopped renewing), which is worth an alert.
 ACQUIRE_SQL = """
+WITH before AS (SELECT holder FROM leases WHERE mapping = $1)
 INSERT INTO leases AS l (mapping, holder, expires_at)
 VALUES ($1, $2, now() + make_interval(secs => $3))
 ON CONFLICT (mapping) DO UPDATE
    SET holder = EXCLUDED.holder, acquired_at = now(), heartbeat_at = now(),
        expires_at = EXCLUDED.expires_at
  WHERE l.expires_at < now() OR l.holder = EXCLUDED.holder
-RETURNING mapping
+RETURNING mapping, (SELECT holder FROM before) AS previous
 """
 RENEW_SQL = """
 UPDATE leases SET heartbeat_at = now(), expires_at = now() + make_interval(secs => $3)
@@ -128,8 +131,18 @@ def holder_is_dead_here(holder: str) -> bool:
 
 async def acquire(conn: Connection, mapping: str, holder: str, ttl: float) -> bool:
     """Takes (or re-takes) the lease on `mapping`; False when another holder has it."""
+    return (await acquire_noting(conn, mapping, holder, ttl))[0]
+
+
+async def acquire_noting(conn: Connection, mapping: str, holder: str, ttl: float) -> tuple[bool, str | None]:
+    """`acquire`, also returning the holder it took the lease over from (None: it was free
+    or already ours)."""
     with translated(f"take the lease on mapping {mapping!r}"):
-        return await conn.fetchval(ACQUIRE_SQL, mapping, holder, ttl) is not None
+        row = await conn.fetchrow(ACQUIRE_SQL, mapping, holder, ttl)
+    if row is None:
+        return False, None
+    previous = row["previous"]
+    return True, previous if previous is not None and previous != holder else None
 
 
 async def take_from(conn: Connection, mapping: str, dead: str, holder: str, ttl: float) -> bool:
@@ -251,6 +264,15 @@ async def hold_all(
         await asyncio.shield(keeper.release_all(timeout=ttl / 3))
 
 
+class LeaseObserver(Protocol):
+    """Who hears of a lease taken over from a holder that stopped renewing, or lost here
+    (the worker's metrics and alerts)."""
+
+    def taken_over(self, mapping: str, previous: str) -> None: ...
+
+    def lost(self, mapping: str) -> None: ...
+
+
 class LeaseKeeper:
     """The leases one process holds, renewed together on one heartbeat."""
 
@@ -261,9 +283,11 @@ class LeaseKeeper:
         ttl: float,
         *,
         clock: Callable[[], float] = time.monotonic,
+        observer: LeaseObserver | None = None,
     ) -> None:
         self.pool, self.holder, self.ttl = pool, holder, ttl
         self._clock = clock
+        self._observer = observer
         # mapping -> monotonic time the last successful renewal (or the acquire) was sent
         self._sent: dict[str, float] = {}
         self._lost: dict[str, asyncio.Event] = {}
@@ -283,20 +307,28 @@ class LeaseKeeper:
     async def try_acquire(self, mapping: str) -> bool:
         sent = self._clock()
         async with self.pool.acquire() as conn:
-            if not await acquire(conn, mapping, self.holder, self.ttl) and not await self._take_from_dead(
-                conn, mapping
-            ):
-                return False
+            taken, previous = await acquire_noting(conn, mapping, self.holder, self.ttl)
+            if not taken:
+                previous = await self._take_from_dead(conn, mapping)
+                if previous is None:
+                    return False
+        if previous is not None:
+            log.warning("lease_taken_over", lease_mapping=mapping, previous=previous, holder=self.holder)
+            if self._observer is not None:
+                self._observer.taken_over(mapping, previous)
         self._sent[mapping] = sent
         self._lost[mapping] = asyncio.Event()
         return True
 
-    async def _take_from_dead(self, conn: Connection, mapping: str) -> bool:
+    async def _take_from_dead(self, conn: Connection, mapping: str) -> str | None:
+        """Takes the lease from a dead process on this host; returns that holder, or None."""
         found = await current(conn, mapping)
         if not found or not holder_is_dead_here(found[0].holder):
-            return False
+            return None
         log.info("lease_taken_from_dead_process", lease_mapping=mapping, dead=found[0].holder)
-        return await take_from(conn, mapping, found[0].holder, self.holder, self.ttl)
+        if await take_from(conn, mapping, found[0].holder, self.holder, self.ttl):
+            return found[0].holder
+        return None
 
     async def acquire_waiting(self, mapping: str, wait: float, poll: float = 0.5) -> bool:
         """`try_acquire`, retried for up to `wait` seconds while another process holds it."""
@@ -373,6 +405,8 @@ class LeaseKeeper:
 
     def _mark_lost(self, mapping: str) -> None:
         log.warning("lease_lost", lease_mapping=mapping, holder=self.holder)
+        if self._observer is not None and mapping in self._sent:
+            self._observer.lost(mapping)
         self._sent.pop(mapping, None)
         if (event := self._lost.get(mapping)) is not None:
             event.set()

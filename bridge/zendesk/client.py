@@ -100,6 +100,8 @@ class ZendeskClient:
         self._transport = transport
         self._base = config.base_url.rstrip("/")
         self._job_slots = asyncio.Semaphore(config.max_jobs_in_flight)
+        self.job_slots = config.max_jobs_in_flight  # for /metrics: the most jobs in flight at once
+        self.jobs_in_flight = 0
         self._poller = jobs.JobPoller(
             transport,
             self._base,
@@ -172,9 +174,13 @@ class ZendeskClient:
         self, object_key: str, body: dict[str, Any], external_ids: list[str]
     ) -> list[ItemResult]:
         async with self._job_slots:
-            resp = await self._send("POST", f"{self._object_url(object_key)}/jobs", json=body)
-            job = parse_answer(JobStatusEnvelope, resp).job_status
-            job = await self._poller.wait(job)
+            self.jobs_in_flight += 1
+            try:
+                resp = await self._send("POST", f"{self._object_url(object_key)}/jobs", json=body)
+                job = parse_answer(JobStatusEnvelope, resp).job_status
+                job = await self._poller.wait(job)
+            finally:
+                self.jobs_in_flight -= 1
         return jobs.match_results(job, external_ids)
 
     async def list_records(
