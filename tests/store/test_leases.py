@@ -258,3 +258,30 @@ async def test_a_holder_frozen_inside_a_fenced_commit_blocks_a_takeover_for_one_
         frozen.terminate()
     [lease] = await leases.current(db_conn, "vehicles")
     assert lease.holder == "worker-b"
+
+
+class _Heard:
+    def __init__(self) -> None:
+        self.taken: list[tuple[str, str]] = []
+        self.lost_leases: list[str] = []
+
+    def taken_over(self, mapping: str, previous: str) -> None:
+        self.taken.append((mapping, previous))
+
+    def lost(self, mapping: str) -> None:
+        self.lost_leases.append(mapping)
+
+
+async def test_a_takeover_is_heard_once_and_a_free_or_own_lease_is_not(db_pool: asyncpg.Pool[Any]) -> None:
+    heard = _Heard()
+    keeper = LeaseKeeper(db_pool, "worker:b", 30, observer=heard)
+    assert await keeper.try_acquire("vehicle_brands")  # free
+    assert await keeper.try_acquire("vehicle_brands")  # already ours
+    async with db_pool.acquire() as conn:
+        assert await leases.acquire(conn, "vehicles", "worker:a", 0.05)
+    await asyncio.sleep(0.1)  # let worker:a's lease expire (its holder "died")
+    rivals = [LeaseKeeper(db_pool, f"worker:{n}", 30, observer=heard) for n in "cde"]
+    won = await asyncio.gather(*(k.try_acquire("vehicles") for k in [keeper, *rivals]))
+    assert sum(won) == 1
+    assert heard.taken == [("vehicles", "worker:a")]
+    assert heard.lost_leases == []
