@@ -69,7 +69,9 @@ def test_kustomization_lists_existing_files_and_every_always_applied_manifest() 
     k = kustomization()
     listed = set(k["resources"])
     assert all((K8S / name).is_file() for name in listed)
-    assert {f.name for f in K8S.glob("*.yaml")} - {"kustomization.yaml"} - listed == {"backfill-job.yaml"}
+    assert {f.name for f in K8S.glob("*.yaml")} - {"kustomization.yaml"} - listed == {
+        "backfill-job.yaml", "status-check-cronjob.yaml",
+    }  # fmt: skip
     assert [i["name"] for i in k["images"]] == ["bridge"]
 
 
@@ -113,6 +115,18 @@ def test_pdb_covers_the_workers_and_jobs_run_the_right_commands() -> None:
     jobs = [d for d in all_resources() if d["kind"] == "Job"]
     args = sorted(j["spec"]["template"]["spec"]["containers"][0]["args"][0] for j in jobs)
     assert args == ["backfill", "migrate"]
+
+
+def test_the_status_check_cronjob_runs_status_check_with_the_workers_config() -> None:
+    [cron] = [d for d in all_resources() if d["kind"] == "CronJob"]
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["args"][:2] == ["status", "--check"]
+    assert cron["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 0
+    assert {ref_kind: ref["name"] for e in container["envFrom"] for ref_kind, ref in e.items()} == {
+        "configMapRef": "bridge-config", "secretRef": "bridge-secrets",
+    }  # fmt: skip
+    assert pod["volumes"][0]["configMap"]["name"] == "bridge-mappings"
 
 
 def test_dockerfile_is_slim_non_root_pinned_and_runs_the_worker() -> None:
