@@ -6,7 +6,7 @@ only when the state changes, in the same transaction and under the row's lock
 (`store/alerts.py`), so a change makes one message whichever replica sees it first, and a
 mapping that keeps failing run after run makes none after the first. Conditions:
 - `failing`: the latest sync run failed (critical), or succeeded again (resolved). A run that
-  is still going or was interrupted changes nothing.
+  is still going or was interrupted, or a dry run, changes nothing.
 - `dead_letters`: a dead letter newer than any alerted on arrived (warning). Letters that
   leave the table change the mark silently.
 - `lag`: seconds since the last successful run passed `lag_seconds` (warning), or came back
@@ -62,7 +62,7 @@ def observe(
     found: list[Observation] = []
     for name in names:
         run = latest.get(name)
-        if run is not None and run.status in ("failed", "succeeded", "partial"):
+        if run is not None and run.kind != "dry_run" and run.status in ("failed", "succeeded", "partial"):
             state = "failing" if run.status == "failed" else "ok"
             error = redact_text(run.error or "")[:500]
             found.append(Observation(name, "failing", state, {"run_id": run.id, "run_status": run.status,
