@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from datetime import UTC, datetime
+from typing import Any
 
-from bridge.alerts import AlertConfig, Message, body_of, retry_delay, signature
+import aiohttp
+import asyncpg
+from aiohttp import web
+
+from bridge.alerts import AlertConfig, AlertSender, Message, body_of, retry_delay, signature
+from bridge.store import alerts as store_alerts
 
 
 def test_the_signature_is_the_documented_hmac_of_timestamp_dot_body() -> None:
@@ -32,3 +39,39 @@ def test_retries_back_off_doubling_up_to_a_cap() -> None:
 def test_the_config_never_shows_its_url_or_secret() -> None:
     config = AlertConfig(url="https://hooks.example/services/T0/B0/tok", secret="s3cret")
     assert "tok" not in repr(config) and "s3cret" not in repr(config)
+
+
+async def test_a_receiver_that_keeps_failing_is_given_up_after_max_attempts(db_pool: asyncpg.Pool[Any]) -> None:
+    answers: list[int] = []
+
+    async def refuse(request: web.Request) -> web.Response:
+        answers.append(500)
+        return web.Response(status=500)
+
+    app = web.Application()
+    app.router.add_post("/hook", refuse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    outcomes: list[str] = []
+    config = AlertConfig(url=f"http://127.0.0.1:{port}/hook", retry_seconds=0.001, max_attempts=2)
+    sender = AlertSender(db_pool, config, observe=outcomes.append)
+    try:
+        async with db_pool.acquire() as conn:
+            await store_alerts.enqueue(conn, "vehicles", "dead_letters", {"text": "x"})
+        async with aiohttp.ClientSession() as session:
+            assert await sender.send_due(session) == 0
+            async with db_pool.acquire() as conn:  # due again after its (tiny) backoff
+                while (await conn.fetchval("SELECT next_attempt_at > now() FROM alert_outbox")):
+                    await asyncio.sleep(0.01)
+            assert await sender.send_due(session) == 0
+            assert await sender.send_due(session) == 0  # given up: nothing is due any more
+    finally:
+        await runner.cleanup()
+    assert answers == [500, 500] and outcomes == ["failed", "dropped"]
+    async with db_pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT attempts, gave_up_at, delivered_at, last_error FROM alert_outbox")
+    assert row["attempts"] == 2 and row["gave_up_at"] is not None and row["delivered_at"] is None
+    assert row["last_error"] == "the receiver answered 500"
