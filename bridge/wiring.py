@@ -7,12 +7,15 @@ Nothing below this module sees `Settings`.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
 import asyncpg
+from pydantic import SecretStr
 
 from bridge import embedded_pg
 from bridge.errors import ConfigError
@@ -29,6 +32,9 @@ from bridge.store.crypto import TokenCipher
 from bridge.store.tokens import PgTokenStore
 from bridge.zendesk import auth as zendesk_auth
 from bridge.zendesk.client import ZendeskClient, ZendeskConfig, zendesk_error_detail
+
+if TYPE_CHECKING:
+    from bridge.sandbox.seed import SeedInfo
 
 
 @dataclass(slots=True)
@@ -163,3 +169,51 @@ def _zendesk_auth(settings: Settings, session: aiohttp.ClientSession, base_url: 
         "(OAuth client credentials, recommended), or ZENDESK_OAUTH_TOKEN, or ZENDESK_EMAIL and "
         "ZENDESK_API_TOKEN (legacy; API tokens stop working on 2027-04-30)"
     )
+
+
+# The sandbox's environment: `bridge demo` runs on these settings, `bridge sandbox` prints them.
+SANDBOX_ENV = (
+    "DATABASE_URL", "BRIDGE_MAPPINGS", "BRIDGE_SECRET_KEY", "BRIDGE_PAGE_SIZE",
+    "OUTREACH_API_URL", "OUTREACH_CLIENT_ID", "OUTREACH_CLIENT_SECRET", "OUTREACH_REFRESH_TOKEN",
+    "ZENDESK_URL", "ZENDESK_CLIENT_ID", "ZENDESK_CLIENT_SECRET",
+)  # fmt: skip
+
+
+def sandbox_settings(settings: Settings, urls: tuple[str, str], seed: SeedInfo, dsn: str) -> Settings:
+    """`settings` pointed at a seeded sandbox (Outreach URL, Zendesk URL) and database `dsn`.
+
+    The credentials are the kinds a real account uses (Outreach OAuth refresh with an
+    encryption key, Zendesk client credentials), so the sandbox exercises the same paths;
+    every other credential is cleared, so a token in the user's environment cannot win.
+    """
+    outreach_url, zendesk_url = urls
+    return settings.model_copy(
+        update={
+            "database_url": SecretStr(dsn),
+            "bridge_mappings": settings.bridge_mappings.resolve(),
+            "bridge_secret_key": SecretStr(secrets.token_urlsafe(32)),
+            "bridge_page_size": 100,
+            "outreach_api_url": outreach_url,
+            "outreach_access_token": None,
+            "outreach_client_id": seed.outreach_client_id,
+            "outreach_client_secret": SecretStr(seed.outreach_client_secret),
+            "outreach_refresh_token": SecretStr(seed.outreach_refresh_token),
+            "zendesk_url": zendesk_url,
+            "zendesk_subdomain": None,
+            "zendesk_client_id": seed.zendesk_client_id,
+            "zendesk_client_secret": SecretStr(seed.zendesk_client_secret),
+            "zendesk_oauth_token": None,
+            "zendesk_email": None,
+            "zendesk_api_token": None,
+        }
+    )
+
+
+def settings_env(settings: Settings, names: tuple[str, ...] = SANDBOX_ENV) -> dict[str, str]:
+    """The environment variables that give another process these values of `settings`."""
+    env: dict[str, str] = {}
+    for name in names:
+        value = getattr(settings, name.lower())
+        if value is not None:
+            env[name] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+    return env
