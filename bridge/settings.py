@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bridge import settings_checks as checks
 from bridge.errors import ConfigError
 
 
@@ -80,6 +81,34 @@ class Settings(BaseSettings):
             raise ValueError("LOG_FORMAT must be 'json' or 'console'")
         return value
 
+    # What a newcomer gets wrong first; each message names the variable and the fix.
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        return checks.log_level(value)
+
+    @field_validator("zendesk_url")
+    @classmethod
+    def _zendesk_origin(cls, value: str | None) -> str | None:
+        return None if value is None else checks.origin("ZENDESK_URL", value, "https://acme.zendesk.com")
+
+    @field_validator("outreach_api_url")
+    @classmethod
+    def _outreach_origin(cls, value: str) -> str:
+        return checks.origin("OUTREACH_API_URL", value, "https://api.outreach.io")
+
+    @field_validator("zendesk_subdomain")
+    @classmethod
+    def _bare_subdomain(cls, value: str | None) -> str | None:
+        return None if value is None else checks.subdomain(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            checks.database_url(value.get_secret_value())
+        return value
+
     def zendesk_base_url(self) -> str:
         """ZENDESK_URL, or https://<ZENDESK_SUBDOMAIN>.zendesk.com."""
         if self.zendesk_url:
@@ -94,7 +123,7 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"bad environment: {problems}; fix these variables and rerun") from exc
+        problems = [checks.explain(err, Settings.model_fields) for err in exc.errors()]
+        raise ConfigError(
+            f"{len(problems)} environment variable(s) to fix, then rerun:\n  " + "\n  ".join(problems)
+        ) from exc

@@ -118,25 +118,85 @@ def _transport(
     )
 
 
-def _outreach_auth(settings: Settings, session: aiohttp.ClientSession, pool: asyncpg.Pool) -> Auth:
+def check_api_settings(settings: Settings) -> None:
+    """Raises ConfigError for credentials a command talking to both APIs could not use.
+
+    Commands call it before opening the database, so a wrong environment is exit 2 with the
+    variable to fix, whatever state the database is in.
+    """
+    settings.zendesk_base_url()
+    _outreach_credentials(settings)
+    _zendesk_credentials(settings)
+
+
+def _outreach_credentials(settings: Settings) -> str:
+    """Which Outreach credentials to use: "static" or "refresh"."""
+    refresh_vars = (
+        ("OUTREACH_CLIENT_ID", settings.outreach_client_id),
+        ("OUTREACH_CLIENT_SECRET", settings.outreach_client_secret),
+        ("OUTREACH_REFRESH_TOKEN", settings.outreach_refresh_token),
+    )
     if settings.outreach_access_token is not None:
-        return outreach_auth.StaticToken(settings.outreach_access_token.get_secret_value())
-    missing = [
-        name
-        for name, value in (
-            ("OUTREACH_CLIENT_ID", settings.outreach_client_id),
-            ("OUTREACH_CLIENT_SECRET", settings.outreach_client_secret),
-            ("OUTREACH_REFRESH_TOKEN", settings.outreach_refresh_token),
-            ("BRIDGE_SECRET_KEY", settings.bridge_secret_key),
-        )
-        if value is None
-    ]
-    if missing:
+        if settings.outreach_refresh_token is not None:
+            raise ConfigError(
+                "OUTREACH_ACCESS_TOKEN and OUTREACH_REFRESH_TOKEN are both set, and bridge uses one kind "
+                "of Outreach credentials: unset OUTREACH_ACCESS_TOKEN to use OAuth refresh (recommended: "
+                "an access token expires within hours), or unset OUTREACH_REFRESH_TOKEN"
+            )
+        return "static"
+    missing = [name for name, value in refresh_vars if value is None]
+    if len(missing) == len(refresh_vars):
         raise ConfigError(
-            "Outreach credentials are incomplete: set OUTREACH_ACCESS_TOKEN, or all of "
-            f"OUTREACH_CLIENT_ID, OUTREACH_CLIENT_SECRET, OUTREACH_REFRESH_TOKEN and "
-            f"BRIDGE_SECRET_KEY (missing: {', '.join(missing)})"
+            "Outreach credentials are missing: set OUTREACH_CLIENT_ID, OUTREACH_CLIENT_SECRET and "
+            "OUTREACH_REFRESH_TOKEN from your Outreach OAuth app (with BRIDGE_SECRET_KEY), or "
+            "OUTREACH_ACCESS_TOKEN for a short test (see the README, \"From the demo to your own accounts\")"
         )
+    if missing:
+        missing += ["BRIDGE_SECRET_KEY"] if settings.bridge_secret_key is None else []
+        raise ConfigError(
+            f"Outreach credentials are incomplete (missing: {', '.join(missing)}): OAuth refresh needs "
+            "the OAuth app's client id and secret, the refresh token of an authorisation and "
+            "BRIDGE_SECRET_KEY to encrypt the tokens it stores; set them all, or OUTREACH_ACCESS_TOKEN "
+            "alone instead"
+        )
+    if settings.bridge_secret_key is None:
+        raise ConfigError(
+            "BRIDGE_SECRET_KEY is not set; OAuth refresh stores the rotated Outreach tokens in "
+            "Postgres encrypted with it. Generate one with `python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'`, set BRIDGE_SECRET_KEY to it and keep it (the "
+            "stored tokens cannot be read without it)"
+        )
+    return "refresh"
+
+
+def _zendesk_credentials(settings: Settings) -> str:
+    """Which Zendesk credentials to use: "client", "bearer" or "legacy"."""
+    if settings.zendesk_client_id and settings.zendesk_client_secret:
+        return "client"
+    if settings.zendesk_oauth_token is not None:
+        return "bearer"
+    if settings.zendesk_email and settings.zendesk_api_token is not None:
+        return "legacy"
+    for (a, a_value), (b, b_value), what in (
+        (("ZENDESK_CLIENT_ID", settings.zendesk_client_id),
+         ("ZENDESK_CLIENT_SECRET", settings.zendesk_client_secret), "the OAuth client's identifier and secret"),
+        (("ZENDESK_EMAIL", settings.zendesk_email),
+         ("ZENDESK_API_TOKEN", settings.zendesk_api_token), "an agent's email and an API token"),
+    ):  # fmt: skip
+        if (a_value is None) != (b_value is None):
+            have, lack = (a, b) if b_value is None else (b, a)
+            raise ConfigError(f"{have} is set but {lack} is not; set both ({what})")
+    raise ConfigError(
+        "Zendesk credentials are missing: set ZENDESK_CLIENT_ID and ZENDESK_CLIENT_SECRET "
+        "(OAuth client credentials, recommended), or ZENDESK_OAUTH_TOKEN, or ZENDESK_EMAIL and "
+        "ZENDESK_API_TOKEN (legacy; API tokens stop working on 2027-04-30)"
+    )
+
+
+def _outreach_auth(settings: Settings, session: aiohttp.ClientSession, pool: asyncpg.Pool) -> Auth:
+    if _outreach_credentials(settings) == "static":
+        assert settings.outreach_access_token is not None
+        return outreach_auth.StaticToken(settings.outreach_access_token.get_secret_value())
     assert settings.outreach_client_id and settings.outreach_client_secret
     assert settings.outreach_refresh_token and settings.bridge_secret_key
     store = PgTokenStore(pool, TokenCipher(settings.bridge_secret_key.get_secret_value()))
@@ -151,25 +211,20 @@ def _outreach_auth(settings: Settings, session: aiohttp.ClientSession, pool: asy
 
 
 def _zendesk_auth(settings: Settings, session: aiohttp.ClientSession, base_url: str) -> Auth:
-    if settings.zendesk_client_id and settings.zendesk_client_secret:
+    kind = _zendesk_credentials(settings)
+    if kind == "client":
+        assert settings.zendesk_client_id and settings.zendesk_client_secret
         return zendesk_auth.ClientCredentials(
             session,
             token_url=f"{base_url}/oauth/tokens",
             client_id=settings.zendesk_client_id,
             client_secret=settings.zendesk_client_secret.get_secret_value(),
         )
-    if settings.zendesk_oauth_token is not None:
+    if kind == "bearer":
+        assert settings.zendesk_oauth_token is not None
         return zendesk_auth.BearerToken(settings.zendesk_oauth_token.get_secret_value())
-    if settings.zendesk_email and settings.zendesk_api_token is not None:
-        return zendesk_auth.LegacyApiToken(
-            settings.zendesk_email, settings.zendesk_api_token.get_secret_value()
-        )
-    raise ConfigError(
-        "Zendesk credentials are missing: set ZENDESK_CLIENT_ID and ZENDESK_CLIENT_SECRET "
-        "(OAuth client credentials, recommended), or ZENDESK_OAUTH_TOKEN, or ZENDESK_EMAIL and "
-        "ZENDESK_API_TOKEN (legacy; API tokens stop working on 2027-04-30)"
-    )
-
+    assert settings.zendesk_email and settings.zendesk_api_token is not None
+    return zendesk_auth.LegacyApiToken(settings.zendesk_email, settings.zendesk_api_token.get_secret_value())
 
 # The sandbox's environment: `bridge demo` runs on these settings, `bridge sandbox` prints them.
 SANDBOX_ENV = (

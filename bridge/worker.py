@@ -103,6 +103,7 @@ async def run(settings: Settings) -> None:
     mappings = load_mappings(settings.bridge_mappings)
     holder = leases.holder_id("worker")
     config = config_from(settings, holder)
+    wiring.check_api_settings(settings)
     async with wiring.open_pool(settings) as pool:
         await _require_migrated(settings, pool)
         metrics = Metrics()

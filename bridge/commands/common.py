@@ -28,6 +28,7 @@ EXIT_OK, EXIT_DEAD_LETTERS, EXIT_CONFIG, EXIT_FATAL = 0, 1, 2, 3
 @asynccontextmanager
 async def open_apis(settings: Settings) -> AsyncIterator[Services]:
     """Both API clients (the pool holds the Outreach OAuth token store)."""
+    wiring.check_api_settings(settings)
     async with wiring.open_pool(settings) as pool:
         await require_migrated(settings, pool)
         async with wiring.open_services(settings, pool) as services:

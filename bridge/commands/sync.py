@@ -78,6 +78,7 @@ async def run_backfill(
     """`pipeline.backfill` wired from settings (the leases are the worker's: one writer each)."""
     lease = LeaseConfig(store_leases.holder_id("backfill"), settings.bridge_lease_ttl_seconds,
                         settings.bridge_lease_wait_seconds)  # fmt: skip
+    wiring.check_api_settings(settings)
     async with wiring.open_pool(settings) as pool:
         await require_migrated(settings, pool)
         async with wiring.open_services(settings, pool) as services:

@@ -72,8 +72,8 @@ def normalise_dsn(dsn: str) -> str:
         dsn = "postgresql://" + dsn[len("postgres://") :]
     if not dsn.startswith("postgresql://"):
         raise ConfigError(
-            f"database URL {redacted(dsn)!r} is not a Postgres DSN; set DATABASE_URL to "
-            "postgresql://user:password@host:5432/dbname"
+            "the database URL is not a Postgres DSN (it must start with postgresql://); set "
+            "DATABASE_URL to postgresql://user:password@host:5432/dbname"
         )
     return dsn
 
