@@ -29,7 +29,6 @@ from bridge.schema import scaffold
 from bridge.schema.desired import wanted_objects
 from bridge.settings import Settings
 from bridge.store import migrate as store_migrate
-from bridge.store import pool as store_pool
 from bridge.store import scratch
 
 DEMO_DATABASE = "bridge_demo"
@@ -49,8 +48,7 @@ async def run(settings: Settings, *, vehicles: int = 500) -> int:
         demo_settings = wiring.sandbox_settings(settings, (sandbox.outreach_url, sandbox.zendesk_url), seed, dsn)
         _say(f"sandbox Outreach at {sandbox.outreach_url}, Zendesk at {sandbox.zendesk_url}")
         _say(f"seeded {', '.join(f'{len(sandbox.outreach.ids(t))} {t}' for t in _types(mappings))}")
-        pool = await store_pool.create_pool(dsn)
-        try:
+        async with wiring.open_pool(demo_settings) as pool:
             await store_migrate.migrate(pool)
             async with wiring.open_services(demo_settings, pool) as services:
                 await _schema_story(services, mappings, order)
@@ -60,8 +58,6 @@ async def run(settings: Settings, *, vehicles: int = 500) -> int:
                 touched = _change_source(sandbox)
                 _say(f"changed {touched} vehicles and added {ADDED} in Outreach; incremental sync:")
                 second = [await _sync(mappings, n, services, options) for n in order]
-        finally:
-            await pool.close()
         _summary(sandbox, mappings, first, second, time.monotonic() - began)
     return 1 if any(r.failed for r in first + second) else 0
 

@@ -1,7 +1,8 @@
 """Settings: the environment table of DESIGN.md, read once by the CLI, worker and demo.
 
-Only `cli.py`, `worker.py` and `demo.py` read `Settings`; everything below gets small typed
-config objects built from it. Secrets are `SecretStr`, so a settings object printed or logged
+Only the commands (`cli.py`, `commands/`, `demo.py`) hold `Settings`, and they hand it to
+`wiring.py`, which builds every client and options object; everything below gets those small
+typed objects and never reads the environment (tests/test_layout.py checks both). Secrets are `SecretStr`, so a settings object printed or logged
 by accident shows `**********`.
 """
 
@@ -45,6 +46,8 @@ class Settings(BaseSettings):
     log_format: str | None = None  # json | console; default: console on a tty
     log_level: str = "INFO"
     port: int = 8080
+    pgsslmode: str | None = None  # libpq's TLS mode (Heroku: require); asyncpg reads it as well
+    user: str | None = None  # the login name ($USER): who ran a command, in the run history
 
     # Tuning knobs.
     bridge_page_size: int = Field(default=1000, ge=1, le=1000)

@@ -1,8 +1,9 @@
 """The composition root: Settings in, connected clients and a database pool out.
 
-`cli.py`, `worker.py` and `demo.py` read `Settings`; they all build their objects here, so
-there is one place that decides which credentials win and how the pieces are put together.
-Nothing below this module sees `Settings`.
+The commands (`cli.py`, `commands/`, `demo.py`) hand `Settings` here and get back clients, the
+pool and every options object (sync, leases, reconcile, upkeep, the worker's), so there is one
+place that decides which credentials win, what each knob feeds and how the pieces are put
+together. Nothing below the commands sees `Settings` or the environment (tests/test_layout.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import asyncpg
@@ -25,11 +27,17 @@ from bridge.http.transport import Auth, ErrorParser, HttpConfig, RequestEvent, T
 from bridge.metrics import Metrics
 from bridge.outreach import auth as outreach_auth
 from bridge.outreach.client import OutreachClient, OutreachConfig, outreach_error_detail
-from bridge.pipeline.sync import Services
+from bridge.pipeline.backfill import LeaseConfig
+from bridge.pipeline.reconcile import ReconcileOptions
+from bridge.pipeline.redrive import RedriveOptions
+from bridge.pipeline.sync import Services, SyncOptions
+from bridge.scheduler import ScheduleConfig
 from bridge.settings import Settings
 from bridge.store import pool as store_pool
 from bridge.store.crypto import TokenCipher
 from bridge.store.tokens import PgTokenStore
+from bridge.upkeep import UpkeepConfig
+from bridge.worker import WorkerConfig
 from bridge.zendesk import auth as zendesk_auth
 from bridge.zendesk.client import ZendeskClient, ZendeskConfig, zendesk_error_detail
 
@@ -60,7 +68,7 @@ def database_dsn(settings: Settings) -> str:
 
 @asynccontextmanager
 async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await store_pool.create_pool(database_dsn(settings))
+    pool = await store_pool.create_pool(database_dsn(settings), pgsslmode=settings.pgsslmode)
     try:
         yield pool
     finally:
@@ -225,6 +233,75 @@ def _zendesk_auth(settings: Settings, session: aiohttp.ClientSession, base_url: 
         return zendesk_auth.BearerToken(settings.zendesk_oauth_token.get_secret_value())
     assert settings.zendesk_email and settings.zendesk_api_token is not None
     return zendesk_auth.LegacyApiToken(settings.zendesk_email, settings.zendesk_api_token.get_secret_value())
+
+
+# Options: every object below the commands gets its settings from these, never from Settings.
+def actor(settings: Settings, default: str = "cli") -> str:
+    """Who ran a command, for the audit trail in the run history: the login name, if known."""
+    return settings.user or default
+
+
+def sync_options(settings: Settings, kind: str, actor: str, **run: Any) -> SyncOptions:
+    """One run's options; `run` holds the command's own choices (full, since, dry_run)."""
+    return SyncOptions(
+        kind=kind, actor=actor, overlap=timedelta(seconds=settings.bridge_overlap_seconds),
+        batch_size=settings.bridge_batch_size, job_concurrency=settings.bridge_job_concurrency,
+        queue_pages=settings.bridge_queue_pages, pages_in_flight=settings.bridge_pages_in_flight, **run,
+    )  # fmt: skip
+
+
+def lease_config(settings: Settings, holder: str) -> LeaseConfig:
+    return LeaseConfig(holder, settings.bridge_lease_ttl_seconds, settings.bridge_lease_wait_seconds)
+
+
+def reconcile_options(settings: Settings, actor: str, *, job_concurrency: int | None = None,
+                      **run: Any) -> ReconcileOptions:  # fmt: skip
+    return ReconcileOptions(
+        actor=actor, max_delete_share=settings.bridge_reconcile_max_delete_share,
+        page_size=settings.bridge_reconcile_page_size,
+        job_concurrency=job_concurrency or settings.bridge_job_concurrency, **run,
+    )  # fmt: skip
+
+
+def redrive_options(settings: Settings, actor: str) -> RedriveOptions:
+    """`bridge dead-letters retry`: every letter now, whatever its attempts and backoff."""
+    return RedriveOptions(actor=actor, batch_size=settings.bridge_batch_size)
+
+
+def upkeep_config(settings: Settings, actor: str = "worker") -> UpkeepConfig:
+    concurrency = min(settings.bridge_job_concurrency, 4)  # upkeep stays in the background
+    return UpkeepConfig(
+        every_seconds=settings.bridge_upkeep_every_seconds,
+        reconcile_every_seconds=settings.bridge_reconcile_every_seconds,
+        reconcile=reconcile_options(settings, actor, job_concurrency=concurrency),
+        redrive=RedriveOptions(
+            actor=actor, max_attempts=settings.bridge_dead_letter_max_attempts,
+            backoff=timedelta(seconds=settings.bridge_dead_letter_backoff_seconds),
+            backoff_max=timedelta(seconds=settings.bridge_dead_letter_backoff_max_seconds),
+            batch_size=settings.bridge_batch_size, job_concurrency=concurrency,
+        ),
+        batch_size=settings.bridge_batch_size,
+        job_concurrency=concurrency,
+    )  # fmt: skip
+
+
+def worker_config(settings: Settings, holder: str) -> WorkerConfig:
+    return WorkerConfig(
+        port=settings.port,
+        lease_ttl=settings.bridge_lease_ttl_seconds,
+        stop_timeout=settings.bridge_stop_timeout_seconds,
+        sync=sync_options(settings, "worker", holder),
+        schedule=ScheduleConfig(
+            jitter_seconds=settings.bridge_schedule_jitter_seconds,
+            backoff_seconds=settings.bridge_backoff_seconds,
+            backoff_max_seconds=settings.bridge_backoff_max_seconds,
+            # Reconcile is checked on the upkeep tick, so the tick is never the longer one.
+            upkeep_seconds=min(
+                settings.bridge_upkeep_every_seconds, settings.bridge_reconcile_every_seconds
+            ),
+        ),
+        upkeep=upkeep_config(settings, actor=holder),
+    )
 
 # The sandbox's environment: `bridge demo` runs on these settings, `bridge sandbox` prints them.
 SANDBOX_ENV = (

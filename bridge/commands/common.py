@@ -7,7 +7,6 @@ configuration or input, nothing changed; 3 fatal runtime error, state consistent
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -45,11 +44,6 @@ async def leased(
         enabled=enabled,
     ) as held:
         yield services, held
-
-
-def actor() -> str:
-    """Who ran a command, for the audit trail in the run history."""
-    return os.environ.get("USER") or "cli"
 
 
 def confirm(question: str) -> bool:
