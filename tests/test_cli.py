@@ -8,6 +8,7 @@ import importlib.metadata
 import pytest
 
 from bridge import cli
+from tests.fixtures_sandbox import REPO
 
 
 def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -69,3 +70,11 @@ def test_version_comes_from_the_package_metadata(capsys: pytest.CaptureFixture[s
         cli.main(["--version"])
     assert info.value.code == 0
     assert capsys.readouterr().out.strip() == f"bridge {importlib.metadata.version('bridge')}"
+
+
+def test_the_readme_lists_every_command() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Commands", 1)[1].split("\n## ", 1)[0]
+    for path in COMMANDS:
+        if len(path) == 1:
+            assert f"`bridge {path[0]}" in table, f"bridge {path[0]} is missing from the README's Commands table"
