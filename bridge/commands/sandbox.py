@@ -63,6 +63,7 @@ async def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
 
 def _print_env(env: dict[str, str], urls: tuple[str, str], env_file: Path | None) -> None:
     print("# bridge sandbox: export these in another shell (or run there with a .env file)", flush=True)
+    print("unset OUTREACH_ACCESS_TOKEN  # the sandbox uses OAuth refresh; a fixed token would conflict")
     for name, value in env.items():
         print(f"export {name}={shlex.quote(value)}")
     print("# then, in that shell:")
