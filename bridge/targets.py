@@ -26,7 +26,6 @@ MAPPING_PREFIX = "mapping:"
 ZENDESK_PREFIX = "zen:"  # every Zendesk kind, and never a mapping name (see _MAPPING_NAME)
 CUSTOM_OBJECT_PREFIX = "zen:custom_object:"
 EXTERNAL_ID = "outreach:{type}:{id}"  # target.external_id's default
-EXPECTED = "mapping:<name>, zen:user or zen:organization"
 
 _MAPPING_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -74,7 +73,7 @@ _RULES: dict[Kind, _Rules] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class LookupTarget:
     """One lookup target: a kind, and for `Kind.MAPPING` the mapping's name."""
 
     kind: Kind
@@ -87,73 +86,71 @@ class Target:
     def resolution(self) -> Resolution:
         return self.kind.resolution
 
-    @property
-    def in_zendesk(self) -> bool:
-        """A target Zendesk already holds (matched by an attribute), not one bridge writes."""
-        return self.kind is not Kind.MAPPING
-
     def stored(self) -> str:
         """The `parked_links.target` column: a mapping's name, a Zendesk kind's target text."""
         return self.mapping if self.mapping is not None else self.kind.value
 
 
-_ZENDESK_KINDS = frozenset(k.value for k in Kind if k is not Kind.MAPPING)
-USER = Target(Kind.USER)
-ORGANIZATION = Target(Kind.ORGANIZATION)
-
-
-def of_mapping(name: str) -> Target:
-    return Target(Kind.MAPPING, name)
-
-
-@functools.cache
-def parse(text: str) -> Target:
-    """The target a relationship's `target:` names; ValueError saying what is expected."""
-    if text.startswith(MAPPING_PREFIX):
-        name = text.removeprefix(MAPPING_PREFIX)
-        if _MAPPING_NAME.fullmatch(name):
-            return of_mapping(name)
-    elif text.startswith(ZENDESK_PREFIX) and text in _ZENDESK_KINDS:
-        return Target(Kind(text))
-    raise ValueError(f"unknown target {text!r}; expected {EXPECTED}")
-
-
-def from_stored(column: str) -> Target:
-    """The target of a parked link's `target` column (the inverse of `Target.stored`)."""
-    return parse(column if column.startswith(ZENDESK_PREFIX) else MAPPING_PREFIX + column)
-
-
-def check_match(target: Target, match: str | None) -> None:
-    """ValueError unless `match` is what the kind needs: none for mappings, one for Zendesk."""
-    allowed = _RULES[target.kind].matches
-    if allowed and match is None:
-        raise ValueError(f"'match' is required for {target}: {_either(allowed)}")
-    if not allowed and match is not None:
-        zendesk = " and ".join(str(Target(k)) for k, r in _RULES.items() if r.matches)
-        raise ValueError(f"'match' applies to {zendesk} only; mapping targets use the id map")
-    if match is not None and match not in allowed:
-        hint = _RULES[target.kind].no_match_hint or f"{target} cannot be matched by {match}"
-        raise ValueError(f"{hint}; match {target} by {_either(allowed)}")
+_ZENDESK_KINDS = tuple(k.value for k in Kind if k is not Kind.MAPPING)
 
 
 def _either(options: tuple[str, ...]) -> str:
     return f"{', '.join(options[:-1])} or {options[-1]}" if len(options) > 1 else "".join(options)
 
 
-def match_attributes(target: Target, match: str | None) -> tuple[AttributeSource, ...]:
+EXPECTED = f"{MAPPING_PREFIX}<name>, {_either(_ZENDESK_KINDS)}"
+USER = LookupTarget(Kind.USER)
+ORGANIZATION = LookupTarget(Kind.ORGANIZATION)
+
+
+def of_mapping(name: str) -> LookupTarget:
+    return LookupTarget(Kind.MAPPING, name)
+
+
+@functools.cache
+def parse(text: str) -> LookupTarget:
+    """The target a relationship's `target:` names; ValueError saying what is expected."""
+    if text.startswith(MAPPING_PREFIX):
+        name = text.removeprefix(MAPPING_PREFIX)
+        if _MAPPING_NAME.fullmatch(name):
+            return of_mapping(name)
+    elif text.startswith(ZENDESK_PREFIX) and text in _ZENDESK_KINDS:
+        return LookupTarget(Kind(text))
+    raise ValueError(f"unknown target {text!r}; expected {EXPECTED}")
+
+
+def from_stored(column: str) -> LookupTarget:
+    """The target of a parked link's `target` column (the inverse of `LookupTarget.stored`)."""
+    return parse(column if column.startswith(ZENDESK_PREFIX) else MAPPING_PREFIX + column)
+
+
+def check_match(target: LookupTarget, match: str | None) -> None:
+    """ValueError unless `match` is what the kind needs: none for mappings, one for Zendesk."""
+    allowed = _RULES[target.kind].matches
+    if allowed and match is None:
+        raise ValueError(f"'match' is required for {target}: {_either(allowed)}")
+    if not allowed and match is not None:
+        zendesk = " and ".join(str(LookupTarget(k)) for k, r in _RULES.items() if r.matches)
+        raise ValueError(f"'match' applies to {zendesk} only; mapping targets use the id map")
+    if match is not None and match not in allowed:
+        hint = _RULES[target.kind].no_match_hint or f"{target} cannot be matched by {match}"
+        raise ValueError(f"{hint}; match {target} by {_either(allowed)}")
+
+
+def match_attributes(target: LookupTarget, match: str | None) -> tuple[AttributeSource, ...]:
     """The Outreach (type, attribute) pairs whose value an email or name match compares; ()
     when the match needs no attribute of the related record (external_id, mapping targets)."""
     return _RULES[target.kind].attributes.get(match or "", ())
 
 
-def people_target(outreach_type: str) -> tuple[Target, str] | None:
+def people_target(outreach_type: str) -> tuple[LookupTarget, str] | None:
     """The Zendesk people kind an Outreach type's records are, and the match a new mapping
     should use (prospects and users → `zen:user` by email, accounts → `zen:organization` by
     name); None for any other type."""
     for kind, rules in _RULES.items():
         match = rules.suggested_match
         if match is not None and any(t == outreach_type for t, _ in rules.attributes[match]):
-            return Target(kind), match
+            return LookupTarget(kind), match
     return None
 
 
@@ -162,7 +159,7 @@ def external_id_of(source_type: str, source_id: str) -> str:
     return EXTERNAL_ID.format(type=source_type, id=source_id)
 
 
-def schema_type(target: Target, object_key: str | None = None) -> str | None:
+def schema_type(target: LookupTarget, object_key: str | None = None) -> str | None:
     """The lookup field's `relationship_target_type` (api/zendesk.md "Fields"); a mapping
     target needs the key of the object its mapping writes (None: no such mapping)."""
     if target.kind is Kind.MAPPING:

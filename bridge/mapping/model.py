@@ -176,7 +176,7 @@ class RelationshipSpec(_Model):
         return self
 
     @property
-    def lookup(self) -> targets.Target:
+    def lookup(self) -> targets.LookupTarget:
         """What `target` names (its text is kept as written: it is part of the payload hash)."""
         return targets.parse(self.target)
 

@@ -13,7 +13,7 @@ fillable and deletes the rows it filled. Invariants:
   meanwhile with another target survives.
 The fill queries join `id_map` read-only: the referrer's Zendesk id is what a bulk `update`
 needs, and the target's id map row is how a mapping target becomes known. A row's `target`
-is `targets.Target.stored()`: a mapping's name, or a Zendesk kind (`zen:…`) as written.
+is `targets.LookupTarget.stored()`: a mapping's name, or a Zendesk kind (`zen:…`) as written.
 """
 
 from __future__ import annotations
