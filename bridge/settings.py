@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     log_format: str | None = None  # json | console; default: console on a tty
     log_level: str = "INFO"
     port: int = 8080
+    outreach_webhook_secret: SecretStr | None = None  # unset: POST /webhooks/outreach is a 404
 
     # Tuning knobs.
     bridge_page_size: int = Field(default=1000, ge=1, le=1000)

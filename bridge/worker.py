@@ -35,10 +35,10 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
+from pydantic import SecretStr
 
 from bridge import wiring
 from bridge.errors import BridgeError, StoreError
-from bridge.health import HealthServer, Readiness
 from bridge.http.guard import guarding
 from bridge.logs import get_logger
 from bridge.mapping.load import load_mappings
@@ -48,22 +48,27 @@ from bridge.pipeline.report import LogProgress, ProgressSink, RunReport
 from bridge.pipeline.run import stop_signals
 from bridge.pipeline.sync import Services, SyncOptions, sync_mapping
 from bridge.scheduler import MappingScheduler, Outcome, ScheduleConfig
+from bridge.server import Handler, Readiness, WorkerServer
 from bridge.settings import Settings
-from bridge.store import leases
+from bridge.store import inbox, leases
 from bridge.store import migrate as store_migrate
 from bridge.store import pool as store_pool
+from bridge.store.inbox import Delivery
 from bridge.store.leases import LeaseKeeper
 from bridge.upkeep import Upkeep, UpkeepConfig, upkeep_config
+from bridge.webhooks import intake
+from bridge.webhooks.intake import WebhookIntake
 
 log = get_logger(__name__)
 
-# /readyz answers within this, whatever the database does (HealthServer caps it too).
+# /readyz answers within this, whatever the database does (WorkerServer caps it too).
 READY_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
     port: int
+    webhook_secret: bytes | None  # None: no webhook intake
     lease_ttl: float
     stop_timeout: float
     sync: SyncOptions
@@ -74,6 +79,7 @@ class WorkerConfig:
 def config_from(settings: Settings, holder: str) -> WorkerConfig:
     return WorkerConfig(
         port=settings.port,
+        webhook_secret=_secret_bytes(settings.outreach_webhook_secret),
         lease_ttl=settings.bridge_lease_ttl_seconds,
         stop_timeout=settings.bridge_stop_timeout_seconds,
         sync=SyncOptions(
@@ -96,6 +102,11 @@ def config_from(settings: Settings, holder: str) -> WorkerConfig:
         ),
         upkeep=upkeep_config(settings, actor=holder),
     )
+
+
+def _secret_bytes(secret: SecretStr | None) -> bytes | None:
+    value = secret.get_secret_value() if secret is not None else ""
+    return value.encode() if value else None
 
 
 async def run(settings: Settings) -> None:
@@ -141,7 +152,9 @@ class Worker:
         self.scheduler = MappingScheduler(
             mappings, self._run_mapping, self._probe, config.schedule, upkeep=self._upkeep_mapping
         )
-        self.health = HealthServer(config.port, self._readiness, self._metrics_text)
+        self.health = WorkerServer(
+            config.port, self._readiness, self._metrics_text, webhooks=self._webhook_route()
+        )
         self._stopping = asyncio.Event()
         self._signals = 0
 
@@ -227,6 +240,16 @@ class Worker:
         finally:
             await asyncio.shield(self.keeper.release(name))
         return Outcome.DONE
+
+    def _webhook_route(self) -> tuple[str, Handler] | None:
+        if self.config.webhook_secret is None:
+            return None
+        handler = WebhookIntake(self.config.webhook_secret, self._store_delivery, self.metrics.observe_delivery)
+        return intake.PATH, handler.handle
+
+    async def _store_delivery(self, delivery: Delivery) -> bool:
+        async with self.services.pool.acquire() as conn:
+            return await inbox.add(conn, delivery)
 
     async def _probe(self, name: str) -> Hashable | None:
         try:
