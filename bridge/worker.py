@@ -57,6 +57,7 @@ from bridge.store.inbox import Delivery
 from bridge.store.leases import LeaseKeeper
 from bridge.upkeep import Upkeep, UpkeepConfig, upkeep_config
 from bridge.webhooks import intake
+from bridge.webhooks.consumer import ConsumerOptions, InboxConsumer, Work
 from bridge.webhooks.intake import WebhookIntake
 
 log = get_logger(__name__)
@@ -68,7 +69,8 @@ READY_TIMEOUT_S = 2.0
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
     port: int
-    webhook_secret: bytes | None  # None: no webhook intake
+    webhook_secret: bytes | None  # None: no webhook intake and no inbox consumer
+    consumer: ConsumerOptions
     lease_ttl: float
     stop_timeout: float
     sync: SyncOptions
@@ -80,6 +82,10 @@ def config_from(settings: Settings, holder: str) -> WorkerConfig:
     return WorkerConfig(
         port=settings.port,
         webhook_secret=_secret_bytes(settings.outreach_webhook_secret),
+        consumer=ConsumerOptions(
+            actor=holder, batch_size=settings.bridge_batch_size,
+            job_concurrency=settings.bridge_job_concurrency,
+        ),
         lease_ttl=settings.bridge_lease_ttl_seconds,
         stop_timeout=settings.bridge_stop_timeout_seconds,
         sync=SyncOptions(
@@ -157,6 +163,13 @@ class Worker:
         )
         self._stopping = asyncio.Event()
         self._signals = 0
+        # One piece of work per mapping at a time in this process (the lease covers the others).
+        self._locks: dict[str, asyncio.Lock] = {name: asyncio.Lock() for name in mappings}
+        self.consumer = (
+            InboxConsumer(mappings, services, self._run_webhook_work, config.consumer)
+            if config.webhook_secret is not None
+            else None
+        )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -177,6 +190,8 @@ class Worker:
             }
             self.scheduler.start()
             side.add(asyncio.create_task(self.scheduler.watch(), name="scheduler"))
+            if self.consumer is not None:
+                side.add(asyncio.create_task(self.consumer.run(self._stopping), name="webhook_consumer"))
             log.info("worker_started", holder=self.keeper.holder, mappings=self.scheduler.order,
                      port=self.health.port)  # fmt: skip
             dead = await self._wait_for_stop(side)
@@ -213,6 +228,10 @@ class Worker:
 
     async def _run_mapping(self, name: str) -> Outcome:
         """The scheduler's runner: one run of `name` under its lease, or BUSY."""
+        async with self._locks[name]:
+            return await self._run_mapping_locked(name)
+
+    async def _run_mapping_locked(self, name: str) -> Outcome:
         if not await self.keeper.try_acquire(name):
             log.info("mapping_held_elsewhere", mapping=name)
             return Outcome.BUSY
@@ -231,6 +250,10 @@ class Worker:
         """The scheduler's upkeep runner: `upkeep.Upkeep` of `name` under its lease, or BUSY."""
         if self._stopping.is_set():
             return Outcome.BUSY
+        async with self._locks[name]:
+            return await self._upkeep_mapping_locked(name)
+
+    async def _upkeep_mapping_locked(self, name: str) -> Outcome:
         if not await self.keeper.try_acquire(name):
             return Outcome.BUSY
         try:
@@ -240,6 +263,20 @@ class Worker:
         finally:
             await asyncio.shield(self.keeper.release(name))
         return Outcome.DONE
+
+    async def _run_webhook_work(self, name: str, work: Work) -> bool:
+        """The consumer's runner: `work` under the lease and lock of `name`; False when busy."""
+        if self._stopping.is_set():
+            return False
+        async with self._locks[name]:
+            if not await self.keeper.try_acquire(name):
+                return False
+            try:
+                with guarding(self.keeper.fence(name).check):
+                    await self.keeper.run_held(name, work(self.keeper.holder))
+            finally:
+                await asyncio.shield(self.keeper.release(name))
+        return True
 
     def _webhook_route(self) -> tuple[str, Handler] | None:
         if self.config.webhook_secret is None:

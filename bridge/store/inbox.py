@@ -31,16 +31,20 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 )
 UPDATE webhook_inbox i
-   SET next_attempt_at = now() + make_interval(secs => $3), attempts = i.attempts + 1
+   SET next_attempt_at = now() + make_interval(secs => $3)
   FROM due WHERE i.id = due.id
 RETURNING i.id, i.resource, i.action, i.source_id, i.changed_at, i.received_at, i.attempts
 """
 HANDLED_SQL = "UPDATE webhook_inbox SET handled_at = now(), error = NULL WHERE id = ANY($1::bigint[])"
 FAILED_SQL = """
 UPDATE webhook_inbox
-   SET error = $2,
-       next_attempt_at = now() + make_interval(secs => least($3 * power(2, attempts - 1), $4))
+   SET error = $2, attempts = attempts + 1,
+       next_attempt_at = now() + make_interval(secs => least($3 * power(2, attempts), $4))
  WHERE id = ANY($1::bigint[])
+"""
+RELEASE_SQL = """
+UPDATE webhook_inbox SET next_attempt_at = now() + make_interval(secs => $2)
+WHERE id = ANY($1::bigint[])
 """
 PRUNE_SQL = "DELETE FROM webhook_inbox WHERE handled_at < now() - make_interval(secs => $1)"
 PENDING_SQL = """
@@ -113,6 +117,12 @@ async def failed(
             FAILED_SQL, list(ids), redact_text(error)[:2000], backoff.total_seconds(),
             backoff_max.total_seconds(),
         )  # fmt: skip
+
+
+async def release(conn: Connection, ids: Sequence[int], after: timedelta) -> None:
+    """Hands claimed deliveries back, due again `after` (no attempt spent: nothing was tried)."""
+    with translated("release webhook deliveries"):
+        await conn.execute(RELEASE_SQL, list(ids), after.total_seconds())
 
 
 async def prune(conn: Connection, retention: timedelta) -> int:
