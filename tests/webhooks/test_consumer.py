@@ -170,3 +170,19 @@ async def test_deliveries_claimed_by_a_consumer_that_died_are_taken_up_after_its
         while await consumer.tick() == 0:
             await asyncio.sleep(0.2)
     assert f"outreach:prospects:{pid}" in zendesk_prospects(world)
+
+
+def test_deliveries_go_to_the_mappings_of_their_resource_and_never_to_custom_objects(tmp_path: Path) -> None:
+    from bridge.webhooks.consumer import readers
+
+    for name, (source, custom) in {
+        "people": ("prospects", False), "more_people": ("prospects", False),
+        "addresses": ("emailAddresses", False), "deals": ("opportunities", False),
+        "vehicles": ("vehicles", True),
+    }.items():  # fmt: skip
+        (tmp_path / f"{name}.yaml").write_text(
+            f"source: {{type: {source}, custom_object: {str(custom).lower()}}}\n"
+            f"target: {{object: {name}, name: x}}\nfields: {{x: x}}\n"
+        )
+    found = {resource: sorted(m.name for m in ms) for resource, ms in readers(load_mappings(tmp_path)).items()}
+    assert found == {"prospect": ["more_people", "people"], "emailAddress": ["addresses"], "opportunity": ["deals"]}
