@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge import logs
-from bridge.commands import repair, schema, sync
+from bridge.commands import repair, schema, sync, webhooks
 from bridge.commands.common import EXIT_CONFIG, EXIT_FATAL
 from bridge.errors import BridgeError, ConfigError
 from bridge.settings import Settings, load_settings
@@ -90,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run the schedules until SIGTERM; /healthz /readyz /metrics on $PORT").set_defaults(
         handler=sync.cmd_worker)
     _add_repair_commands(sub)
+    hooks = sub.add_parser("webhooks", help="the Outreach webhooks that trigger targeted syncs")
+    hooks.add_argument("action", choices=["ensure", "status", "remove"],
+                       help="ensure: create or update one per resource a mapping reads; status: "
+                            "each one's state and last delivery; remove: delete bridge's")  # fmt: skip
+    hooks.add_argument("--json", action="store_true", help="status as JSON")
+    hooks.set_defaults(handler=webhooks.cmd_webhooks)
     return parser
 
 

@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     port: int = 8080
     outreach_webhook_secret: SecretStr | None = None  # unset: POST /webhooks/outreach is a 404
+    bridge_public_url: str | None = None  # the worker's public base URL, for `webhooks ensure`
 
     # Tuning knobs.
     bridge_page_size: int = Field(default=1000, ge=1, le=1000)

@@ -83,7 +83,8 @@ def config_from(settings: Settings, holder: str) -> WorkerConfig:
         port=settings.port,
         webhook_secret=_secret_bytes(settings.outreach_webhook_secret),
         consumer=ConsumerOptions(
-            actor=holder, batch_size=settings.bridge_batch_size,
+            actor=holder, hold=timedelta(seconds=2 * settings.bridge_lease_ttl_seconds),
+            batch_size=settings.bridge_batch_size,
             job_concurrency=settings.bridge_job_concurrency,
         ),
         lease_ttl=settings.bridge_lease_ttl_seconds,

@@ -51,7 +51,11 @@ PENDING_SQL = """
 SELECT resource, count(*) AS n, min(received_at) AS oldest FROM webhook_inbox
 WHERE handled_at IS NULL GROUP BY resource ORDER BY resource
 """
-LAST_SQL = "SELECT max(received_at) FROM webhook_inbox"
+LAST_SQL = "SELECT resource, max(received_at) AS at FROM webhook_inbox GROUP BY resource"
+UNREAD_SQL = """
+UPDATE webhook_inbox SET handled_at = now(), error = 'no mapping reads this resource'
+WHERE handled_at IS NULL AND NOT (resource = ANY($1::text[]))
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,3 +140,18 @@ async def pending(conn: Connection) -> list[Pending]:
     with translated("read the webhook inbox"):
         rows = await conn.fetch(PENDING_SQL)
     return [Pending(row["resource"], int(row["n"]), row["oldest"]) for row in rows]
+
+
+async def last_received(conn: Connection) -> dict[str, datetime]:
+    """Per resource, when its latest delivery was stored (handled or not, until pruned)."""
+    with translated("read the webhook inbox"):
+        rows = await conn.fetch(LAST_SQL)
+    return {row["resource"]: row["at"] for row in rows}
+
+
+async def drop_unread(conn: Connection, resources: Sequence[str]) -> int:
+    """Settles deliveries of resources no mapping reads (a webhook left from an old mapping),
+    so they are pruned instead of waiting for ever; returns how many."""
+    with translated("settle unread webhook deliveries"):
+        status = await conn.execute(UNREAD_SQL, list(resources))
+    return int(status.split()[-1])

@@ -46,7 +46,10 @@ class ConsumerOptions:
     actor: str
     batch: int = 1000  # deliveries per resource per tick
     tick: timedelta = timedelta(seconds=1)  # how long deliveries coalesce
-    hold: timedelta = timedelta(minutes=10)  # a claim keeps other consumers off for this long
+    # A claim keeps other consumers off this long: about as long as a dead holder keeps its
+    # lease. Work that outlasts it is still safe: the mapping's lease makes a second claimer
+    # hand the rows back, and a repeat of a finished sync only finds its records unchanged.
+    hold: timedelta = timedelta(seconds=60)
     busy_retry: timedelta = timedelta(seconds=2)
     backoff: timedelta = timedelta(seconds=5)
     backoff_max: timedelta = timedelta(minutes=30)
@@ -91,6 +94,10 @@ class InboxConsumer:
     async def tick(self) -> int:
         """Claims and handles one batch per resource; returns the deliveries handled."""
         handled = 0
+        async with self._services.pool.acquire() as conn:
+            if dropped := await inbox.drop_unread(conn, list(self._readers)):
+                log.warning("webhook_deliveries_unread", deliveries=dropped,
+                            hint="no mapping reads their resource; run `bridge webhooks ensure`")  # fmt: skip
         for resource, mappings in sorted(self._readers.items()):
             async with self._services.pool.acquire() as conn:
                 rows = await inbox.claim(conn, [resource], self.options.batch, self.options.hold)

@@ -10,9 +10,10 @@ from pathlib import Path
 import aiohttp
 
 from bridge.webhooks import intake
+from tests.e2e.test_backfill_cli import run_bridge
 from tests.e2e.test_worker import dsn_of, prepare
 from tests.e2e.worker_proc import PROSPECTS_YAML, WorkerProc, query, wait_for
-from tests.fixtures_sandbox import SandboxWorld
+from tests.fixtures_sandbox import REPO, SandboxWorld
 
 SECRET = "e2e-webhook-secret"
 
@@ -97,3 +98,54 @@ async def test_a_stored_delivery_survives_a_kill_before_it_is_handled(
     assert zendesk_title(world, pid) is not None
     code, _ = await second.stop(signal.SIGTERM)
     assert code == 0, second.log_tail()
+
+
+async def test_ensure_then_a_change_in_outreach_reaches_zendesk_through_the_sandbox_webhook(
+    world: SandboxWorld, tmp_path: Path, workers: list[WorkerProc]
+) -> None:
+    mappings = prospects_only(tmp_path / "mappings")
+    (mappings / "vehicles.yaml").write_text((REPO / "mappings" / "vehicles.yaml").read_text())
+    (mappings / "vehicle_brands.yaml").write_text((REPO / "mappings" / "vehicle_brands.yaml").read_text())
+    await prepare(world, mappings)
+    dsn = dsn_of(world)
+    workers.append(worker := await WorkerProc.start(world, mappings, OUTREACH_WEBHOOK_SECRET=SECRET))
+    env = {"BRIDGE_MAPPINGS": str(mappings), "OUTREACH_WEBHOOK_SECRET": SECRET,
+           "BRIDGE_PUBLIC_URL": f"http://127.0.0.1:{worker.port}"}  # fmt: skip
+    code, out, err = await run_bridge(world, "webhooks", "ensure", env=env)
+    assert code == 0, err
+    [hook] = world.sandbox.outreach.webhooks.hooks.values()
+    assert (hook.resource, hook.url, hook.secret) == ("prospect", f"http://127.0.0.1:{worker.port}/webhooks/outreach", SECRET)
+    assert out.strip() == f"prospect: created webhook {hook.id}"  # vehicles are a custom object: no webhook
+    code, out, _ = await run_bridge(world, "webhooks", "ensure", env=env)
+    assert (code, out.strip()) == (0, f"prospect: webhook {hook.id} up to date, secret re-sent")
+    assert len(world.sandbox.outreach.webhooks.hooks) == 1
+
+    async def first_run_done() -> bool:
+        return bool(await query(dsn, "SELECT 1 FROM runs WHERE mapping = 'prospects' AND kind = 'worker' AND status = 'succeeded'"))
+
+    await wait_for(first_run_done, "the first scheduled prospects run")
+    pid = world.sandbox.outreach.ids("prospect")[5]
+    world.sandbox.outreach.update("prospect", pid, title="VP Fleet")
+
+    async def arrived() -> bool:
+        return zendesk_title(world, pid) == "VP Fleet"
+
+    await wait_for(arrived, "the change to reach Zendesk through the webhook", timeout=20)
+    assert [s.status for s in world.sandbox.outreach.webhooks.sent] == [202]
+    code, out, err = await run_bridge(world, "webhooks", "status", "--json", env=env)
+    assert code == 0, err
+    [row] = json.loads(out)
+    assert row["resource"] == "prospect" and row["active"] and row["lastDelivery"] is not None
+    code, out, _ = await run_bridge(world, "webhooks", "remove", env=env)
+    assert code == 0 and world.sandbox.outreach.webhooks.hooks == {}
+
+
+async def test_ensure_says_which_variable_is_missing(world: SandboxWorld) -> None:
+    code, _, err = await run_bridge(world, "webhooks", "ensure", env={"OUTREACH_WEBHOOK_SECRET": SECRET})
+    assert code == 2 and "BRIDGE_PUBLIC_URL is not set" in err
+    code, _, err = await run_bridge(
+        world, "webhooks", "ensure", env={"OUTREACH_WEBHOOK_SECRET": SECRET, "BRIDGE_PUBLIC_URL": "http://bridge.example.com"}
+    )
+    assert code == 2 and "must be an https URL" in err
+    code, _, err = await run_bridge(world, "webhooks", "ensure", env={"BRIDGE_PUBLIC_URL": "https://bridge.example.com"})
+    assert code == 2 and "OUTREACH_WEBHOOK_SECRET is not set" in err and SECRET not in err
