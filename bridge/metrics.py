@@ -83,6 +83,9 @@ class Metrics:
             "bridge_lag_seconds", "Seconds since the mapping's last successful run ended", ["mapping"], registry=r
         )
         self.dead_letters = Gauge("bridge_dead_letters", "Records in the dead letters", ["mapping"], registry=r)
+        self.webhooks_disabled = Gauge(
+            "bridge_webhooks_disabled", "bridge's Outreach webhooks that Outreach has disabled", registry=r
+        )
         self.webhook_deliveries = Counter(
             "bridge_webhook_deliveries", "Webhook deliveries by how they were answered", ["outcome"], registry=r
         )

@@ -44,6 +44,7 @@ from bridge.logs import get_logger
 from bridge.mapping.load import load_mappings
 from bridge.mapping.model import Mapping
 from bridge.metrics import Metrics
+from bridge.outreach.webhooks import WebhookAdmin
 from bridge.pipeline.report import LogProgress, ProgressSink, RunReport
 from bridge.pipeline.run import stop_signals
 from bridge.pipeline.sync import Services, SyncOptions, sync_mapping
@@ -59,6 +60,7 @@ from bridge.upkeep import Upkeep, UpkeepConfig, upkeep_config
 from bridge.webhooks import intake
 from bridge.webhooks.consumer import ConsumerOptions, InboxConsumer, Work
 from bridge.webhooks.intake import WebhookIntake
+from bridge.webhooks.watch import WebhookWatch
 
 log = get_logger(__name__)
 
@@ -71,6 +73,7 @@ class WorkerConfig:
     port: int
     webhook_secret: bytes | None  # None: no webhook intake and no inbox consumer
     consumer: ConsumerOptions
+    public_url: str | None
     lease_ttl: float
     stop_timeout: float
     sync: SyncOptions
@@ -86,7 +89,9 @@ def config_from(settings: Settings, holder: str) -> WorkerConfig:
             actor=holder, hold=timedelta(seconds=2 * settings.bridge_lease_ttl_seconds),
             batch_size=settings.bridge_batch_size,
             job_concurrency=settings.bridge_job_concurrency,
+            watch_every=timedelta(seconds=settings.bridge_upkeep_every_seconds),
         ),
+        public_url=settings.bridge_public_url,
         lease_ttl=settings.bridge_lease_ttl_seconds,
         stop_timeout=settings.bridge_stop_timeout_seconds,
         sync=SyncOptions(
@@ -192,7 +197,11 @@ class Worker:
             self.scheduler.start()
             side.add(asyncio.create_task(self.scheduler.watch(), name="scheduler"))
             if self.consumer is not None:
-                side.add(asyncio.create_task(self.consumer.run(self._stopping), name="webhook_consumer"))
+                watch = WebhookWatch(
+                    WebhookAdmin(self.services.outreach.transport, self.services.outreach.config.api_url),
+                    self.config.public_url, self.metrics.webhooks_disabled.set,
+                )
+                side.add(asyncio.create_task(self.consumer.run(self._stopping, watch), name="webhook_consumer"))
             log.info("worker_started", holder=self.keeper.holder, mappings=self.scheduler.order,
                      port=self.health.port)  # fmt: skip
             dead = await self._wait_for_stop(side)

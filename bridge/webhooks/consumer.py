@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from collections.abc import Mapping as AbcMapping
@@ -32,10 +33,9 @@ from bridge.pipeline.load import PageLoader
 from bridge.pipeline.sync import Services
 from bridge.store import inbox, runs
 from bridge.store.inbox import InboxRow
+from bridge.webhooks.watch import WebhookWatch
 
 log = get_logger(__name__)
-
-PRUNE_EVERY_S = 3600.0
 
 Work = Callable[[str], Awaitable[None]]  # given the lease holder, does the mapping's work
 MappingRunner = Callable[[str, Work], Awaitable[bool]]  # False: the mapping is busy elsewhere
@@ -54,6 +54,7 @@ class ConsumerOptions:
     backoff: timedelta = timedelta(seconds=5)
     backoff_max: timedelta = timedelta(minutes=30)
     retention: timedelta = timedelta(days=7)
+    watch_every: timedelta = timedelta(minutes=5)
     batch_size: int = 100
     job_concurrency: int = 4
 
@@ -75,15 +76,18 @@ class InboxConsumer:
         self._readers = readers(mappings)
         self._services, self._run, self.options = services, run, options
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Ticks until `stop`; a tick that fails (database down) is logged and retried."""
-        pruned_at = -PRUNE_EVERY_S
+    async def run(self, stop: asyncio.Event, watch: WebhookWatch | None = None) -> None:
+        """Ticks until `stop`; a tick that fails (database down) is logged and retried. Every
+        `options.watch_every` it also prunes handled deliveries and checks the webhooks."""
+        watched_at = -math.inf
         while not stop.is_set():
             try:
                 await self.tick()
-                if time.monotonic() - pruned_at >= PRUNE_EVERY_S:
+                if time.monotonic() - watched_at >= self.options.watch_every.total_seconds():
+                    watched_at = time.monotonic()
                     await self.prune()
-                    pruned_at = time.monotonic()
+                    if watch is not None:
+                        await watch.check()
             except BridgeError as exc:
                 log.warning("webhook_consumer_failed", error=str(exc))
             try:
