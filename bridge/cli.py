@@ -89,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=sync.cmd_demo)
     sub.add_parser("worker", help="run the schedules until SIGTERM; /healthz /readyz /metrics on $PORT").set_defaults(
         handler=sync.cmd_worker)
+    sub.add_parser("web", help="only the webhook intake and /healthz /readyz on $PORT (Heroku's web dyno)").set_defaults(
+        handler=sync.cmd_web)
     _add_repair_commands(sub)
     hooks = sub.add_parser("webhooks", help="the Outreach webhooks that trigger targeted syncs")
     hooks.add_argument("action", choices=["ensure", "status", "remove"],

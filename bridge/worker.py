@@ -137,6 +137,24 @@ async def _require_migrated(settings: Settings, pool: asyncpg.Pool[Any]) -> None
     await store_migrate.require_current(pool)  # the rule every command follows
 
 
+async def readiness(pool: asyncpg.Pool[Any], stopping: asyncio.Event) -> Readiness:
+    """/readyz for any process that serves it: the database answers and is migrated."""
+    if stopping.is_set():
+        return Readiness(False, "stopping")
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            pending = await store_migrate.pending(pool, timeout=READY_TIMEOUT_S)
+    except TimeoutError:
+        return Readiness(False, "the database did not answer in time")
+    except BridgeError as exc:  # served short; the detail goes to the log only
+        if isinstance(exc.__cause__, TimeoutError):
+            return Readiness(False, "the database did not answer in time", detail=str(exc))
+        return Readiness(False, "the database is unavailable", detail=str(exc))
+    if pending:
+        return Readiness(False, f"pending migrations: {', '.join(pending)}")
+    return Readiness(True, "database reachable, migrations applied")
+
+
 class _RunSink:
     """Progress of one run, told to every sink: logs and metrics."""
 
@@ -307,20 +325,7 @@ class Worker:
         return (lease.holder, lease.acquired_at) if lease is not None else None
 
     async def _readiness(self) -> Readiness:
-        if self._stopping.is_set():
-            return Readiness(False, "stopping")
-        try:
-            async with asyncio.timeout(READY_TIMEOUT_S):
-                pending = await store_migrate.pending(self.services.pool, timeout=READY_TIMEOUT_S)
-        except TimeoutError:
-            return Readiness(False, "the database did not answer in time")
-        except BridgeError as exc:  # served short; the detail goes to the log only
-            if isinstance(exc.__cause__, TimeoutError):
-                return Readiness(False, "the database did not answer in time", detail=str(exc))
-            return Readiness(False, "the database is unavailable", detail=str(exc))
-        if pending:
-            return Readiness(False, f"pending migrations: {', '.join(pending)}")
-        return Readiness(True, "database reachable, migrations applied")
+        return await readiness(self.services.pool, self._stopping)
 
     async def _metrics_text(self) -> bytes:
         try:

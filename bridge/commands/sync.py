@@ -92,6 +92,13 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+async def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge import web
+
+    await web.run(settings)
+    return EXIT_OK
+
+
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     try:
         names = list(load_mappings(settings.bridge_mappings))

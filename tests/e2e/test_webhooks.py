@@ -149,3 +149,33 @@ async def test_ensure_says_which_variable_is_missing(world: SandboxWorld) -> Non
     assert code == 2 and "must be an https URL" in err
     code, _, err = await run_bridge(world, "webhooks", "ensure", env={"BRIDGE_PUBLIC_URL": "https://bridge.example.com"})
     assert code == 2 and "OUTREACH_WEBHOOK_SECRET is not set" in err and SECRET not in err
+
+
+async def test_the_web_process_stores_deliveries_for_the_workers_and_stops_cleanly(
+    world: SandboxWorld, tmp_path: Path, workers: list[WorkerProc]
+) -> None:
+    mappings = prospects_only(tmp_path / "mappings")
+    await prepare(world, mappings)
+    dsn = dsn_of(world)
+    workers.append(web := await WorkerProc.start(world, mappings, "web", OUTREACH_WEBHOOK_SECRET=SECRET))
+    assert (await web.get("/readyz"))[0] == 200
+    pid = world.sandbox.outreach.ids("prospect")[2]
+    assert await post_delivery(web, pid) == 202
+    assert await post_delivery(web, pid, secret="wrong") == 401
+    [row] = await query(dsn, "SELECT source_id, handled_at FROM webhook_inbox")
+    assert (row["source_id"], row["handled_at"]) == (str(pid), None)  # the web process syncs nothing
+    assert world.sandbox.counters.count("outreach") == 0
+    code, _ = await web.stop(signal.SIGTERM)
+    assert code == 0, web.log_tail()
+    workers.append(worker := await WorkerProc.start(world, mappings, OUTREACH_WEBHOOK_SECRET=SECRET))
+
+    async def handled() -> bool:
+        return bool(await query(dsn, "SELECT 1 FROM webhook_inbox WHERE handled_at IS NOT NULL"))
+
+    await wait_for(handled, "a worker to drain what the web process stored")
+    await worker.stop(signal.SIGTERM)
+
+
+async def test_the_web_process_refuses_to_start_without_a_secret(world: SandboxWorld) -> None:
+    code, _, err = await run_bridge(world, "web", env={"OUTREACH_WEBHOOK_SECRET": ""})
+    assert code == 2 and "OUTREACH_WEBHOOK_SECRET is not set" in err
