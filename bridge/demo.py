@@ -8,16 +8,11 @@ database of its own (`bridge_demo`, recreated each time), so it never touches re
 
 from __future__ import annotations
 
-import os
-import secrets
 import sys
 import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
-
-import asyncpg
-from pydantic import SecretStr
 
 from bridge import logs, schema, wiring
 from bridge.mapping.load import load_mapping, load_mappings
@@ -26,7 +21,7 @@ from bridge.mapping.order import sync_order
 from bridge.pipeline.report import RunReport
 from bridge.pipeline.sync import Services, SyncOptions, sync_mapping
 from bridge.progress import progress_for
-from bridge.sandbox.seed import SeedInfo, seed_demo
+from bridge.sandbox.seed import seed_demo
 from bridge.sandbox.server import Sandbox
 from bridge.schema import plan as schema_plan
 from bridge.schema import report as schema_report
@@ -34,7 +29,7 @@ from bridge.schema import scaffold
 from bridge.schema.desired import wanted_objects
 from bridge.settings import Settings
 from bridge.store import migrate as store_migrate
-from bridge.store import pool as store_pool
+from bridge.store import scratch
 
 DEMO_DATABASE = "bridge_demo"
 CHANGED = 25
@@ -43,18 +38,17 @@ ADDED = 5
 
 async def run(settings: Settings, *, vehicles: int = 500) -> int:
     began = time.monotonic()
-    if "LOG_LEVEL" not in os.environ:  # the story is told on stdout; logs only for trouble
+    if "log_level" not in settings.model_fields_set:  # the story is told on stdout; logs only for trouble
         logs.configure(settings.log_format, "WARNING")
     mappings = load_mappings(settings.bridge_mappings)
     order = sync_order(mappings)
-    dsn = await _fresh_database(wiring.database_dsn(settings))
+    dsn = await scratch.fresh_database(wiring.database_dsn(settings), DEMO_DATABASE)
     async with Sandbox() as sandbox:
         seed = seed_demo(sandbox, vehicles=vehicles)
-        demo_settings = _settings_for(settings, sandbox, seed, dsn)
+        demo_settings = wiring.sandbox_settings(settings, (sandbox.outreach_url, sandbox.zendesk_url), seed, dsn)
         _say(f"sandbox Outreach at {sandbox.outreach_url}, Zendesk at {sandbox.zendesk_url}")
         _say(f"seeded {', '.join(f'{len(sandbox.outreach.ids(t))} {t}' for t in _types(mappings))}")
-        pool = await store_pool.create_pool(dsn)
-        try:
+        async with wiring.open_pool(demo_settings) as pool:
             await store_migrate.migrate(pool)
             async with wiring.open_services(demo_settings, pool) as services:
                 await _schema_story(services, mappings, order)
@@ -64,8 +58,6 @@ async def run(settings: Settings, *, vehicles: int = 500) -> int:
                 touched = _change_source(sandbox)
                 _say(f"changed {touched} vehicles and added {ADDED} in Outreach; incremental sync:")
                 second = [await _sync(mappings, n, services, options) for n in order]
-        finally:
-            await pool.close()
         _summary(sandbox, mappings, first, second, time.monotonic() - began)
     return 1 if any(r.failed for r in first + second) else 0
 
@@ -106,35 +98,6 @@ async def _sync(
             f"in {report.seconds:.2f}s"
         )
     return report
-
-
-async def _fresh_database(server_dsn: str, name: str = DEMO_DATABASE) -> str:
-    """Recreates database `name` on the server and returns its DSN."""
-    conn = await asyncpg.connect(store_pool.normalise_dsn(server_dsn))
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    return store_pool.dsn_with_database(server_dsn, name)
-
-
-def _settings_for(settings: Settings, sandbox: Sandbox, seed: SeedInfo, dsn: str) -> Settings:
-    return settings.model_copy(
-        update={
-            "database_url": SecretStr(dsn),
-            "outreach_api_url": sandbox.outreach_url,
-            "outreach_access_token": None,
-            "outreach_client_id": seed.outreach_client_id,
-            "outreach_client_secret": SecretStr(seed.outreach_client_secret),
-            "outreach_refresh_token": SecretStr(seed.outreach_refresh_token),
-            "bridge_secret_key": SecretStr(secrets.token_urlsafe(32)),
-            "zendesk_url": sandbox.zendesk_url,
-            "zendesk_client_id": seed.zendesk_client_id,
-            "zendesk_client_secret": SecretStr(seed.zendesk_client_secret),
-            "bridge_page_size": 100,
-        }
-    )
 
 
 def _change_source(sandbox: Sandbox) -> int:

@@ -1,7 +1,8 @@
 """`bridge worker`: the long-running process, from start to a clean stop.
 
-Lifecycle: open the pool and the clients, check migrations, start the health server, the
-lease heartbeat and the scheduler, then wait for a stop signal or for a side task to die.
+Lifecycle (`bridge worker` opens the pool and the clients, checks migrations and builds the
+config in wiring.py): start the health server, the lease heartbeat and the scheduler, then
+wait for a stop signal or for a side task to die.
 Invariants:
 - A mapping runs here only under its lease (`store/leases.py`); if the lease is lost the
   run is cancelled, and a mapping another process holds is skipped, not waited for.
@@ -31,17 +32,13 @@ import asyncio
 import signal
 from collections.abc import Hashable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import asyncpg
-from pydantic import SecretStr
 
-from bridge import wiring
 from bridge.errors import BridgeError, StoreError
 from bridge.http.guard import guarding
 from bridge.logs import get_logger
-from bridge.mapping.load import load_mappings
 from bridge.mapping.model import Mapping
 from bridge.metrics import Metrics
 from bridge.outreach.webhooks import WebhookAdmin
@@ -50,13 +47,12 @@ from bridge.pipeline.run import stop_signals
 from bridge.pipeline.sync import Services, SyncOptions, sync_mapping
 from bridge.scheduler import MappingScheduler, Outcome, ScheduleConfig
 from bridge.server import Handler, Readiness, WorkerServer
-from bridge.settings import Settings
-from bridge.store import inbox, leases
+from bridge.store import inbox
 from bridge.store import migrate as store_migrate
 from bridge.store import pool as store_pool
 from bridge.store.inbox import Delivery
 from bridge.store.leases import LeaseKeeper
-from bridge.upkeep import Upkeep, UpkeepConfig, upkeep_config
+from bridge.upkeep import Upkeep, UpkeepConfig
 from bridge.webhooks import intake
 from bridge.webhooks.consumer import ConsumerOptions, InboxConsumer, Work
 from bridge.webhooks.intake import WebhookIntake
@@ -79,62 +75,6 @@ class WorkerConfig:
     sync: SyncOptions
     schedule: ScheduleConfig
     upkeep: UpkeepConfig
-
-
-def config_from(settings: Settings, holder: str) -> WorkerConfig:
-    return WorkerConfig(
-        port=settings.port,
-        webhook_secret=_secret_bytes(settings.outreach_webhook_secret),
-        consumer=ConsumerOptions(
-            actor=holder, hold=timedelta(seconds=2 * settings.bridge_lease_ttl_seconds),
-            batch_size=settings.bridge_batch_size,
-            job_concurrency=settings.bridge_job_concurrency,
-            watch_every=timedelta(seconds=settings.bridge_upkeep_every_seconds),
-        ),
-        public_url=settings.bridge_public_url,
-        lease_ttl=settings.bridge_lease_ttl_seconds,
-        stop_timeout=settings.bridge_stop_timeout_seconds,
-        sync=SyncOptions(
-            kind="worker",
-            actor=holder,
-            overlap=timedelta(seconds=settings.bridge_overlap_seconds),
-            batch_size=settings.bridge_batch_size,
-            job_concurrency=settings.bridge_job_concurrency,
-            queue_pages=settings.bridge_queue_pages,
-            pages_in_flight=settings.bridge_pages_in_flight,
-        ),
-        schedule=ScheduleConfig(
-            jitter_seconds=settings.bridge_schedule_jitter_seconds,
-            backoff_seconds=settings.bridge_backoff_seconds,
-            backoff_max_seconds=settings.bridge_backoff_max_seconds,
-            # Reconcile is checked on the upkeep tick, so the tick is never the longer one.
-            upkeep_seconds=min(
-                settings.bridge_upkeep_every_seconds, settings.bridge_reconcile_every_seconds
-            ),
-        ),
-        upkeep=upkeep_config(settings, actor=holder),
-    )
-
-
-def _secret_bytes(secret: SecretStr | None) -> bytes | None:
-    value = secret.get_secret_value() if secret is not None else ""
-    return value.encode() if value else None
-
-
-async def run(settings: Settings) -> None:
-    """Runs the worker until a stop signal; raises BridgeError if it had to stop on its own."""
-    mappings = load_mappings(settings.bridge_mappings)
-    holder = leases.holder_id("worker")
-    config = config_from(settings, holder)
-    async with wiring.open_pool(settings) as pool:
-        await _require_migrated(settings, pool)
-        metrics = Metrics()
-        async with wiring.open_services(settings, pool, metrics=metrics) as services:
-            await Worker(mappings, services, metrics, config, holder).run()
-
-
-async def _require_migrated(settings: Settings, pool: asyncpg.Pool[Any]) -> None:
-    await store_migrate.require_current(pool)  # the rule every command follows
 
 
 async def readiness(pool: asyncpg.Pool[Any], stopping: asyncio.Event) -> Readiness:
