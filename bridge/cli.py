@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge import logs
-from bridge.commands import repair, schema, sync
+from bridge.commands import repair, schema, sync, webhooks
 from bridge.commands import sandbox as sandbox_cmd
 from bridge.commands.common import EXIT_CONFIG, EXIT_FATAL
 from bridge.errors import BridgeError, ConfigError
@@ -116,7 +116,26 @@ def _parser() -> argparse.ArgumentParser:
     worker.set_defaults(handler=sync.cmd_worker)
     _add_local_commands(sub)
     _add_repair_commands(sub)
+    _add_webhook_commands(sub)
     return parser
+
+
+def _add_webhook_commands(sub: Any) -> None:
+    web = _command(sub, "web", "only the webhook intake and health endpoints on $PORT",
+                   "Serves POST /webhooks/outreach, /healthz and /readyz on $PORT and stores each\n"
+                   "delivery in Postgres for the workers to drain; runs no schedule. For platforms\n"
+                   "that send HTTP to a separate process (Heroku's web dyno). Needs\n"
+                   "OUTREACH_WEBHOOK_SECRET.")  # fmt: skip
+    web.set_defaults(handler=sync.cmd_web)
+    hooks = _command(sub, "webhooks", "the Outreach webhooks that trigger targeted syncs",
+                     "ensure: create or update one webhook per standard Outreach type a mapping\n"
+                     "reads, pointing at BRIDGE_PUBLIC_URL/webhooks/outreach with\n"
+                     "OUTREACH_WEBHOOK_SECRET, and remove bridge's webhooks no mapping needs.\n"
+                     "status: each one's state, why Outreach disabled it, and the last delivery.\n"
+                     "remove: delete bridge's webhooks (others are never touched).")  # fmt: skip
+    hooks.add_argument("action", choices=["ensure", "status", "remove"], help="what to do")
+    hooks.add_argument("--json", action="store_true", help="status as JSON")
+    hooks.set_defaults(handler=webhooks.cmd_webhooks)
 
 
 def _version() -> str:

@@ -83,6 +83,12 @@ class Metrics:
             "bridge_lag_seconds", "Seconds since the mapping's last successful run ended", ["mapping"], registry=r
         )
         self.dead_letters = Gauge("bridge_dead_letters", "Records in the dead letters", ["mapping"], registry=r)
+        self.webhooks_disabled = Gauge(
+            "bridge_webhooks_disabled", "bridge's Outreach webhooks that Outreach has disabled", registry=r
+        )
+        self.webhook_deliveries = Counter(
+            "bridge_webhook_deliveries", "Webhook deliveries by how they were answered", ["outcome"], registry=r
+        )
         self._limits = _RateLimitCollector()
         r.register(self._limits)
 
@@ -91,6 +97,10 @@ class Metrics:
         status = str(event.status) if event.status is not None else "error"
         self.requests.labels(event.api, status).inc()
         self.latency.labels(event.api, status).observe(event.seconds)
+
+    def observe_delivery(self, outcome: str) -> None:
+        """Webhook intake hook: called once per answered delivery."""
+        self.webhook_deliveries.labels(outcome).inc()
 
     def track_limiter(self, api: str, limiter: RateLimiter) -> None:
         self._limits.limiters.append((api, limiter))

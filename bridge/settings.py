@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     log_format: str | None = None  # json | console; default: console on a tty
     log_level: str = "INFO"
     port: int = 8080
+    outreach_webhook_secret: SecretStr | None = None  # unset: POST /webhooks/outreach is a 404
+    bridge_public_url: str | None = None  # the worker's public base URL, for `webhooks ensure`
     pgsslmode: str | None = None  # libpq's TLS mode (Heroku: require); asyncpg reads it as well
     user: str | None = None  # the login name ($USER): who ran a command, in the run history
 

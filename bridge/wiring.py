@@ -37,6 +37,7 @@ from bridge.store import pool as store_pool
 from bridge.store.crypto import TokenCipher
 from bridge.store.tokens import PgTokenStore
 from bridge.upkeep import UpkeepConfig
+from bridge.webhooks.consumer import ConsumerOptions
 from bridge.worker import WorkerConfig
 from bridge.zendesk import auth as zendesk_auth
 from bridge.zendesk.client import ZendeskClient, ZendeskConfig, zendesk_error_detail
@@ -286,8 +287,16 @@ def upkeep_config(settings: Settings, actor: str = "worker") -> UpkeepConfig:
 
 
 def worker_config(settings: Settings, holder: str) -> WorkerConfig:
+    secret = settings.outreach_webhook_secret.get_secret_value() if settings.outreach_webhook_secret else ""
     return WorkerConfig(
         port=settings.port,
+        webhook_secret=secret.encode() or None,
+        consumer=ConsumerOptions(
+            actor=holder, hold=timedelta(seconds=2 * settings.bridge_lease_ttl_seconds),
+            batch_size=settings.bridge_batch_size, job_concurrency=settings.bridge_job_concurrency,
+            watch_every=timedelta(seconds=settings.bridge_upkeep_every_seconds),
+        ),
+        public_url=settings.bridge_public_url,
         lease_ttl=settings.bridge_lease_ttl_seconds,
         stop_timeout=settings.bridge_stop_timeout_seconds,
         sync=sync_options(settings, "worker", holder),

@@ -91,6 +91,21 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+async def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge import web
+
+    secret = settings.outreach_webhook_secret.get_secret_value() if settings.outreach_webhook_secret else ""
+    if not secret:
+        raise ConfigError(
+            "OUTREACH_WEBHOOK_SECRET is not set; `bridge web` only serves the webhook intake, "
+            "so set it (the same value as for `bridge webhooks ensure`) or run no web process"
+        )
+    async with wiring.open_pool(settings) as pool:
+        await require_migrated(settings, pool)
+        await web.serve(pool, settings.port, secret.encode())
+    return EXIT_OK
+
+
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     try:
         names = list(load_mappings(settings.bridge_mappings))

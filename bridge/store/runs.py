@@ -139,7 +139,7 @@ async def mark_interrupted(conn: Connection, mapping: str) -> int:
     return int(status.split()[-1])
 
 
-# Issue 5 (worker metrics): lag is measured from the end of the last successful sync run.
+# Lag is measured from the end of the last successful sync run.
 LAST_SUCCEEDED_SQL = """
 SELECT mapping, max(finished_at) AS finished_at FROM runs
 WHERE status IN ('succeeded', 'partial') AND kind IN ('backfill', 'worker')
