@@ -18,8 +18,9 @@ from bridge import logs, schema, wiring
 from bridge.mapping.load import load_mapping, load_mappings
 from bridge.mapping.model import Mapping
 from bridge.mapping.order import sync_order
+from bridge.pipeline.backfill import LeaseConfig, backfill
 from bridge.pipeline.report import RunReport
-from bridge.pipeline.sync import Services, SyncOptions, sync_mapping
+from bridge.pipeline.sync import Services, SyncOptions
 from bridge.progress import progress_for
 from bridge.sandbox.seed import seed_demo
 from bridge.sandbox.server import Sandbox
@@ -28,8 +29,8 @@ from bridge.schema import report as schema_report
 from bridge.schema import scaffold
 from bridge.schema.desired import wanted_objects
 from bridge.settings import Settings
+from bridge.store import leases, scratch
 from bridge.store import migrate as store_migrate
-from bridge.store import scratch
 
 DEMO_DATABASE = "bridge_demo"
 CHANGED = 25
@@ -53,11 +54,12 @@ async def run(settings: Settings, *, vehicles: int = 500) -> int:
             async with wiring.open_services(demo_settings, pool) as services:
                 await _schema_story(services, mappings, order)
                 options = SyncOptions(kind="demo", actor="demo", overlap=timedelta(seconds=1))
+                lease = LeaseConfig(holder=leases.holder_id("demo"), ttl=30.0, wait=0.0)
                 _say("backfill:")
-                first = [await _sync(mappings, n, services, options) for n in order]
+                first = await _backfill(mappings, order, services, options, lease)
                 touched = _change_source(sandbox)
                 _say(f"changed {touched} vehicles and added {ADDED} in Outreach; incremental sync:")
-                second = [await _sync(mappings, n, services, options) for n in order]
+                second = await _backfill(mappings, order, services, options, lease)
         _summary(sandbox, mappings, first, second, time.monotonic() - began)
     return 1 if any(r.failed for r in first + second) else 0
 
@@ -85,19 +87,20 @@ async def _schema_story(services: Services, mappings: dict[str, Mapping], order:
     _say(f"schema apply: limits checked, created {objects} object(s) and {len(created) - objects} field(s)")
 
 
-async def _sync(
-    mappings: dict[str, Mapping], name: str, services: Services, options: SyncOptions
-) -> RunReport:
-    report = await sync_mapping(
-        mappings[name], services, options, progress_for(sys.stdout), mappings=mappings
-    )
+async def _backfill(
+    mappings: dict[str, Mapping], order: list[str], services: Services, options: SyncOptions,
+    lease: LeaseConfig,
+) -> list[RunReport]:
+    """The same pass as `bridge backfill`: leases, dependency order, the final fill."""
+    reports = await backfill(services, mappings, order, options, lease, progress=lambda: progress_for(sys.stdout))
     if not sys.stdout.isatty():  # the live table already showed it on a terminal
-        _say(
-            f"  {report.mapping}: {report.pages} page(s), fetched {report.fetched}, wrote "
-            f"{report.written}, skipped {report.skipped}, failed {report.failed} "
-            f"in {report.seconds:.2f}s"
-        )
-    return report
+        for report in reports:
+            _say(
+                f"  {report.mapping}: {report.pages} page(s), fetched {report.fetched}, wrote "
+                f"{report.written}, skipped {report.skipped}, failed {report.failed} "
+                f"in {report.seconds:.2f}s"
+            )
+    return reports
 
 
 def _change_source(sandbox: Sandbox) -> int:
