@@ -14,6 +14,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from bridge import demo_live as live
 from bridge import logs, schema, wiring
 from bridge.mapping.load import load_mapping, load_mappings
 from bridge.mapping.model import Mapping
@@ -60,7 +61,8 @@ async def run(settings: Settings, *, vehicles: int = 500) -> int:
                 touched = _change_source(sandbox)
                 _say(f"changed {touched} vehicles and added {ADDED} in Outreach; incremental sync:")
                 second = await _backfill(mappings, order, services, options, lease)
-        _summary(sandbox, mappings, first, second, time.monotonic() - began)
+            _summary(sandbox, mappings, first, second, time.monotonic() - began)
+            await live.worker_story(sandbox, demo_settings, pool, mappings)
     return 1 if any(r.failed for r in first + second) else 0
 
 

@@ -75,6 +75,7 @@ class WorkerConfig:
     sync: SyncOptions
     schedule: ScheduleConfig
     upkeep: UpkeepConfig
+    host: str = "0.0.0.0"  # every interface, as a container needs; the demo keeps to loopback
 
 
 async def readiness(pool: asyncpg.Pool[Any], stopping: asyncio.Event) -> Readiness:
@@ -123,7 +124,7 @@ class Worker:
             mappings, self._run_mapping, self._probe, config.schedule, upkeep=self._upkeep_mapping
         )
         self.health = WorkerServer(
-            config.port, self._readiness, self._metrics_text, webhooks=self._webhook_route()
+            config.port, self._readiness, self._metrics_text, config.host, webhooks=self._webhook_route()
         )
         self._stopping = asyncio.Event()
         self._signals = 0

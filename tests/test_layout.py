@@ -15,7 +15,7 @@ READS_ENVIRONMENT = re.compile(r"os\.environ|getenv|Settings\(|BaseSettings")
 IMPORTS_SETTINGS = re.compile(r"^\s*from bridge(\.settings)? import .*\b(Settings|settings)\b|^\s*import bridge\.settings",
                               re.MULTILINE)  # fmt: skip
 ENV_READERS = {"settings.py", "wiring.py", "cli.py"}
-SETTINGS_READERS = {"settings.py", "wiring.py", "cli.py", "demo.py", "commands/"}
+SETTINGS_READERS = {"settings.py", "wiring.py", "cli.py", "demo.py", "demo_live.py", "commands/"}
 
 
 def _modules() -> list[tuple[str, str]]:
