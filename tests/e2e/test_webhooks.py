@@ -179,3 +179,49 @@ async def test_the_web_process_stores_deliveries_for_the_workers_and_stops_clean
 async def test_the_web_process_refuses_to_start_without_a_secret(world: SandboxWorld) -> None:
     code, _, err = await run_bridge(world, "web", env={"OUTREACH_WEBHOOK_SECRET": ""})
     assert code == 2 and "OUTREACH_WEBHOOK_SECRET is not set" in err
+
+
+async def test_a_webhook_never_writes_beside_the_scheduled_run_of_its_mapping(
+    world: SandboxWorld, tmp_path: Path, workers: list[WorkerProc]
+) -> None:
+    mappings = prospects_only(tmp_path / "mappings")
+    await prepare(world, mappings)
+    dsn = dsn_of(world)
+    jobs = world.sandbox.zendesk.jobs
+    jobs.hold(lambda key, action, items: key == "prospect_copy")  # the scheduled run's first job waits
+    workers.append(worker := await WorkerProc.start(world, mappings, OUTREACH_WEBHOOK_SECRET=SECRET))
+
+    async def scheduled_job_held() -> bool:
+        return bool(jobs.held())
+
+    await wait_for(scheduled_job_held, "the scheduled run's job to be in flight")
+    [held] = jobs.held()
+    pid = int(jobs._pending[held][2][0]["external_id"].rsplit(":", 1)[1])
+    world.sandbox.outreach.update("prospect", pid, title="Night Shift Lead")
+    assert await post_delivery(worker, pid) == 202
+
+    async def handed_back() -> bool:  # the consumer found the mapping busy and gave the row back
+        rows = await query(dsn, "SELECT 1 FROM webhook_inbox WHERE next_attempt_at > received_at + interval '1 second'")
+        return bool(rows)
+
+    await wait_for(handed_back, "the consumer to find the mapping busy")
+
+    def jobs_carrying(pid: int) -> list[str]:
+        ext = f"outreach:prospects:{pid}"
+        return [job for job, (key, _, items) in jobs._pending.items()
+                if key == "prospect_copy" and any(i.get("external_id") == ext for i in items)]  # fmt: skip
+
+    assert jobs_carrying(pid) == [held]  # nothing else wrote the record while the run's job was in flight
+    ext = f"outreach:prospects:{pid}"
+    assert world.sandbox.counters.writes_of("prospect_copy", ext) == []
+    jobs.release()
+
+    async def handled() -> bool:
+        return bool(await query(dsn, "SELECT 1 FROM webhook_inbox WHERE handled_at IS NOT NULL"))
+
+    await wait_for(handled, "the delivery to be handled after the scheduled run")
+    assert zendesk_title(world, pid) == "Night Shift Lead"
+    writes = world.sandbox.counters.writes_of("prospect_copy", ext)
+    assert [w.fields.get("title") for w in writes][-1] == "Night Shift Lead"
+    code, _ = await worker.stop(signal.SIGTERM)
+    assert code == 0, worker.log_tail()
