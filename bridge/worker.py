@@ -131,7 +131,8 @@ class Worker:
         # One piece of work per mapping at a time in this process (the lease covers the others).
         self._locks: dict[str, asyncio.Lock] = {name: asyncio.Lock() for name in mappings}
         self.consumer = (
-            InboxConsumer(mappings, services, self._run_webhook_work, config.consumer)
+            InboxConsumer(mappings, services, self._run_webhook_work, config.consumer,
+                          metrics.observe_change_to_write)
             if config.webhook_secret is not None
             else None
         )

@@ -108,12 +108,15 @@ async def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        names = list(load_mappings(settings.bridge_mappings))
+        mappings = load_mappings(settings.bridge_mappings)
     except ConfigError:
-        names = []
+        mappings = {}
+    webhooks = frozenset(
+        name for name, m in mappings.items() if settings.outreach_webhook_secret and not m.source.custom_object
+    )
     async with wiring.open_pool(settings) as pool:
         await require_migrated(settings, pool)
-        rows = await status.collect(pool, names)
+        rows = await status.collect(pool, list(mappings), webhooks)
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
         return EXIT_OK
@@ -125,6 +128,9 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             f"watermark={r.watermark or '-'}{' (resuming)' if r.resuming else ''} "
             f"last_run={r.last_run_status or '-'} {counts} lag={lag} held_by={r.held_by or '-'}"
         )
+        fresh = (f"; last change reached Zendesk {r.change_to_write_seconds:.1f}s after it was made "
+                 f"({r.change_to_write_by})" if r.change_to_write_seconds is not None else "")  # fmt: skip
+        print(f"  trigger: {r.trigger}{fresh}")
         if r.parked_links:
             age = f"{r.oldest_parked_seconds:.0f}s" if r.oldest_parked_seconds is not None else "-"
             print(f"  parked links: {r.parked_links}, oldest waiting {age}")

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from bridge.mapping.model import Mapping
 from bridge.outreach.models import OutreachId, Page, SourceRecord
 from bridge.pipeline.load import PageLoader
-from bridge.pipeline.page import PageOutcome, commit_links, load_page
+from bridge.pipeline.page import PageOutcome, change_to_write, commit_links, counts, freshest, load_page
 from bridge.pipeline.reconcile import with_page_size
 from bridge.pipeline.resolve import relationship_query
 from bridge.pipeline.sync import Services
@@ -39,12 +40,14 @@ class IdsOutcome:
     unchanged: set[str] = field(default_factory=set)
     vanished: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)
+    change_to_write: list[float] = field(default_factory=list)  # seconds, per written record
 
     def add(self, other: IdsOutcome) -> None:
         self.written |= other.written
         self.unchanged |= other.unchanged
         self.vanished |= other.vanished
         self.failed |= other.failed
+        self.change_to_write += other.change_to_write
 
 
 def chunks(source_ids: Sequence[str]) -> list[list[str]]:
@@ -95,6 +98,7 @@ async def _chunk(
     found: set[str] = {str(record.id) for record in page.records}
     result = IdsOutcome(written, found - written - failed, set(wanted) - found, failed)
     await _commit(mapping.name, services, run_id, outcome, result, holder)
+    result.change_to_write = change_to_write(outcome, datetime.now(UTC))
     return result
 
 
@@ -125,10 +129,6 @@ async def _commit(
     result: IdsOutcome,
     holder: str | None,
 ) -> None:
-    counts = runs.RunCounts(
-        fetched=len(outcome.page.records), written=len(outcome.written),
-        skipped=outcome.skipped, failed=len(outcome.dead), parked=len(outcome.parked),
-    )  # fmt: skip
     async with services.pool.acquire() as conn, conn.transaction():
         if holder is not None:
             await leases.assert_held(conn, name, holder)
@@ -138,4 +138,4 @@ async def _commit(
         if outcome.dead:
             await dead_letters.add_many(conn, name, run_id, outcome.dead)
         await commit_links(conn, name, outcome)
-        await runs.add_counts(conn, run_id, counts)
+        await runs.add_counts(conn, run_id, counts(outcome), change_to_write=freshest(outcome))

@@ -39,6 +39,7 @@ log = get_logger(__name__)
 
 Work = Callable[[str], Awaitable[None]]  # given the lease holder, does the mapping's work
 MappingRunner = Callable[[str, Work], Awaitable[bool]]  # False: the mapping is busy elsewhere
+Observe = Callable[[str, str, list[float]], None]  # mapping, trigger, change-to-write seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +72,11 @@ def readers(mappings: AbcMapping[str, Mapping]) -> dict[str, list[Mapping]]:
 class InboxConsumer:
     def __init__(
         self, mappings: AbcMapping[str, Mapping], services: Services, run: MappingRunner,
-        options: ConsumerOptions,
+        options: ConsumerOptions, observe: Observe | None = None,
     ) -> None:  # fmt: skip
         self._readers = readers(mappings)
         self._services, self._run, self.options = services, run, options
+        self._observe = observe or (lambda mapping, trigger, seconds: None)
 
     async def run(self, stop: asyncio.Event, watch: WebhookWatch | None = None) -> None:
         """Ticks until `stop`; a tick that fails (database down) is logged and retried. Every
@@ -140,6 +142,7 @@ class InboxConsumer:
             )  # fmt: skip
             outcome = await targeted.sync_ids(mapping, self._services, loader, wanted, run_id, holder=holder)
             status = "partial" if outcome.failed else "succeeded"
+            self._observe(mapping.name, "webhook", outcome.change_to_write)
             log.info("webhook_sync", mapping=mapping.name, run_id=run_id, ids=len(wanted),
                      written=len(outcome.written), unchanged=len(outcome.unchanged),
                      vanished=len(outcome.vanished), failed=len(outcome.failed))  # fmt: skip

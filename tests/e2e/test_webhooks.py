@@ -67,6 +67,15 @@ async def test_a_signed_delivery_reaches_zendesk_long_before_the_next_scheduled_
     assert zendesk_title(world, pid) == "Head of Fleet"
     [run] = await query(dsn, "SELECT status, written FROM runs WHERE kind = 'webhook'")
     assert (run["status"], run["written"]) == ("succeeded", 1)
+    _, metrics = await worker.get("/metrics")
+    assert 'bridge_change_to_write_seconds_count{mapping="prospects",trigger="webhook"} 1.0' in metrics
+    assert 'bridge_change_to_write_seconds_count{mapping="prospects",trigger="poll"}' in metrics  # first run
+    code, out, err = await run_bridge(world, "status", "--json", env={
+        "BRIDGE_MAPPINGS": str(mappings), "OUTREACH_WEBHOOK_SECRET": SECRET})  # fmt: skip
+    assert code == 0, err
+    [row] = json.loads(out)
+    assert (row["trigger"], row["change_to_write_by"]) == ("webhook + poll", "webhook")
+    assert 0 <= row["change_to_write_seconds"] < 20
     code, _ = await worker.stop(signal.SIGTERM)
     assert code == 0, worker.log_tail()
 
