@@ -11,10 +11,11 @@ mapping that keeps failing run after run makes none after the first. Conditions:
   leave the table change the mark silently.
 - `lag`: seconds since the last successful run passed `lag_seconds` (warning), or came back
   under it (resolved). A mapping that never succeeded has no lag yet.
+- `webhooks` (under the mapping name `*`: webhooks are per Outreach resource, not per
+  mapping): some of bridge's Outreach webhooks are disabled (critical), or none is any more
+  (resolved), as the worker's webhook check last counted them (`webhooks_disabled`).
 - events without a state: a lease taken over from a holder that stopped renewing (only the
-  replica whose acquire won sees it, so it is queued once), and `webhook_disabled` /
-  `webhook_enabled` for the webhooks intake to report through `observe_webhook`. (Outreach
-  webhooks do not exist in bridge yet: that method is the hook they will call.)
+  replica whose acquire won sees it, so it is queued once).
 A state never seen before counts as healthy: the first look at a healthy mapping says nothing.
 """
 
@@ -38,6 +39,7 @@ from bridge.store.pool import DRIVER_ERRORS, Connection
 log = get_logger(__name__)
 
 NO_DEAD_LETTERS = "none"
+ALL_MAPPINGS = "*"  # the mapping name of alerts about bridge as a whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,14 +111,15 @@ def message_for(seen: Observation, previous: str | None) -> Message | None:
             return Message(name, "lag_recovered", "resolved",
                            f"mapping '{name}' caught up: {details['lag_seconds']} s behind", details)
         return None
-    if seen.condition.startswith("webhook:"):
-        webhook = seen.condition.removeprefix("webhook:")
+    if seen.condition == "webhooks":
         if seen.state == "disabled":
             return Message(name, "webhook_disabled", "critical",
-                           f"webhook {webhook} of mapping '{name}' was disabled: {details.get('reason', '')}",
+                           f"{details['disabled_webhooks']} of bridge's Outreach webhooks are disabled: changes "
+                           "reach Zendesk only on the schedules until you run `bridge webhooks ensure`",
                            details)  # fmt: skip
         if previous == "disabled":
-            return Message(name, "webhook_enabled", "resolved", f"webhook {webhook} of mapping '{name}' is enabled again", details)
+            return Message(name, "webhook_enabled", "resolved", "bridge's Outreach webhooks are all enabled again",
+                           details)  # fmt: skip
     return None
 
 
@@ -126,6 +129,7 @@ class AlertWatch:
     def __init__(self, pool: asyncpg.Pool[Any], names: list[str], config: AlertConfig, sender: AlertSender) -> None:
         self.pool, self.names, self.config, self.sender = pool, names, config, sender
         self._events: list[Message] = []
+        self._webhooks_disabled: int | None = None  # None: not counted yet (or no webhooks)
         self._wake = asyncio.Event()
 
     def lease_taken_over(self, mapping: str, previous: str, holder: str) -> None:
@@ -138,13 +142,10 @@ class AlertWatch:
         ))  # fmt: skip
         self._wake.set()
 
-    async def observe_webhook(self, mapping: str, webhook: str, *, disabled: bool, reason: str = "") -> None:
-        """For the webhooks intake: report a subscription's state; its changes are alerted once."""
-        seen = Observation(mapping, f"webhook:{webhook}", "disabled" if disabled else "enabled",
-                           {"webhook": webhook, "reason": redact_text(reason)})  # fmt: skip
-        async with self.pool.acquire() as conn:
-            await self._swap(conn, seen, datetime.now(UTC))
-        self.sender.wake()
+    def webhooks_disabled(self, count: int) -> None:
+        """The worker's webhook check: how many of bridge's Outreach webhooks are disabled now."""
+        self._webhooks_disabled = count
+        self._wake.set()
 
     async def check_once(self) -> int:
         """One look at every mapping; returns how many messages this replica queued."""
@@ -159,6 +160,9 @@ class AlertWatch:
             latest = {row.mapping: row for row in await runs.latest_syncs(conn)}
             seen = observe(self.names, latest, await runs.last_succeeded(conn),
                            await store_alerts.dead_letter_marks(conn), self.config.lag_seconds, now)  # fmt: skip
+            if (count := self._webhooks_disabled) is not None:
+                seen.append(Observation(ALL_MAPPINGS, "webhooks", "disabled" if count else "enabled",
+                                        {"disabled_webhooks": count}))  # fmt: skip
             for one in seen:
                 queued += await self._swap(conn, one, now)
         if queued:
@@ -176,7 +180,8 @@ class AlertWatch:
         return 1
 
     async def run(self) -> None:
-        """Watches every `check_seconds` (sooner after a takeover) until cancelled; never raises
+        """Watches every `check_seconds` (sooner after a takeover or a webhook count) until
+        cancelled; never raises
         for the database: a look that fails is logged and tried again next tick."""
         while True:
             self._wake.clear()

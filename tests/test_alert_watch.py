@@ -25,7 +25,7 @@ def replay(condition: str, states: list[str]) -> list[str]:
     for state in states:
         if state != previous:
             message = message_for(Observation("vehicles", condition, state, {
-                "error": "403", "run_status": "succeeded", "dead_letters": 1, "lag_seconds": 1,
+                "error": "403", "run_status": "succeeded", "dead_letters": 1, "lag_seconds": 1, "disabled_webhooks": 2,
                 "threshold_seconds": 1.0}), previous)  # fmt: skip
             if message is not None:
                 sent.append(message.event)
@@ -64,8 +64,8 @@ def test_dead_letters_alert_once_per_look_that_finds_a_new_one(steps: list[str |
     assert len(replay("dead_letters", states)) == arrivals
 
 
-def test_a_webhook_disabled_and_enabled_again_is_said_once_each() -> None:
-    assert replay("webhook:42", ["enabled", "disabled", "disabled", "enabled"]) == [
+def test_webhooks_disabled_and_enabled_again_are_said_once_each() -> None:
+    assert replay("webhooks", ["enabled", "disabled", "disabled", "enabled"]) == [
         "webhook_disabled", "webhook_enabled",
     ]  # fmt: skip
 
@@ -101,9 +101,17 @@ async def test_two_replicas_looking_at_once_queue_one_message_per_change(db_pool
     assert await look() == 1
     watches[0].lease_taken_over("vehicles", "worker:gone:1:1:x", "worker:here:2:1:y")
     assert await look() == 1
+    for watch in watches:  # every replica's webhook check counts the same disabled webhooks
+        watch.webhooks_disabled(2)
+    assert await look() == 1
+    assert await look() == 0
+    for watch in watches:
+        watch.webhooks_disabled(0)
+    assert await look() == 1
     async with db_pool.acquire() as conn:
         events = [r["event"] for r in await conn.fetch("SELECT event FROM alert_outbox ORDER BY id")]
         assert await store_alerts.states(conn) == {
             ("vehicles", "failing"): "ok", ("vehicles", "dead_letters"): "none", ("vehicles", "lag"): "ok",
+            ("*", "webhooks"): "enabled",
         }  # fmt: skip
-    assert events == ["mapping_failing", "mapping_recovered", "lease_taken_over"]
+    assert events == ["mapping_failing", "mapping_recovered", "lease_taken_over", "webhook_disabled", "webhook_enabled"]

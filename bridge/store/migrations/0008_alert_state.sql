@@ -7,7 +7,7 @@
 -- however many replicas see it (store/alerts.py).
 CREATE TABLE alert_state (
     mapping    text NOT NULL,
-    condition  text NOT NULL,          -- 'failing', 'lag', 'dead_letters', 'webhook:<id>'
+    condition  text NOT NULL,          -- 'failing', 'lag', 'dead_letters', 'webhooks' (mapping '*')
     state      text,                   -- NULL: never observed
     changed_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (mapping, condition)
