@@ -27,6 +27,7 @@ from tests.fixtures_sandbox import SandboxWorld
 pytestmark = pytest.mark.timeout(120)
 
 SECRET = "alert-signing-secret"
+DEAD_HOLDER = "worker:gone-pod:7:1:dead"  # a replica on another host that died holding a lease
 FAST_ALERTS = {
     "BRIDGE_ALERT_SECRET": SECRET,
     "BRIDGE_ALERT_CHECK_SECONDS": "0.2",
@@ -114,7 +115,8 @@ async def test_two_workers_send_one_alert_per_change(
         return (await runs_of(dsn, status))["vehicle_brands"] >= times
 
     await wait_for(lambda: brands_ran("succeeded", 2), "two good runs of vehicle_brands")
-    assert receiver.delivered() == []  # healthy from the start: nothing to say
+    # Healthy from the start: nothing to say (bar a takeover between the replicas, see below).
+    assert [b for b in receiver.delivered() if b["event"] != "lease_taken_over"] == []
 
     # Outreach refuses the brands listing: every run fails, on both replicas, until it is lifted.
     world.sandbox.faults.add("outreach", "status", status=403, path_contains="vehicle_brands", times=-1)
@@ -133,8 +135,8 @@ async def test_two_workers_send_one_alert_per_change(
     async def plant_dead_lease() -> bool:
         rows = await query(
             dsn, "INSERT INTO leases (mapping, holder, expires_at) VALUES ('vehicles', "
-                 "'worker:gone-pod:7:1:dead', now() + interval '300 milliseconds') "
-                 "ON CONFLICT (mapping) DO NOTHING RETURNING mapping",
+                 "$1, now() + interval '300 milliseconds') ON CONFLICT (mapping) DO NOTHING RETURNING mapping",
+            DEAD_HOLDER,
         )  # fmt: skip
         return bool(rows)
 
@@ -146,7 +148,12 @@ async def test_two_workers_send_one_alert_per_change(
         code, _ = await worker.stop(signal.SIGTERM)
         assert code == 0, worker.log_tail()
 
-    kinds = Counter((b["event"], b["mapping"]) for b in receiver.delivered())
+    # On a loaded machine a live replica may miss its 2 s lease TTL and the other take over
+    # from it: a real takeover, alerted once like the planted one, and left out of the count.
+    planted = [b for b in receiver.events("lease_taken_over") if b["details"]["previous_holder"] == DEAD_HOLDER]
+    between_live = [b for b in receiver.events("lease_taken_over") if b not in planted]
+    assert all(b["details"]["previous_holder"] in {w.holder for w in workers} for b in between_live)
+    kinds = Counter((b["event"], b["mapping"]) for b in receiver.delivered() if b not in between_live)
     assert kinds == {
         ("mapping_failing", "vehicle_brands"): 1,
         ("mapping_recovered", "vehicle_brands"): 1,
@@ -158,8 +165,7 @@ async def test_two_workers_send_one_alert_per_change(
     assert "403" in failing["details"]["error"]
     [dead] = receiver.events("dead_letters")
     assert dead["details"]["dead_letters"] == 2
-    [takeover] = receiver.events("lease_taken_over")
-    assert takeover["details"]["previous_holder"] == "worker:gone-pod:7:1:dead"
+    [takeover] = planted
     assert takeover["details"]["holder"] in {w.holder for w in workers}
     for entry in receiver.received:
         assert_signed(entry)
