@@ -30,7 +30,8 @@ from bridge.logs import get_logger
 from bridge.mapping.model import Mapping
 from bridge.pipeline import reconcile, targeted
 from bridge.pipeline.load import PageLoader
-from bridge.pipeline.sync import Services
+from bridge.pipeline.run import run_lifecycle
+from bridge.pipeline.services import Services
 from bridge.store import inbox, runs
 from bridge.store.inbox import InboxRow
 from bridge.webhooks.watch import WebhookWatch
@@ -67,6 +68,12 @@ def readers(mappings: AbcMapping[str, Mapping]) -> dict[str, list[Mapping]]:
         if not mapping.source.custom_object:
             out.setdefault(reconcile.json_api_type(mapping), []).append(mapping)
     return out
+
+
+@dataclass(slots=True)
+class _Ending:
+    status: str = "failed"
+    error: str | None = None
 
 
 class InboxConsumer:
@@ -134,25 +141,23 @@ class InboxConsumer:
         destroyed = {row.source_id for row in rows if row.action == "destroyed"}
         async with self._services.pool.acquire() as conn:
             run_id = await runs.start(conn, mapping.name, "webhook", actor=self.options.actor)
-        status, error = "failed", None
-        try:
+        ending = _Ending()
+
+        async def finish() -> None:
+            async with self._services.pool.acquire() as conn:
+                await runs.finish(conn, run_id, ending.status, error=ending.error)
+
+        async with run_lifecycle(ending, finish, mapping=mapping.name, run_id=run_id):
             loader = PageLoader(
                 self._services.zendesk, mapping.target.object, batch_size=self.options.batch_size,
                 concurrency=asyncio.Semaphore(self.options.job_concurrency),
             )  # fmt: skip
             outcome = await targeted.sync_ids(mapping, self._services, loader, wanted, run_id, holder=holder)
-            status = "partial" if outcome.failed else "succeeded"
+            ending.status = "partial" if outcome.failed else "succeeded"
             self._observe(mapping.name, "webhook", outcome.change_to_write)
-            log.info("webhook_sync", mapping=mapping.name, run_id=run_id, ids=len(wanted),
-                     written=len(outcome.written), unchanged=len(outcome.unchanged),
-                     vanished=len(outcome.vanished), failed=len(outcome.failed))  # fmt: skip
-        except BaseException as exc:
-            status = "interrupted" if isinstance(exc, asyncio.CancelledError) else "failed"
-            error = str(exc) if isinstance(exc, BridgeError) else type(exc).__name__
-            raise
-        finally:
-            async with self._services.pool.acquire() as conn:
-                await asyncio.shield(runs.finish(conn, run_id, status, error=error))
+            log.info("webhook_sync", ids=len(wanted), written=len(outcome.written),
+                     unchanged=len(outcome.unchanged), vanished=len(outcome.vanished),
+                     failed=len(outcome.failed))  # fmt: skip
         if gone := sorted(destroyed & outcome.vanished):
             await reconcile.remove_confirmed_gone(mapping, self._services, gone, actor=self.options.actor)
 

@@ -17,7 +17,7 @@ from bridge import schema, wiring
 from bridge.mapping.load import load_mappings
 from bridge.mapping.model import Mapping
 from bridge.mapping.order import sync_order
-from bridge.pipeline.sync import Services
+from bridge.pipeline.services import Services
 from bridge.store import inbox
 from bridge.store.inbox import Delivery
 from bridge.store.leases import LeaseKeeper
