@@ -4,8 +4,8 @@ A tick claims the due deliveries of every resource some mapping reads (custom ob
 no events, so their mappings are never drained here), coalesced: up to `batch` deliveries
 per resource, however many events they repeat. Every mapping reading the resource then gets
 one targeted sync of the distinct ids (`pipeline/targeted.py`): records are fetched afresh,
-never taken from the delivery. Ids that Outreach no longer lists after a `destroyed` event
-get the mapping's `on_delete`, audited as reconcile does.
+never taken from the delivery. An id with a `destroyed` event that Outreach no longer lists
+and answers 404 for gets the mapping's `on_delete`, audited as reconcile does.
 
 Exclusivity comes from the caller's `MappingRunner`: the worker runs the work under the
 mapping's lease and its own per-mapping lock, so a targeted sync never overlaps the
@@ -158,8 +158,17 @@ class InboxConsumer:
             log.info("webhook_sync", ids=len(wanted), written=len(outcome.written),
                      unchanged=len(outcome.unchanged), vanished=len(outcome.vanished),
                      failed=len(outcome.failed))  # fmt: skip
-        if gone := sorted(destroyed & outcome.vanished):
+        if gone := await self._confirmed_gone(mapping, sorted(destroyed & outcome.vanished)):
             await reconcile.remove_confirmed_gone(mapping, self._services, gone, actor=self.options.actor)
+
+    async def _confirmed_gone(self, mapping: Mapping, source_ids: list[str]) -> list[str]:
+        """The ids Outreach answers 404 for: no longer listed may only mean outside the
+        mapping's filter, and a delivery is never trusted to say a record is gone."""
+        outreach = self._services.outreach
+        return [
+            source_id for source_id in source_ids
+            if await outreach.get(mapping.source.type, source_id, custom_object=mapping.source.custom_object) is None
+        ]  # fmt: skip
 
     async def prune(self) -> int:
         async with self._services.pool.acquire() as conn:
