@@ -21,7 +21,8 @@ from bridge.http.retry import RetryPolicy
 from bridge.http.transport import Auth, ErrorParser, HttpConfig, RequestEvent, Transport
 from bridge.metrics import Metrics
 from bridge.outreach import auth as outreach_auth
-from bridge.outreach.client import OutreachClient, OutreachConfig, outreach_error_detail
+from bridge.outreach import wire as outreach_wire
+from bridge.outreach.client import OutreachClient, OutreachConfig
 from bridge.pipeline.sync import Services
 from bridge.settings import Settings
 from bridge.store import pool as store_pool
@@ -79,7 +80,7 @@ async def open_services(
     async with aiohttp.ClientSession(connector=connector) as session:
         outreach = OutreachClient(
             _transport(session, settings, "outreach", _outreach_auth(settings, session, pool),
-                       limiters["outreach"], outreach_error_detail, hooks),  # fmt: skip
+                       limiters["outreach"], outreach_wire.error_detail, hooks),  # fmt: skip
             OutreachConfig(api_url=settings.outreach_api_url, page_size=settings.bridge_page_size),
         )
         zendesk_url = settings.zendesk_base_url()
