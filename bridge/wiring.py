@@ -29,7 +29,8 @@ from bridge.store import pool as store_pool
 from bridge.store.crypto import TokenCipher
 from bridge.store.tokens import PgTokenStore
 from bridge.zendesk import auth as zendesk_auth
-from bridge.zendesk.client import ZendeskClient, ZendeskConfig, zendesk_error_detail
+from bridge.zendesk import wire as zendesk_wire
+from bridge.zendesk.client import ZendeskClient, ZendeskConfig
 
 
 @dataclass(slots=True)
@@ -85,8 +86,8 @@ async def open_services(
         )
         zendesk_url = settings.zendesk_base_url()
         zendesk = ZendeskClient(
-            _transport(session, settings, "zendesk", _zendesk_auth(settings, session, zendesk_url),
-                       limiters["zendesk"], zendesk_error_detail, hooks),  # fmt: skip
+            _transport(session, settings, "zendesk", _zendesk_auth(settings, session, zendesk_url, limiters["zendesk"]),
+                       limiters["zendesk"], zendesk_wire.error_detail, hooks),  # fmt: skip
             ZendeskConfig(base_url=zendesk_url, max_jobs_in_flight=settings.bridge_job_concurrency),
         )
         yield Services(outreach=outreach, zendesk=zendesk, pool=pool)
@@ -145,13 +146,20 @@ def _outreach_auth(settings: Settings, session: aiohttp.ClientSession, pool: asy
     )
 
 
-def _zendesk_auth(settings: Settings, session: aiohttp.ClientSession, base_url: str) -> Auth:
+def _zendesk_auth(
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    base_url: str,
+    limiter: RateLimiter | None = None,
+) -> Auth:
     if settings.zendesk_client_id and settings.zendesk_client_secret:
         return zendesk_auth.ClientCredentials(
             session,
             token_url=f"{base_url}/oauth/tokens",
             client_id=settings.zendesk_client_id,
             client_secret=settings.zendesk_client_secret.get_secret_value(),
+            timeout=settings.bridge_http_timeout,
+            limiter=limiter,
         )
     if settings.zendesk_oauth_token is not None:
         return zendesk_auth.BearerToken(settings.zendesk_oauth_token.get_secret_value())

@@ -20,7 +20,6 @@ from bridge.errors import RejectedError
 from bridge.http.transport import Response, Transport
 from bridge.redact import redact_url
 from bridge.zendesk import jobs, people
-from bridge.zendesk.auth import zendesk_error_detail as zendesk_error_detail  # re-export
 from bridge.zendesk.models import (
     ItemResult,
     RecordUpdate,
