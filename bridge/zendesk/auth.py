@@ -128,15 +128,15 @@ class ClientCredentials:
                 authenticated=False,
             )
         except (RejectedError, AuthError) as exc:
-            self._fail(exc.status, exc.detail)
+            raise self._refused(exc.status, exc.detail) from None
         except TransientApiError as exc:
-            raise self._unavailable(exc) from None
+            raise self._unavailable(exc) from exc
         if 300 <= resp.status < 400:
             self._redirected(resp)
         try:
             return TokenAnswer.model_validate(resp.json())
-        except ValueError:  # pydantic's ValidationError is one
-            self._fail(resp.status, "the answer carries no access_token")
+        except (ValueError, TransientApiError):  # not JSON, or JSON without a token
+            raise self._refused(resp.status, "the answer carries no access_token") from None
 
     def _detail(self, resp: Response) -> str:
         return self._scrub(error_detail(resp))
@@ -156,8 +156,8 @@ class ClientCredentials:
             status=exc.status, detail=f"token endpoint: {exc.detail}",
         )
 
-    def _fail(self, status: int | None, detail: str) -> NoReturn:
-        raise AuthError(
+    def _refused(self, status: int | None, detail: str) -> AuthError:
+        return AuthError(
             f"Zendesk refused the OAuth client-credentials token request to "
             f"{self._shown} (HTTP {status}: {detail}); {_CHECK_CLIENT}",
             api=API,

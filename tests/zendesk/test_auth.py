@@ -312,3 +312,20 @@ async def test_a_token_retry_after_as_an_http_date_is_honoured(
 
     assert caught.value.status == 429
     assert caught.value.retry_after is not None and caught.value.retry_after > 86400
+
+
+async def test_an_answer_that_is_not_json_is_an_auth_error(session, mock, clock) -> None:
+    mock.post(TOKEN_URL, status=200, body="<html>sign in</html>", content_type="text/html")
+
+    with pytest.raises(AuthError, match="no access_token"):
+        await credentials(session, clock).headers()
+
+
+async def test_a_token_endpoint_failure_echoing_the_secret_is_scrubbed(session, mock, clock) -> None:
+    mock.post(TOKEN_URL, status=503, body=f"upstream got client_secret {SECRET}", content_type="text/plain")
+
+    with pytest.raises(TransientApiError) as caught:
+        await credentials(session, clock).headers()
+
+    assert SECRET not in str(caught.value) and SECRET not in caught.value.detail
+    assert "HTTP 503" in str(caught.value) and "ZENDESK_URL" in str(caught.value)
