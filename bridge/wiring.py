@@ -26,7 +26,8 @@ from bridge.http.retry import RetryPolicy
 from bridge.http.transport import Auth, ErrorParser, HttpConfig, RequestEvent, Transport
 from bridge.metrics import Metrics
 from bridge.outreach import auth as outreach_auth
-from bridge.outreach.client import OutreachClient, OutreachConfig, outreach_error_detail
+from bridge.outreach import wire as outreach_wire
+from bridge.outreach.client import OutreachClient, OutreachConfig
 from bridge.pipeline.backfill import LeaseConfig
 from bridge.pipeline.reconcile import ReconcileOptions
 from bridge.pipeline.redrive import RedriveOptions
@@ -41,7 +42,8 @@ from bridge.upkeep import UpkeepConfig
 from bridge.webhooks.consumer import ConsumerOptions
 from bridge.worker import WorkerConfig
 from bridge.zendesk import auth as zendesk_auth
-from bridge.zendesk.client import ZendeskClient, ZendeskConfig, zendesk_error_detail
+from bridge.zendesk import wire as zendesk_wire
+from bridge.zendesk.client import ZendeskClient, ZendeskConfig
 
 if TYPE_CHECKING:
     from bridge.sandbox.seed import SeedInfo
@@ -95,13 +97,13 @@ async def open_services(
     async with aiohttp.ClientSession(connector=connector) as session:
         outreach = OutreachClient(
             _transport(session, settings, "outreach", _outreach_auth(settings, session, pool),
-                       limiters["outreach"], outreach_error_detail, hooks),  # fmt: skip
+                       limiters["outreach"], outreach_wire.error_detail, hooks),  # fmt: skip
             OutreachConfig(api_url=settings.outreach_api_url, page_size=settings.bridge_page_size),
         )
         zendesk_url = settings.zendesk_base_url()
         zendesk = ZendeskClient(
-            _transport(session, settings, "zendesk", _zendesk_auth(settings, session, zendesk_url),
-                       limiters["zendesk"], zendesk_error_detail, hooks),  # fmt: skip
+            _transport(session, settings, "zendesk", _zendesk_auth(settings, session, zendesk_url, limiters["zendesk"]),
+                       limiters["zendesk"], zendesk_wire.error_detail, hooks),  # fmt: skip
             ZendeskConfig(base_url=zendesk_url, max_jobs_in_flight=settings.bridge_job_concurrency),
         )
         yield Services(outreach=outreach, zendesk=zendesk, pool=pool)
@@ -220,7 +222,12 @@ def _outreach_auth(settings: Settings, session: aiohttp.ClientSession, pool: asy
     )
 
 
-def _zendesk_auth(settings: Settings, session: aiohttp.ClientSession, base_url: str) -> Auth:
+def _zendesk_auth(
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    base_url: str,
+    limiter: RateLimiter | None = None,
+) -> Auth:
     kind = _zendesk_credentials(settings)
     if kind == "client":
         assert settings.zendesk_client_id and settings.zendesk_client_secret
@@ -229,6 +236,8 @@ def _zendesk_auth(settings: Settings, session: aiohttp.ClientSession, base_url: 
             token_url=f"{base_url}/oauth/tokens",
             client_id=settings.zendesk_client_id,
             client_secret=settings.zendesk_client_secret.get_secret_value(),
+            timeout=settings.bridge_http_timeout,
+            limiter=limiter,
         )
     if kind == "bearer":
         assert settings.zendesk_oauth_token is not None
