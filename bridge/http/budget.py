@@ -116,20 +116,26 @@ class SharedBudget:
 
     async def acquire(self) -> None:
         """Returns at a send time this process owns: the request may go now."""
+        while True:
+            slot = await self._next_slot()
+            delay = slot - self._clock()
+            if delay > 0:
+                self.waited_seconds += delay
+                await self._sleep(delay)
+            if self._usable(slot, self._clock()):
+                return
+            self.dropped += 1  # a pause came while waiting, or the loop was late
+
+    async def _next_slot(self) -> float:
+        """The next held send time, claiming more when none is held. `_wanting` counts the
+        callers in here, so a claim asks for as many as are waiting (up to a batch)."""
         self._wanting += 1
         try:
             while True:
                 slot = self._take()
-                if slot is None:
-                    await self._claim()
-                    continue
-                delay = slot - self._clock()
-                if delay > 0:
-                    self.waited_seconds += delay
-                    await self._sleep(delay)
-                if self._usable(slot, self._clock()):
-                    return
-                self.dropped += 1  # a pause came while waiting, or the loop was late
+                if slot is not None:
+                    return slot
+                await self._claim()
         finally:
             self._wanting -= 1
 
