@@ -156,3 +156,19 @@ async def test_renewal_keeps_a_running_jobs_slot(db_pool: asyncpg.Pool[Any]) -> 
         assert await store.acquire("zendesk:acme", "other", 1, 30) is None
     await holder.aclose()
     assert await store.acquire("zendesk:acme", "other", 1, 30) == 1
+
+
+async def test_a_retry_after_seen_by_one_process_holds_the_other(db_pool: asyncpg.Pool[Any]) -> None:
+    policy = BudgetPolicy("zendesk:acme", limit=700, window=60.0, burst=14)
+    store = PgBudgetStore(db_pool)
+    seen = SharedBudget(store, policy)
+    seen.pause_for(5.0)
+    await seen.aclose()  # the pause is in the shared row
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    other = SharedBudget(store, policy, sleep=sleep, clock=lambda: 0.0)
+    await other.acquire()
+    assert sum(slept) > 4.5  # its first send time comes after the pause
