@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -94,11 +95,14 @@ class ZendeskClient:
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        job_slots: AbstractAsyncContextManager[None] | None = None,
     ) -> None:
         self._transport = transport
         self._base = config.base_url.rstrip("/")
         self._paginator = pagination.CursorPaginator(self._base)
-        self._job_slots = asyncio.Semaphore(config.max_jobs_in_flight)
+        # held while a job is queued or running: the account's slots shared with every
+        # process (http/budget.py SharedSlots), or else this process's own pool
+        self._job_slots = job_slots or asyncio.Semaphore(config.max_jobs_in_flight)
         self._poller = jobs.JobPoller(
             transport,
             self._base,
