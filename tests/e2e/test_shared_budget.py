@@ -26,6 +26,7 @@ from tests.fixtures_sandbox import REPO, SandboxWorld, settings_for
 
 LIMIT = 30  # requests per window: bridge's budget
 WINDOW = 2  # seconds
+JITTER = 3  # requests a loaded machine may bunch into one window (see the assertion)
 ACCOUNT_LIMIT = 4 * LIMIT  # what the sandbox's account allows in the same window
 
 
@@ -70,7 +71,10 @@ async def test_two_backfills_together_stay_under_the_budget_without_a_429(
     counters = world.sandbox.counters
     arrivals = sorted(entry.arrived for entry in counters.entries("zendesk"))
     assert len(arrivals) > 3 * LIMIT  # several windows' worth: the budget had to bind
-    assert busiest_window(arrivals, WINDOW) <= LIMIT
+    # Arrivals are measured, not sends: on a loaded machine a send delayed after its slot lands
+    # beside the next one, so a window may show a request or two over. Each process pacing
+    # itself alone put 93 in one window.
+    assert busiest_window(arrivals, WINDOW) <= LIMIT + JITTER
     assert counters.count("zendesk", status=429) == 0
     assert len(world.sandbox.zendesk.records("vehicle")) == 150
     assert len(world.sandbox.zendesk.records("prospect_copy")) == 150
