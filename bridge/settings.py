@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     zendesk_oauth_token: SecretStr | None = None
     zendesk_email: str | None = None
     zendesk_api_token: SecretStr | None = None
+    # Requests per minute that every bridge process together may send to Zendesk (DESIGN.md).
+    zendesk_rate_limit: int = Field(default=700, ge=10)
+    # The length of Zendesk's rate window; only tests shorten it, to see a budget bind in seconds.
+    zendesk_rate_window_seconds: float = Field(default=60.0, gt=0)
+    # Requests per hour that every bridge process together may send to Outreach (per user).
+    outreach_rate_limit: int = Field(default=10_000, ge=10)
 
     log_format: str | None = None  # json | console; default: console on a tty
     log_level: str = "INFO"

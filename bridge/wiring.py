@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -22,27 +23,33 @@ from pydantic import SecretStr
 from bridge import embedded_pg
 from bridge.alerts import AlertConfig
 from bridge.errors import ConfigError
+from bridge.http.budget import BudgetPolicy, SharedBudget, SharedSlots
 from bridge.http.ratelimit import RateLimiter
 from bridge.http.retry import RetryPolicy
 from bridge.http.transport import Auth, ErrorParser, HttpConfig, RequestEvent, Transport
 from bridge.metrics import Metrics
 from bridge.outreach import auth as outreach_auth
-from bridge.outreach.client import OutreachClient, OutreachConfig, outreach_error_detail
+from bridge.outreach import wire as outreach_wire
+from bridge.outreach.client import OutreachClient, OutreachConfig
 from bridge.pipeline.backfill import LeaseConfig
 from bridge.pipeline.reconcile import ReconcileOptions
 from bridge.pipeline.redrive import RedriveOptions
-from bridge.pipeline.sync import Services, SyncOptions
+from bridge.pipeline.services import Services
+from bridge.pipeline.sync import SyncOptions
 from bridge.scheduler import ScheduleConfig
 from bridge.settings import Settings
 from bridge.status_check import StatusThresholds
 from bridge.store import pool as store_pool
+from bridge.store.budget import PgBudgetStore, PgSlotStore
 from bridge.store.crypto import TokenCipher
+from bridge.store.leases import holder_id
 from bridge.store.tokens import PgTokenStore
 from bridge.upkeep import UpkeepConfig
 from bridge.webhooks.consumer import ConsumerOptions
 from bridge.worker import WorkerConfig
 from bridge.zendesk import auth as zendesk_auth
-from bridge.zendesk.client import ZendeskClient, ZendeskConfig, zendesk_error_detail
+from bridge.zendesk import wire as zendesk_wire
+from bridge.zendesk.client import ZendeskClient, ZendeskConfig
 
 if TYPE_CHECKING:
     from bridge.sandbox.seed import SeedInfo
@@ -111,7 +118,13 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     """Both API clients over one HTTP session, sharing the pool for the token store."""
     hooks: list[Callable[[RequestEvent], None]] = [tally] if tally is not None else []
-    limiters = {"outreach": RateLimiter(), "zendesk": RateLimiter()}
+    zendesk_url = settings.zendesk_base_url()
+    budgets = shared_budgets(settings, pool, zendesk_url)
+    limiters = {api: RateLimiter(budget=budget) for api, budget in budgets.items()}
+    job_slots = SharedSlots(
+        PgSlotStore(pool), budgets["zendesk"].policy.scope, holder_id("jobs"),
+        cap=ZENDESK_JOB_CAP, local_cap=settings.bridge_job_concurrency,
+    )
     if metrics is not None:  # the worker's /metrics: every request, and rate-limit waits
         hooks.append(metrics.observe_request)
         for api, limiter in limiters.items():
@@ -120,18 +133,50 @@ async def open_services(
     async with aiohttp.ClientSession(connector=connector) as session:
         outreach = OutreachClient(
             _transport(session, settings, "outreach", _outreach_auth(settings, session, pool),
-                       limiters["outreach"], outreach_error_detail, hooks),  # fmt: skip
+                       limiters["outreach"], outreach_wire.error_detail, hooks),  # fmt: skip
             OutreachConfig(api_url=settings.outreach_api_url, page_size=settings.bridge_page_size),
         )
-        zendesk_url = settings.zendesk_base_url()
         zendesk = ZendeskClient(
-            _transport(session, settings, "zendesk", _zendesk_auth(settings, session, zendesk_url),
-                       limiters["zendesk"], zendesk_error_detail, hooks),  # fmt: skip
+            _transport(session, settings, "zendesk", _zendesk_auth(settings, session, zendesk_url, limiters["zendesk"]),
+                       limiters["zendesk"], zendesk_wire.error_detail, hooks),  # fmt: skip
             ZendeskConfig(base_url=zendesk_url, max_jobs_in_flight=settings.bridge_job_concurrency),
+            job_slots=job_slots,
         )
         if metrics is not None:
             metrics.track_jobs(zendesk)
-        yield Services(outreach=outreach, zendesk=zendesk, pool=pool)
+        try:
+            yield Services(outreach=outreach, zendesk=zendesk, pool=pool)
+        finally:
+            await job_slots.aclose()
+            for budget in budgets.values():
+                await budget.aclose()
+
+
+# Zendesk allows 30 bulk jobs queued or running per account (api/zendesk.md, "Bulk jobs").
+ZENDESK_JOB_CAP = 30
+
+
+def shared_budgets(settings: Settings, pool: asyncpg.Pool, zendesk_url: str) -> dict[str, SharedBudget]:
+    """Each API's budget, shared through Postgres by every process on the same account: Zendesk
+    per account (ZENDESK_RATE_LIMIT a minute), Outreach per user (10,000 an hour by default).
+    A small burst is allowed after a quiet spell; the rest is spread evenly."""
+    zendesk_limit, outreach_limit = settings.zendesk_rate_limit, settings.outreach_rate_limit
+    policies = {
+        "zendesk": BudgetPolicy(
+            f"zendesk:{_host(zendesk_url)}", zendesk_limit, settings.zendesk_rate_window_seconds,
+            burst=zendesk_limit // 50,
+        ),
+        "outreach": BudgetPolicy(
+            f"outreach:{_host(settings.outreach_api_url)}", outreach_limit, 3600.0,
+            burst=outreach_limit // 20,
+        ),
+    }
+    store = PgBudgetStore(pool)
+    return {api: SharedBudget(store, policy) for api, policy in policies.items()}
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc or url
 
 
 def _transport(
@@ -247,7 +292,12 @@ def _outreach_auth(settings: Settings, session: aiohttp.ClientSession, pool: asy
     )
 
 
-def _zendesk_auth(settings: Settings, session: aiohttp.ClientSession, base_url: str) -> Auth:
+def _zendesk_auth(
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    base_url: str,
+    limiter: RateLimiter | None = None,
+) -> Auth:
     kind = _zendesk_credentials(settings)
     if kind == "client":
         assert settings.zendesk_client_id and settings.zendesk_client_secret
@@ -256,6 +306,8 @@ def _zendesk_auth(settings: Settings, session: aiohttp.ClientSession, base_url: 
             token_url=f"{base_url}/oauth/tokens",
             client_id=settings.zendesk_client_id,
             client_secret=settings.zendesk_client_secret.get_secret_value(),
+            timeout=settings.bridge_http_timeout,
+            limiter=limiter,
         )
     if kind == "bearer":
         assert settings.zendesk_oauth_token is not None

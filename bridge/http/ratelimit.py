@@ -16,6 +16,10 @@ Headers read: Outreach `X-RateLimit-Limit/Remaining/Reset` (Remaining may be "a,
 counts; Reset is epoch seconds or seconds-until), Zendesk `X-Rate-Limit` and
 `X-Rate-Limit-Remaining` (per minute, no reset given) and the IETF `ratelimit-limit/remaining/
 reset` (seconds-until). When several are present the tightest wins.
+
+With a `SharedBudget` (http/budget.py), a request that this limiter lets go then waits for a
+send time of the account's budget shared with every other process, and a Retry-After
+(`pause_for`) is passed on to it, so it holds the other processes too.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+
+from bridge.http.budget import SharedBudget
 
 _EPOCH_MS = 1e12  # a Reset above this is epoch milliseconds
 _EPOCH_S = 1e9  # a Reset above this (and below the above) is epoch seconds
@@ -58,6 +64,7 @@ class RateLimiter:
         wall: Callable[[], float] = time.time,
         min_spacing: float = 0.05,
         rand: Callable[[], float] = random.random,
+        budget: SharedBudget | None = None,
     ) -> None:
         if min_spacing <= 0:
             raise ValueError("min_spacing must be positive, or a pause would release a burst")
@@ -71,10 +78,18 @@ class RateLimiter:
         self._paused_until = float("-inf")
         self._next_slot = float("-inf")  # the even spread's next send time, below the reserve
         self._next_release = float("-inf")  # the next free slot for requests a pause held
-        self.waited_seconds = 0.0
+        self.waited_seconds = 0.0  # here and for the shared budget (for /metrics)
+        self.budget = budget
 
     async def wait(self) -> None:
         """Returns when one more request may be sent."""
+        await self._wait_here()
+        if self.budget is not None:
+            started = self._clock()
+            await self.budget.acquire()
+            self.waited_seconds += self._clock() - started
+
+    async def _wait_here(self) -> None:
         first = True
         while True:
             now = self._clock()
@@ -99,7 +114,12 @@ class RateLimiter:
         self._paused_until = max(self._paused_until, when)
 
     def pause_for(self, seconds: float) -> None:
-        """`pause_until` measured from now, so callers need not share this limiter's clock."""
+        """`pause_until` measured from now, so callers need not share this limiter's clock.
+
+        This is the API's own word (a Retry-After), so a shared budget passes it on to every
+        process; a pause this limiter infers from a spent quota's guessed reset stays here."""
+        if self.budget is not None:
+            self.budget.pause_for(seconds)
         self.pause_until(self._clock() + max(0.0, seconds))
 
     async def _sleep_counted(self, seconds: float) -> None:

@@ -2,7 +2,9 @@
 
 `Transport.request` runs, per attempt: wait for the rate limiter → add auth headers → send →
 update the limiter from the response → classify. 2xx/3xx return; a 401 triggers one
-`auth.refresh()` and a resend (a second 401 is an `AuthError`); 429, 5xx, 408, timeouts,
+`auth.refresh()` and a resend (a second 401 is an `AuthError`; a refresh that fails
+transiently, its token endpoint answering 429 or 5xx, is waited out like a failed send, and
+the resend's `auth.headers()` renews again); 429, 5xx, 408, timeouts,
 dropped connections and unreadable JSON bodies are `TransientApiError`s retried as
 `RetryPolicy` says; any other 4xx is a `RejectedError`. A 429 is flow control: it is waited
 out (its Retry-After, else backoff) without spending an attempt, and its wait pauses the
@@ -190,7 +192,24 @@ class Transport:
                     raise self._auth_error(call, unauthorized.response, refreshed) from None
                 refreshed = True
                 attempt -= 1  # the resend after a refresh is not a retry
-                await self._auth.refresh()
+                try:
+                    await self._auth.refresh()
+                except TransientApiError as err:  # the token endpoint's 429 or 5xx: wait it out
+                    attempt, waits = await self._after_failed_refresh(
+                        call, err, started, attempt=attempt, waits=waits
+                    )
+
+    async def _after_failed_refresh(
+        self, call: _Call, err: TransientApiError, started: float, *, attempt: int, waits: int
+    ) -> tuple[int, int]:
+        """Counts and waits out a refresh that failed transiently, as if the send had; the
+        next attempt's `auth.headers()` renews again. (attempt, waits) as they now stand."""
+        if self._retry.is_flow_control(err):
+            waits += 1
+        else:
+            attempt += 1
+        await self._back_off(call, err, started, attempt=attempt, waits=waits)
+        return attempt, waits
 
     async def _back_off(
         self, call: _Call, err: TransientApiError, started: float, *, attempt: int, waits: int

@@ -15,7 +15,6 @@ The client builds URLs and interprets bodies; the `Transport` does everything on
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from urllib.parse import quote, urlencode
 import pydantic
 
 from bridge.errors import RejectedError
-from bridge.http.transport import Response, Transport, generic_error_detail
+from bridge.http.transport import Transport
 from bridge.outreach import wire
 from bridge.outreach.models import Page, SourceRecord
 from bridge.outreach.pagination import CursorPaginator
@@ -165,24 +164,3 @@ def _first_problem(exc: Exception) -> str:
         where = ".".join(str(part) for part in first["loc"]) or "body"
         return f"{where}: {first['msg']}"
     return redact_text(str(exc))[:200]
-
-
-def outreach_error_detail(resp: Response) -> str:
-    """JSON:API errors → "id: detail; id: detail", redacted; other bodies → generic reading."""
-    try:
-        body = json.loads(resp.body)
-    except ValueError:
-        return generic_error_detail(resp)
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if not isinstance(errors, list) or not errors:
-        return generic_error_detail(resp)
-    parts = [_one_error(e) for e in errors[:5] if isinstance(e, dict)]
-    return redact_text("; ".join(p for p in parts if p))[:500]
-
-
-def _one_error(error: Mapping[str, Any]) -> str:
-    ident = error.get("id") or error.get("title") or ""
-    detail = error.get("detail") or error.get("details") or error.get("title") or ""
-    pointer = (error.get("source") or {}).get("pointer") if isinstance(error.get("source"), dict) else None
-    text = f"{ident}: {detail}" if ident and detail and ident != detail else str(ident or detail)
-    return f"{text} (at {pointer})" if pointer else text

@@ -10,8 +10,8 @@ messages never carry the form, the answer or any part of a token.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
+from functools import partial
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -19,7 +19,8 @@ import pydantic
 from pydantic import BaseModel, ConfigDict
 
 from bridge.errors import AuthError, RejectedError
-from bridge.http.transport import HttpConfig, Response, Transport
+from bridge.http.transport import HttpConfig, Transport
+from bridge.outreach import wire
 from bridge.redact import redact_url
 
 _DEFAULT_EXPIRES_IN = 7200.0  # seconds; Outreach access tokens live 2 h
@@ -50,7 +51,7 @@ class RefreshGrant:
         # One send, no waiting: OAuthRefresh decides what a 429 or a 5xx here means.
         self._transport = Transport(
             session, HttpConfig(api="outreach", max_attempts=1, deadline=0.0), auth=None,
-            error_parser=_oauth_error_detail, sleep=sleep,
+            error_parser=partial(wire.error_detail, codes_only=True), sleep=sleep,
         )
         self.token_url = token_url
         self._client_id = client_id
@@ -93,18 +94,6 @@ def _refused_todo(detail: str) -> str:
     if "invalid_client" in detail:
         return "client refused; check OUTREACH_CLIENT_ID and OUTREACH_CLIENT_SECRET"
     return "token refresh refused; check the OAuth settings and re-authorise if needed"
-
-
-def _oauth_error_detail(response: Response) -> str:
-    """Only the OAuth error code: the endpoint's descriptions may echo what was sent."""
-    try:
-        body = json.loads(response.body)
-    except ValueError:
-        return ""
-    code = body.get("error") if isinstance(body, dict) else None
-    if isinstance(code, str) and code.replace("_", "").isalnum():
-        return code[:64]
-    return ""
 
 
 def _path(url: str) -> str:

@@ -4,15 +4,16 @@ Outreach pages by cursor: each list body carries `links.next`, an absolute URL w
 original parameter and an opaque `page[after]`; no `links.next` means the last page
 (api/outreach.md, "Paging"). The paginator follows it verbatim, with three guards:
 
-- a next link on another origin is refused, because the bearer token would be sent there
-  (the documentation's own example points at api.outreach-staging.com);
+- a next link on another origin is refused (`bridge.http.origin`, the check both clients
+  share), because the bearer token would be sent there (the documentation's own example
+  points at api.outreach-staging.com);
 - a `Listing` (one walk from a start URL) refuses to start on another origin too: a stored
   resume URL from an earlier OUTREACH_API_URL, or an edited checkpoint, must not carry the
   token elsewhere either;
 - a next link back to a page this listing already read (the current one, or any earlier one:
   A → B → A) would loop forever, so it is an error.
 
-The start and loop refusals are `RejectedError`s: retrying the same URL cannot help, and a
+The origin, start and loop refusals are `RejectedError`s: retrying the same URL cannot help, and a
 caller resuming from a stored URL falls back to listing from its watermark on that error.
 """
 
@@ -23,32 +24,20 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from bridge.errors import ApiError, RejectedError
+from bridge.http.origin import SameOrigin
 from bridge.redact import redact_url
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def origin(url: str) -> tuple[str, str, int]:
-    """(scheme, host, port) with the scheme's default port filled in, lower-cased."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme, 0)
 
 
 class CursorPaginator:
     """Body in, next URL (or None on the last page) out; raises rather than leave the origin."""
 
     def __init__(self, allowed_origin: str) -> None:
-        self._origin = origin(allowed_origin)
-        self._shown_origin = f"{self._origin[0]}://{self._origin[1]}:{self._origin[2]}"
+        self._origin = SameOrigin(allowed_origin, api="outreach", setting="OUTREACH_API_URL")
+        self._shown_origin = str(self._origin.origin)
 
     def listing(self, start_url: str) -> Listing:
         """A walk from `start_url`; refuses (before any request) a start on another origin."""
-        if origin(start_url) != self._origin:
+        if not self._origin.holds(start_url):
             raise _refused(
                 start_url,
                 f"the listing would start at {redact_url(start_url)}, outside the configured API "
@@ -72,13 +61,7 @@ class CursorPaginator:
             raise self._error(current_url, "`links.next` is not a string; the API answered with "
                               "an unexpected shape, check OUTREACH_API_URL")
         resolved = nxt if urlsplit(nxt).scheme else urljoin(current_url, nxt)
-        if origin(resolved) != self._origin:
-            raise self._error(
-                current_url,
-                f"next page link points at {redact_url(resolved)}, outside the configured API "
-                f"origin {self._shown_origin}; refusing to send the token there. Check "
-                "OUTREACH_API_URL matches the host the API answers from",
-            )
+        self._origin.check_next(current_url, resolved)
         if resolved == current_url:
             raise _refused(
                 current_url, "next page link equals the current page (the API would loop); "

@@ -15,6 +15,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict
 
 from bridge.errors import RejectedError
+from bridge.http.origin import SameOrigin
 from bridge.http.transport import Transport
 from bridge.outreach.wire import WireId
 
@@ -79,6 +80,7 @@ class WebhookAdmin:
     def __init__(self, transport: Transport, api_url: str) -> None:
         self._transport = transport
         self._base = api_url.rstrip("/")
+        self._origin = SameOrigin(api_url, api="outreach", setting="OUTREACH_API_URL")
 
     async def list(self) -> list[Webhook]:
         found: list[Webhook] = []
@@ -86,7 +88,9 @@ class WebhookAdmin:
         while url is not None:
             body = _parse(_List, await self._send("GET", url), url)
             found.extend(_webhook(resource) for resource in body.data)
-            url = body.links.next if body.links.next and body.links.next.startswith(self._base + "/") else None
+            if body.links.next:
+                self._origin.check_next(url, body.links.next)
+            url = body.links.next
         return found
 
     async def create(self, *, url: str, resource: str, action: str, secret: str) -> Webhook:

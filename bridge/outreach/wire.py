@@ -13,13 +13,17 @@ pydantic), which the client turns into an `ApiError`.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
+from bridge.http.transport import Response, generic_error_detail
 from bridge.logs import get_logger
 from bridge.outreach.models import OutreachId, Page, RelatedRef, SourceRecord
+from bridge.redact import redact_text
 
 log = get_logger(__name__)
 
@@ -165,3 +169,43 @@ def to_single(body: Any) -> SourceRecord:
     if record is None:
         raise ValueError("data: the resource has no readable type and id")
     return record
+
+
+def error_detail(resp: Response, *, codes_only: bool = False) -> str:
+    """The one reading of Outreach's error bodies, redacted and short.
+
+    JSON:API `{"errors": [{"id", "title", "detail" | "details", "source": {"pointer"}}]}`
+    (api/outreach.md, "Rate limits and errors") → "id: detail (at pointer); …"; any other
+    body → the generic reading. With `codes_only` (the token endpoint, whose descriptions may
+    echo the form that was sent) only error codes come back: OAuth's bare `error` code
+    (`invalid_grant`), or the JSON:API ids, never free text.
+    """
+    try:
+        body = json.loads(resp.body)
+    except ValueError:
+        body = None
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, list) and errors:
+        items = [e for e in errors[:5] if isinstance(e, Mapping)]
+        if codes_only:
+            return "; ".join(filter(None, (_code(e.get("id")) for e in items)))
+        return redact_text("; ".join(filter(None, map(_one_error, items))))[:500]
+    if codes_only:
+        return _code(body.get("error")) if isinstance(body, dict) else ""
+    return generic_error_detail(resp)
+
+
+def _one_error(error: Mapping[str, Any]) -> str:
+    ident = error.get("id") or error.get("title") or ""
+    detail = error.get("detail") or error.get("details") or error.get("title") or ""
+    source = error.get("source")
+    pointer = source.get("pointer") if isinstance(source, Mapping) else None
+    text = f"{ident}: {detail}" if ident and detail and ident != detail else str(ident or detail)
+    return f"{text} (at {pointer})" if pointer else text
+
+
+def _code(value: Any) -> str:
+    """An error code as sent (letters, digits, underscores), or "" for anything else."""
+    if isinstance(value, str) and value.replace("_", "").isalnum():
+        return value[:64]
+    return ""

@@ -10,7 +10,9 @@ Invariants:
 - a write either passes every validation rule and is stored whole, or changes nothing;
 - auth accepts OAuth client-credentials tokens until they expire (`token_ttl`), static
   bearer tokens, and Basic `{email}/token:{api_token}`; `expire_tokens()` kills them all;
-- the per-minute request window answers 429 with Retry-After once `rate_limit` is used.
+- the per-minute request window answers 429 with Retry-After once `rate_limit` is used, counting
+  every caller of the account together (whatever its credentials), as Zendesk does; tests may
+  shorten the window (`rate_window`, seconds) so that a budget's effect shows in seconds.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class ZendeskSandbox:
         *,
         clock: Callable[[], datetime] = _utcnow,
         rate_limit: int = 100_000,
+        rate_window: int = 60,
         token_ttl: int = 3600,
         object_limit: int = 30,
         field_limit: int = 100,
@@ -59,6 +62,7 @@ class ZendeskSandbox:
     ) -> None:
         self.clock = clock
         self.rate_limit = rate_limit
+        self.rate_window = rate_window
         self.token_ttl = token_ttl
         self.object_limit = object_limit
         self.field_limit = field_limit
@@ -331,16 +335,17 @@ class ZendeskSandbox:
         return False
 
     def rate_hit(self) -> tuple[bool, int, int]:
-        """Count one request in the minute window: (allowed, remaining, seconds to reset)."""
+        """Count one request in the account's window: (allowed, remaining, seconds to reset)."""
         now = int(self.clock().timestamp())
-        start = now - now % 60
+        window = max(int(self.rate_window), 1)
+        start = now - now % window
         if self._window[0] != start:
             self._window = (start, 0)
         used = self._window[1]
         if used >= self.rate_limit:
-            return False, 0, max(start + 60 - now, 1)
+            return False, 0, max(start + window - now, 1)
         self._window = (start, used + 1)
-        return True, self.rate_limit - used - 1, start + 60 - now
+        return True, self.rate_limit - used - 1, start + window - now
 
     # --- wiring -------------------------------------------------------------------------------
     def make_app(self, outer: list[Any]) -> web.Application:

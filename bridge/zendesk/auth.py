@@ -5,27 +5,32 @@ the path bridge steers users to. Invariants: at most one token request is in fli
 `asyncio.Lock`); a token is renewed `margin` seconds before it expires; concurrent 401s
 trigger one renewal, not one each; no error message or log line carries a secret, a token or
 the token endpoint's body; the token request never follows a redirect, since that would send
-the client secret to wherever the `Location` points. The token request goes straight to the
-session, not through the transport, because the transport itself asks this object for headers.
+the client secret to wherever the `Location` points.
+
+The token request goes through an unauthenticated `Transport` of its own, as the Outreach
+refresh grant does, so aiohttp errors, statuses and `Retry-After` are read in one place. It
+sends once and never waits: a 429 or 5xx from the token endpoint is a `TransientApiError`
+raised out of `headers()`, which the request loop that asked for the token waits out and
+retries like any other (api/zendesk.md, "Rate limits and errors").
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import NoReturn
+from urllib.parse import urlsplit
 
 import aiohttp
 
-from bridge.errors import AuthError, TransientApiError
-from bridge.http.transport import Response
-from bridge.redact import redact_text, redact_url
-from bridge.zendesk.wire import API, TokenAnswer
+from bridge.errors import AuthError, RejectedError, TransientApiError
+from bridge.http.ratelimit import RateLimiter
+from bridge.http.transport import HttpConfig, Response, Transport
+from bridge.redact import redact_url
+from bridge.zendesk.wire import API, TokenAnswer, error_detail
 
-_DETAIL_LIMIT = 300
 _CHECK_CLIENT = (
     "check ZENDESK_CLIENT_ID and ZENDESK_CLIENT_SECRET (an active OAuth client of kind "
     "'confidential' with the client_credentials grant) and ZENDESK_URL"
@@ -56,19 +61,31 @@ class ClientCredentials:
         clock: Callable[[], float] = time.monotonic,
         margin: float = 300.0,
         timeout: float = 30.0,
+        limiter: RateLimiter | None = None,
     ) -> None:
-        self._session = session
+        # One send, no waiting: the request that needs the token retries (honouring the token
+        # endpoint's Retry-After) in its own loop, which calls `headers()` again. The API's
+        # limiter, when given, holds token requests too: a 429 one caller saw pauses the
+        # others' token requests as well as their API requests.
+        self._transport = Transport(
+            session, HttpConfig(api=API, timeout=timeout, max_attempts=1, deadline=0.0),
+            auth=None, limiter=limiter, error_parser=self._detail,
+        )
         self._token_url = token_url
+        self._shown = redact_url(token_url)
+        self._path = urlsplit(self._shown).path or "/"
         self._client_id = client_id
         self._client_secret = client_secret
         self._scope = scope
         self._clock = clock
         self._margin = margin
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._lock = asyncio.Lock()
         self._token: str | None = None
         self._renew_at: float | None = None  # None: long-lived, renewed only after a 401
         self._generation = 0
+
+    def __repr__(self) -> str:
+        return f"ClientCredentials(token_url={self._shown!r})"
 
     async def headers(self) -> dict[str, str]:
         async with self._lock:
@@ -78,10 +95,15 @@ class ClientCredentials:
             return {"Authorization": f"Bearer {self._token}"}
 
     async def refresh(self) -> None:
-        """Called after a 401: fetch a new token unless another caller just did."""
+        """Called after a 401: fetch a new token unless another caller just did.
+
+        The refused token is dropped first, so if the fetch fails transiently the request
+        loop's next `headers()` fetches again rather than resend a token known to be dead.
+        """
         seen = self._generation
         async with self._lock:
             if self._generation == seen:
+                self._token = None
                 await self._fetch()
 
     def _expiring(self) -> bool:
@@ -100,50 +122,47 @@ class ClientCredentials:
 
     async def _request_token(self) -> TokenAnswer:
         body = token_request_body(self._client_id, self._client_secret, self._scope)
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
         try:
-            async with self._session.post(
-                self._token_url, json=body, headers=headers, timeout=self._timeout,
-                allow_redirects=False,
-            ) as resp:
-                raw = await resp.read()
-                answer = Response(resp.status, resp.headers, raw, str(resp.url))
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise TransientApiError(
-                f"could not reach the Zendesk token endpoint {redact_url(self._token_url)} "
-                f"({type(exc).__name__}); check ZENDESK_URL and the network, bridge will retry",
-                api=API,
-                method="POST",
-                path=redact_url(self._token_url),
-            ) from exc
-        return self._parse(answer)
-
-    def _parse(self, resp: Response) -> TokenAnswer:
-        if resp.status == 429 or resp.status >= 500:
-            raise TransientApiError(
-                f"the Zendesk token endpoint answered HTTP {resp.status}; bridge will retry",
-                api=API,
-                method="POST",
-                path=redact_url(self._token_url),
-                status=resp.status,
-                retry_after=_retry_after(resp.headers),
+            resp = await self._transport.request(
+                "POST", self._token_url, json=body, headers={"Accept": "application/json"},
+                authenticated=False,
             )
+        except (RejectedError, AuthError) as exc:
+            raise self._refused(exc.status, exc.detail) from None
+        except TransientApiError as exc:
+            raise self._unavailable(exc) from exc
         if 300 <= resp.status < 400:
             self._redirected(resp)
-        if resp.status >= 300:
-            self._fail(resp.status, self._scrub(zendesk_error_detail(resp)))
         try:
-            return TokenAnswer.model_validate(json.loads(resp.body))
-        except ValueError:
-            self._fail(resp.status, "the answer carries no access_token")
+            return TokenAnswer.model_validate(resp.json())
+        except (ValueError, TransientApiError):  # not JSON, or JSON without a token
+            raise self._refused(resp.status, "the answer carries no access_token") from None
 
-    def _fail(self, status: int, detail: str) -> NoReturn:
-        raise AuthError(
+    def _detail(self, resp: Response) -> str:
+        return self._scrub(error_detail(resp))
+
+    def _unavailable(self, exc: TransientApiError) -> TransientApiError:
+        """The transport's error, worded for the token endpoint; retried by the caller's loop."""
+        if exc.status is None:
+            what = f"could not reach the Zendesk token endpoint {self._shown} ({exc.detail})"
+        else:
+            what = (
+                f"the Zendesk token endpoint {self._shown} answered HTTP {exc.status} "
+                f"({exc.detail})"
+            )
+        return TransientApiError(
+            f"{what}; bridge will retry, check ZENDESK_URL and the network if this persists",
+            retry_after=exc.retry_after, api=API, method="POST", path=self._path,
+            status=exc.status, detail=f"token endpoint: {exc.detail}",
+        )
+
+    def _refused(self, status: int | None, detail: str) -> AuthError:
+        return AuthError(
             f"Zendesk refused the OAuth client-credentials token request to "
-            f"{redact_url(self._token_url)} (HTTP {status}: {detail}); {_CHECK_CLIENT}",
+            f"{self._shown} (HTTP {status}: {detail}); {_CHECK_CLIENT}",
             api=API,
             method="POST",
-            path=redact_url(self._token_url),
+            path=self._path,
             status=status,
             detail=detail,
         )
@@ -152,12 +171,12 @@ class ClientCredentials:
         location = redact_url(resp.headers.get("Location", "")) or "nowhere given"
         detail = f"a redirect to {location}"
         raise AuthError(
-            f"the Zendesk token endpoint {redact_url(self._token_url)} answered HTTP "
+            f"the Zendesk token endpoint {self._shown} answered HTTP "
             f"{resp.status}, {detail}; bridge does not follow it, so the client secret is not "
             "sent there. Set ZENDESK_URL to the account's own https://<subdomain>.zendesk.com",
             api=API,
             method="POST",
-            path=redact_url(self._token_url),
+            path=self._path,
             status=resp.status,
             detail=detail,
         )
@@ -207,68 +226,3 @@ class LegacyApiToken:
             api=API,
             status=401,
         )
-
-
-def zendesk_error_detail(resp: Response) -> str:
-    """The API's own words about an error, short and redacted, from any of its body shapes."""
-    text = resp.body.decode("utf-8", errors="replace").strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
-    detail = _detail_from_json(data) if isinstance(data, dict) else None
-    if detail is None:
-        detail = " ".join(text.split()) or f"HTTP {resp.status} with an empty body"
-    detail = redact_text(detail)
-    return detail if len(detail) <= _DETAIL_LIMIT else detail[: _DETAIL_LIMIT - 1] + "…"
-
-
-def _detail_from_json(data: Mapping[str, Any]) -> str | None:
-    errors = data.get("errors")
-    if isinstance(errors, list) and errors:
-        return "; ".join(_one_of_errors(e) for e in errors[:5])
-    error = data.get("error")
-    if isinstance(error, Mapping):  # edge 429s: {"error": {"title", "message"}}
-        return _join(error.get("title"), error.get("message"))
-    if error is None and "description" not in data:
-        return None
-    head = _join(error, data.get("description") or data.get("error_description"))
-    details = data.get("details")
-    if isinstance(details, Mapping) and details:
-        head = f"{head}; {_field_details(details)}"
-    return head
-
-
-def _one_of_errors(item: Any) -> str:
-    if not isinstance(item, Mapping):
-        return str(item)
-    where = item.get("source")
-    pointer = where.get("pointer") or where.get("parameter") if isinstance(where, Mapping) else None
-    text = _join(item.get("code") or item.get("title"), item.get("detail") or item.get("title"))
-    return f"{text} ({pointer})" if pointer else text
-
-
-def _field_details(details: Mapping[str, Any]) -> str:
-    parts = []
-    for field, problems in list(details.items())[:5]:
-        items = problems if isinstance(problems, list) else [problems]
-        said = [
-            str(p.get("description") or p.get("error")) if isinstance(p, Mapping) else str(p)
-            for p in items
-        ]
-        parts.append(f"{field}: {', '.join(said)}")
-    return "; ".join(parts)
-
-
-def _join(head: Any, tail: Any) -> str:
-    pieces = [str(p) for p in (head, tail) if p not in (None, "")]
-    if len(pieces) == 2 and pieces[0] == pieces[1]:
-        pieces = pieces[:1]
-    return ": ".join(pieces) or "no detail given"
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    try:
-        return float(headers.get("Retry-After", ""))
-    except ValueError:
-        return None

@@ -3,7 +3,8 @@
 Retries, rate limits and 401 handling live in `bridge.http.transport`; this module only
 knows Zendesk's URLs and shapes (api/zendesk.md). Invariants: every answer is validated by a
 wire model before anything is read from it; callers get plain dataclasses or dicts; paging
-follows `links.next` verbatim, never to another origin and never twice to the same URL;
+follows `links.next` verbatim, never to another origin and never twice to the same URL
+(`pagination.CursorPaginator`, `Listing`, as the Outreach client does);
 request bodies come from small pure functions so tests can check them against the spec.
 """
 
@@ -12,15 +13,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 from bridge.errors import RejectedError
 from bridge.http.transport import Response, Transport
-from bridge.redact import redact_url
-from bridge.zendesk import jobs, people
-from bridge.zendesk.auth import zendesk_error_detail as zendesk_error_detail  # re-export
+from bridge.zendesk import jobs, pagination, people
 from bridge.zendesk.models import (
     ItemResult,
     RecordUpdate,
@@ -30,7 +30,6 @@ from bridge.zendesk.models import (
     ZendeskRecordId,
 )
 from bridge.zendesk.wire import (
-    API,
     FieldEnvelope,
     FieldsPage,
     JobStatusEnvelope,
@@ -96,11 +95,15 @@ class ZendeskClient:
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        job_slots: AbstractAsyncContextManager[None] | None = None,
     ) -> None:
         self._transport = transport
         self._base = config.base_url.rstrip("/")
-        self._job_slots = asyncio.Semaphore(config.max_jobs_in_flight)
-        self.job_slots = config.max_jobs_in_flight  # for /metrics: the most jobs in flight at once
+        self._paginator = pagination.CursorPaginator(self._base)
+        # held while a job is queued or running: the account's slots shared with every
+        # process (http/budget.py SharedSlots), or else this process's own pool
+        self._job_slots = job_slots or asyncio.Semaphore(config.max_jobs_in_flight)
+        self.job_slots = config.max_jobs_in_flight  # for /metrics: this process's BRIDGE_JOB_CONCURRENCY
         self.jobs_in_flight = 0
         self._poller = jobs.JobPoller(
             transport,
@@ -210,7 +213,9 @@ class ZendeskClient:
     async def _records(
         self, object_key: str, params: dict[str, str]
     ) -> AsyncIterator[ZendeskRecord]:
-        url: str | None = f"{self._object_url(object_key)}/records"
+        start = f"{self._object_url(object_key)}/records"
+        listing = self._paginator.listing(start)
+        url: str | None = start
         query: dict[str, str] | None = params
         while url is not None:
             resp = await self._send("GET", url, params=query)
@@ -222,7 +227,7 @@ class ZendeskClient:
                     name=wire.name,
                     fields=dict(wire.custom_object_fields or {}),
                 )
-            url = self._next_url(resp.url, page.links.next if page.meta.has_more else None)
+            url = listing.next_url(resp.url, resp.json())
             query = None  # links.next already carries every parameter
 
     async def get_object(self, key: str) -> dict[str, Any] | None:
@@ -263,13 +268,14 @@ class ZendeskClient:
         return Limit(count=answer.count, limit=answer.limit)
 
     async def list_fields(self, key: str) -> list[dict[str, Any]]:
-        url: str | None = f"{self._object_url(key)}/fields"
+        start = f"{self._object_url(key)}/fields"
+        listing = self._paginator.listing(start)
+        url: str | None = start
         fields: list[dict[str, Any]] = []
         while url is not None:
             resp = await self._send("GET", url)
-            page = parse_answer(FieldsPage, resp)
-            fields.extend(page.custom_object_fields)
-            url = self._next_url(resp.url, page.links.next if page.meta.has_more else None)
+            fields.extend(parse_answer(FieldsPage, resp).custom_object_fields)
+            url = listing.next_url(resp.url, resp.json())
         return fields
 
     async def create_field(self, key: str, field: Mapping[str, Any]) -> dict[str, Any]:
@@ -290,27 +296,3 @@ class ZendeskClient:
         return await self._transport.request(
             method, url, json=json, params=params, headers=jobs.JSON_HEADERS
         )
-
-    def _next_url(self, current: str, next_url: str | None) -> str | None:
-        """Follows `links.next` verbatim, but not off the account nor round in a circle."""
-        if not next_url:
-            return None
-        if _origin(next_url) != _origin(self._base):
-            raise self._bad_link(current, f"points to another origin ({_origin(next_url)})")
-        if unquote(next_url) == unquote(current):  # resp.url comes back percent-encoded
-            raise self._bad_link(current, "is the page just read")
-        return next_url
-
-    def _bad_link(self, current: str, why: str) -> RejectedError:
-        return RejectedError(
-            f"Zendesk's links.next after {redact_url(current)} {why}; stopping the listing "
-            "to avoid reading the wrong data or looping; report it",
-            api=API,
-            method="GET",
-            path=redact_url(current),
-        )
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()

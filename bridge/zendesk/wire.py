@@ -4,21 +4,25 @@ Zendesk's answers vary more than its OpenAPI file admits (api/zendesk.md, "Resul
 ids arrive as strings or integers, job results come in several shapes, and unknown keys
 appear. So every model ignores extra keys, ids are coerced to strings, and only what bridge
 reads is required. `parse_answer` is the one place where a `ValidationError` becomes a
-`RejectedError`; nothing pydantic leaves this package.
+`RejectedError`; nothing pydantic leaves this package. `error_detail` is the one reading of
+Zendesk's error bodies, whatever endpoint answered.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from bridge.errors import RejectedError
 from bridge.http.transport import Response
-from bridge.redact import redact_url
+from bridge.redact import redact_text, redact_url
 
 API = "zendesk"
 TERMINAL_STATUSES = frozenset({"completed", "failed"})
+_DETAIL_LIMIT = 300
 
 
 def _to_str(value: Any) -> Any:
@@ -162,3 +166,66 @@ def parse_answer(model: type[M], resp: Response) -> M:
 def _summarise(exc: ValidationError) -> str:
     parts = [f"{'.'.join(map(str, e['loc'])) or '<body>'}: {e['msg']}" for e in exc.errors()]
     return "; ".join(parts[:5])
+
+
+def error_detail(resp: Response) -> str:
+    """The API's own words about an error, short and redacted, from any of its body shapes.
+
+    api/zendesk.md, "Rate limits and errors": `{"error", "description"}` (with `details` per
+    field for RecordInvalid), `{"errors": [{"code", "title", "detail", "source"}]}`, the edge's
+    `{"error": {"title", "message"}}`, OAuth's `{"error", "error_description"}`, and text.
+    """
+    text = resp.body.decode("utf-8", errors="replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    detail = _detail_from_json(data) if isinstance(data, dict) else None
+    if detail is None:
+        detail = " ".join(text.split()) or f"HTTP {resp.status} with an empty body"
+    detail = redact_text(detail)
+    return detail if len(detail) <= _DETAIL_LIMIT else detail[: _DETAIL_LIMIT - 1] + "…"
+
+
+def _detail_from_json(data: Mapping[str, Any]) -> str | None:
+    errors = data.get("errors")
+    if isinstance(errors, list) and errors:
+        return "; ".join(_one_of_errors(e) for e in errors[:5])
+    error = data.get("error")
+    if isinstance(error, Mapping):  # edge 429s: {"error": {"title", "message"}}
+        return _join(error.get("title"), error.get("message"))
+    if error is None and "description" not in data:
+        return None
+    head = _join(error, data.get("description") or data.get("error_description"))
+    details = data.get("details")
+    if isinstance(details, Mapping) and details:
+        head = f"{head}; {_field_details(details)}"
+    return head
+
+
+def _one_of_errors(item: Any) -> str:
+    if not isinstance(item, Mapping):
+        return str(item)
+    where = item.get("source")
+    pointer = where.get("pointer") or where.get("parameter") if isinstance(where, Mapping) else None
+    text = _join(item.get("code") or item.get("title"), item.get("detail") or item.get("title"))
+    return f"{text} ({pointer})" if pointer else text
+
+
+def _field_details(details: Mapping[str, Any]) -> str:
+    parts = []
+    for field, problems in list(details.items())[:5]:
+        items = problems if isinstance(problems, list) else [problems]
+        said = [
+            str(p.get("description") or p.get("error")) if isinstance(p, Mapping) else str(p)
+            for p in items
+        ]
+        parts.append(f"{field}: {', '.join(said)}")
+    return "; ".join(parts)
+
+
+def _join(head: Any, tail: Any) -> str:
+    pieces = [str(p) for p in (head, tail) if p not in (None, "")]
+    if len(pieces) == 2 and pieces[0] == pieces[1]:
+        pieces = pieces[:1]
+    return ": ".join(pieces) or "no detail given"

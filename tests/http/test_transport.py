@@ -344,6 +344,48 @@ async def test_refresh_failure_propagates(session, mocked, fake_time) -> None:
         await make(session, fake_time, auth=FakeAuth([TOKEN], refusals=1)).request("GET", URL)
 
 
+class StumblingAuth(FakeAuth):
+    """After a 401 its token endpoint first answers with these transient errors, to the
+    refresh and then to the renewals the resends' `headers()` attempt (as ClientCredentials)."""
+
+    def __init__(self, tokens: list[str], failures: list[TransientApiError]) -> None:
+        super().__init__(tokens)
+        self.failures = failures
+        self.renewing = False
+
+    async def headers(self) -> dict[str, str]:
+        if self.renewing:
+            await self.refresh()
+        return await super().headers()
+
+    async def refresh(self) -> None:
+        self.renewing = True
+        if self.failures:
+            raise self.failures.pop(0)
+        self.renewing = False
+        self.refreshes += 1
+
+
+async def test_a_refresh_failing_transiently_is_waited_out_and_counted(session, mocked, fake_time) -> None:
+    mocked.get(URL, status=401, payload={})
+    mocked.get(URL, payload={"ok": 1})
+    auth = StumblingAuth([TOKEN, "tok-2"], [
+        TransientApiError("test: token 429", api="test", status=429, retry_after=7.0),
+        TransientApiError("test: token 503", api="test", status=503),
+    ])
+    resp = await make(session, fake_time, auth=auth, attempts=2).request("GET", URL)
+    assert resp.json() == {"ok": 1}
+    assert sent_headers(mocked)[-1]["Authorization"] == "Bearer tok-2"
+    assert fake_time.sleeps == [7.0, 0.5]  # the token endpoint's Retry-After, then one backoff
+
+
+async def test_refresh_failing_transiently_past_the_attempts_gives_up(session, mocked, fake_time) -> None:
+    mocked.get(URL, status=401, payload={})
+    auth = StumblingAuth([TOKEN], [TransientApiError("test: token 503", api="test", status=503)])
+    with pytest.raises(TransientApiError):
+        await make(session, fake_time, auth=auth, attempts=1).request("GET", URL)
+
+
 @pytest.mark.parametrize("status", [400, 403, 404, 409, 422])
 async def test_other_4xx_is_rejected_with_the_api_detail(session, mocked, fake_time, status) -> None:
     body = {"errors": [{"title": "Invalid", "detail": f"access_token={TOKEN} is wrong"}]}

@@ -12,10 +12,11 @@ from aioresponses.core import normalize_url
 
 from bridge.errors import ApiError, RejectedError, TransientApiError
 from bridge.http.retry import RetryPolicy
-from bridge.http.transport import HttpConfig, Response, Transport
+from bridge.http.transport import HttpConfig, Transport
 from bridge.outreach.auth import StaticToken
-from bridge.outreach.client import OutreachClient, OutreachConfig, format_since, outreach_error_detail
+from bridge.outreach.client import OutreachClient, OutreachConfig, format_since
 from bridge.outreach.models import RelatedRef
+from bridge.outreach.wire import error_detail as outreach_error_detail
 from tests.http.fakes import FakeTime
 
 API = "https://api.outreach.io"
@@ -239,16 +240,6 @@ async def test_jsonapi_error_detail_is_carried_in_rejected_error(session, mocked
         "outreach GET /api/v2/customObjects/vehicles: 403 unauthorizedOauthScope: Missing scope vehicles.read"
     )
     assert TOKEN not in str(err)
-
-
-def test_error_detail_shapes() -> None:
-    def resp(body: bytes) -> Response:
-        return Response(400, {}, body, LIST)
-
-    assert outreach_error_detail(resp(b'{"errors":[{"id":"validationError","details":"bad name"}]}')) == "validationError: bad name"
-    assert outreach_error_detail(resp(b'{"errors":[{"title":"Only title"},{"id":"x"}]}')) == "Only title; x"
-    assert outreach_error_detail(resp(b"Too Many Requests")) == "Too Many Requests"
-    assert "SECRET" not in outreach_error_detail(resp(b'{"errors":[{"id":"e","detail":"Bearer SECRET was bad"}]}'))
 
 
 async def test_401_with_static_token_is_an_auth_error_telling_what_to_do(session, mocked, fake_time) -> None:

@@ -240,6 +240,21 @@ async def test_rate_limit_per_minute(world: World) -> None:
     assert (await world.z("GET", CO))[0] == 200
 
 
+async def test_the_rate_window_counts_every_caller_of_the_account_together(world: World) -> None:
+    import base64
+
+    zd = world.sandbox.zendesk
+    zd.rate_limit, zd.rate_window = 3, 5
+    world.clock.now = world.clock.now.replace(second=0, microsecond=0)  # the start of a window
+    basic = base64.b64encode(f"{world.info.zendesk_email}/token:{world.info.zendesk_api_token}".encode()).decode()
+    other = {"Authorization": f"Basic {basic}"}
+    statuses = [(await world.z("GET", CO, headers=h))[0] for h in (world.z_auth, other, world.z_auth)]
+    status, _, headers = await world.z("GET", CO, headers=other)
+    assert statuses == [200, 200, 200] and status == 429 and 1 <= int(headers["Retry-After"]) <= 5
+    world.clock.advance(5)
+    assert (await world.z("GET", CO, headers=other))[0] == 200
+
+
 async def test_a_held_job_waits_while_later_jobs_complete(world: World) -> None:
     await _vehicle_object(world)
     zd = world.sandbox.zendesk

@@ -12,8 +12,9 @@ from aioresponses import aioresponses
 
 from bridge.http.retry import RetryPolicy
 from bridge.http.transport import Auth, HttpConfig, Transport
-from bridge.zendesk.auth import BearerToken, zendesk_error_detail
+from bridge.zendesk.auth import BearerToken
 from bridge.zendesk.client import ZendeskClient, ZendeskConfig
+from bridge.zendesk.wire import error_detail as zendesk_error_detail
 from tests.http.fakes import mocked_http
 
 BASE = "https://acme.zendesk.com"

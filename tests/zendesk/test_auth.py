@@ -13,7 +13,7 @@ from aioresponses import CallbackResult, aioresponses
 from bridge.errors import AuthError, TransientApiError
 from bridge.zendesk.auth import BearerToken, ClientCredentials, LegacyApiToken
 
-from .conftest import BASE, FakeClock, RecordingSleep, make_transport, sent
+from .conftest import BASE, FakeClock, RecordingSleep, make_transport, sent, sent_json
 
 TOKEN_URL = f"{BASE}/oauth/tokens"
 SECRET = "s3cr3t-client-value"
@@ -44,7 +44,7 @@ async def test_token_request_body_is_client_credentials_json(session, mock, cloc
     assert await auth.headers() == {"Authorization": "Bearer tok-1"}
 
     (call,) = sent(mock, "POST", TOKEN_URL)
-    assert call["json"] == {
+    assert sent_json(call) == {
         "grant_type": "client_credentials",
         "client_id": "bridge-app",
         "client_secret": SECRET,
@@ -274,3 +274,58 @@ async def test_token_request_never_follows_a_redirect(session, mock, clock, stat
     assert "collector.example" in message and "ZENDESK_URL" in message
     assert SECRET not in message
     assert caught.value.status == status
+
+
+async def test_a_refresh_refused_429_then_503_is_waited_out_by_the_request_loop(
+    session, mock, clock, sleep: RecordingSleep
+) -> None:
+    mock.post(TOKEN_URL, payload=token_answer("tok-old"))
+    mock.post(TOKEN_URL, status=429, headers={"Retry-After": "7"}, body="slow down")
+    mock.post(TOKEN_URL, status=503, body="down")
+    mock.post(TOKEN_URL, payload=token_answer("tok-new"))
+    seen: list[str] = []
+
+    def answer(url, **kwargs):
+        seen.append(kwargs["headers"]["Authorization"])
+        if kwargs["headers"]["Authorization"] == "Bearer tok-old":
+            return CallbackResult(status=401, payload={"error": "invalid_token"})
+        return CallbackResult(payload={"custom_object": {"key": "car"}})
+
+    mock.get(PING, callback=answer, repeat=True)
+    transport = make_transport(session, credentials(session, clock), sleep, clock)
+
+    resp = await transport.request("GET", PING)
+
+    assert resp.status == 200
+    assert seen == ["Bearer tok-old", "Bearer tok-new"]  # the refused token is never resent
+    assert token_calls(mock) == 4
+    assert sleep.delays[0] == 7.0  # the token endpoint's Retry-After, waited by the one loop
+
+
+async def test_a_token_retry_after_as_an_http_date_is_honoured(
+    session, mock, clock, sleep: RecordingSleep
+) -> None:
+    mock.post(TOKEN_URL, status=429, headers={"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"})
+
+    with pytest.raises(TransientApiError) as caught:
+        await credentials(session, clock).headers()
+
+    assert caught.value.status == 429
+    assert caught.value.retry_after is not None and caught.value.retry_after > 86400
+
+
+async def test_an_answer_that_is_not_json_is_an_auth_error(session, mock, clock) -> None:
+    mock.post(TOKEN_URL, status=200, body="<html>sign in</html>", content_type="text/html")
+
+    with pytest.raises(AuthError, match="no access_token"):
+        await credentials(session, clock).headers()
+
+
+async def test_a_token_endpoint_failure_echoing_the_secret_is_scrubbed(session, mock, clock) -> None:
+    mock.post(TOKEN_URL, status=503, body=f"upstream got client_secret {SECRET}", content_type="text/plain")
+
+    with pytest.raises(TransientApiError) as caught:
+        await credentials(session, clock).headers()
+
+    assert SECRET not in str(caught.value) and SECRET not in caught.value.detail
+    assert "HTTP 503" in str(caught.value) and "ZENDESK_URL" in str(caught.value)

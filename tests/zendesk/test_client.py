@@ -164,6 +164,40 @@ async def test_list_records_refuses_a_link_to_another_origin(client, mock) -> No
         _ = [r async for r in client.list_records("car")]
 
 
+@pytest.mark.parametrize("foreign", [
+    "https://evil.example/api/v2/custom_objects/car/records?page%5Bafter%5D=c1&access_token=SECRET",
+    "http://acme.zendesk.com/api/v2/custom_objects/car/records?page%5Bafter%5D=c1",
+    "https://acme.zendesk.com:8443/api/v2/custom_objects/car/records?page%5Bafter%5D=c1",
+])
+async def test_a_next_link_to_another_host_is_never_requested(client, mock, foreign) -> None:
+    mock.get(f"{RECORDS}?page[size]=100", payload=records_page([1], foreign))
+    mock.get(foreign, payload=records_page([2], None))
+
+    with pytest.raises(RejectedError) as caught:
+        _ = [r async for r in client.list_records("car")]
+
+    assert sent(mock, "GET", foreign) == []
+    message = str(caught.value)
+    assert "outside the configured API origin https://acme.zendesk.com:443" in message
+    assert "ZENDESK_URL" in message and "SECRET" not in message
+
+
+async def test_list_fields_refuses_a_link_back_to_a_page_already_read(client, mock) -> None:
+    fields = f"{BASE}/api/v2/custom_objects/car/fields"
+    second = f"{fields}?page%5Bafter%5D=c1"
+
+    def page(next_url: str) -> dict[str, Any]:
+        return {"custom_object_fields": [{"key": "speed"}], "links": {"next": next_url},
+                "meta": {"has_more": True}}
+
+    mock.get(fields, payload=page(second), repeat=True)
+    mock.get(second, payload=page(fields), repeat=True)
+
+    with pytest.raises(RejectedError, match="already read"):
+        await client.list_fields("car")
+    assert len(sent(mock, "GET", fields)) == 1
+
+
 async def test_list_records_refuses_a_link_to_the_same_page(client, mock) -> None:
     url = f"{RECORDS}?page[size]=100"
     mock.get(url, payload=records_page([1], url), repeat=True)

@@ -1,4 +1,4 @@
-"""zendesk_error_detail: every error body shape of api/zendesk.md, short and redacted."""
+"""wire.error_detail: every error body shape of api/zendesk.md, short and redacted."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from bridge.errors import RejectedError
 from bridge.http.transport import Response
-from bridge.zendesk.auth import zendesk_error_detail
+from bridge.zendesk.wire import error_detail as zendesk_error_detail
 
 from .conftest import BASE, make_transport
 
