@@ -42,6 +42,7 @@ from bridge.pipeline.page import PageOutcome, commit_page, load_page
 from bridge.pipeline.park import Filler
 from bridge.pipeline.report import ProgressSink, RunReport
 from bridge.pipeline.resolve import Resolver, relationship_query
+from bridge.pipeline.submitted import JobJournal
 from bridge.store import checkpoints, links, runs
 from bridge.store.leases import Fence
 from bridge.zendesk.client import ZendeskClient
@@ -163,6 +164,7 @@ async def _run_pages(
         mapping.target.object,
         batch_size=options.batch_size,
         concurrency=asyncio.Semaphore(options.job_concurrency),
+        journal=JobJournal(services.pool, mapping.name),
     )
     tracker = WatermarkTracker(None)
     try:

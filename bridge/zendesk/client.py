@@ -116,13 +116,27 @@ class ZendeskClient:
         await self._poller.aclose()
 
     async def upsert_records(
-        self, object_key: str, items: Sequence[UpsertItem]
+        self,
+        object_key: str,
+        items: Sequence[UpsertItem],
+        *,
+        on_submitted: Callable[[str], Awaitable[None]] | None = None,
     ) -> list[ItemResult]:
-        """Creates or updates by external id in one bulk job and waits for it."""
+        """Creates or updates by external id in one bulk job and waits for it; `on_submitted`
+        gets the job id as soon as Zendesk accepted the job, before any poll."""
         if not items:
             return []
         body = jobs.upsert_job_body(items)
-        return await self._run_job(object_key, body, [i.external_id for i in items])
+        ids = [i.external_id for i in items]
+        return await self._run_job(object_key, body, ids, on_submitted)
+
+    async def job_results(self, job_id: str, external_ids: Sequence[str]) -> list[ItemResult]:
+        """Results of a job submitted earlier (by another process, say), waited for as if just
+        submitted; `external_ids` are its items in job order. A job Zendesk no longer knows
+        raises the poll's `RejectedError` (404)."""
+        async with self._job_slots:
+            job = await self._poller.wait(jobs.queued(job_id))
+        return jobs.match_results(job, external_ids)
 
     async def delete_by_external_ids(
         self, object_key: str, external_ids: Sequence[str]
@@ -169,11 +183,17 @@ class ZendeskClient:
         return await people.search_organizations(self._send, self._base, name)
 
     async def _run_job(
-        self, object_key: str, body: dict[str, Any], external_ids: list[str]
+        self,
+        object_key: str,
+        body: dict[str, Any],
+        external_ids: list[str],
+        on_submitted: Callable[[str], Awaitable[None]] | None = None,
     ) -> list[ItemResult]:
         async with self._job_slots:
             resp = await self._send("POST", f"{self._object_url(object_key)}/jobs", json=body)
             job = parse_answer(JobStatusEnvelope, resp).job_status
+            if on_submitted is not None:
+                await on_submitted(job.id)
             job = await self._poller.wait(job)
         return jobs.match_results(job, external_ids)
 

@@ -70,6 +70,11 @@ def delete_job_body(external_ids: Sequence[str]) -> dict[str, Any]:
     return {"job": {"action": DELETE, "items": [str(e) for e in external_ids]}}
 
 
+def queued(job_id: str) -> JobStatus:
+    """A job known only by its id, to be polled like one just submitted."""
+    return JobStatus(id=job_id, status="queued")
+
+
 def _check_size(count: int) -> None:
     if count > MAX_JOB_ITEMS:
         raise ValueError(
