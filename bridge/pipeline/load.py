@@ -22,19 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
-from bridge.errors import ApiError, AuthError, RejectedError
+from bridge.errors import ApiError, RejectedError
 from bridge.logs import get_logger
 from bridge.pipeline.submitted import JobJournal, PageJobs, sent_hash
 from bridge.store.dead_letters import DeadLetter
 from bridge.store.idmap import IdMapRow
 from bridge.translate import Translated
 from bridge.zendesk.client import ZendeskClient
+from bridge.zendesk.jobs import refuses_the_batch, stops_every_job
 from bridge.zendesk.models import ItemResult, UpsertItem
 
 log = get_logger(__name__)
@@ -44,22 +44,8 @@ Lookups = Mapping[str, Mapping[str, str | None]]  # source_id â†’ lookup field â
 
 
 def stops_the_run(exc: ApiError) -> bool:
-    """True for a job error every later job would hit too: refused credentials, access
-    revoked (403), or a custom object that does not exist (404 to the job POST; a 404 while
-    polling only loses that job)."""
-    if isinstance(exc, AuthError):
-        return True
-    if not isinstance(exc, RejectedError):
-        return False
-    return exc.status == 403 or (exc.status == 404 and exc.method == "POST")
-
-
-def _refused_whole(exc: ApiError) -> bool:
-    """A 4xx to the job POST itself: something in the items, so halving can find it."""
-    return (
-        isinstance(exc, RejectedError) and exc.method == "POST" and exc.status is not None
-        and 400 <= exc.status < 500 and not stops_the_run(exc)
-    )  # fmt: skip
+    """True for a job error every later job would hit too (`jobs.stops_every_job`)."""
+    return stops_every_job(exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +77,7 @@ async def by_halving(
     try:
         return await send(items)
     except RejectedError as exc:
-        if not _refused_whole(exc):
+        if not refuses_the_batch(exc):
             raise
         if len(items) == 1:
             return [ItemResult(key(items[0]), ok=False, error=f"refused by Zendesk: {exc}")]
@@ -163,7 +149,7 @@ class PageLoader:
         written, dead = _split(batch, results, sent)
         retry = [
             t for t, r in zip(batch, results, strict=True)
-            if not r.ok and not r.unconfirmed and refused_fields(sent[t.source_id], r.error)
+            if refused_lookups(sent[t.source_id], r)
         ]  # fmt: skip
         if not retry:
             return LoadResult(written, dead)
@@ -182,12 +168,12 @@ class PageLoader:
         """Writes again, once, the items whose own error named some of their lookups, without
         those lookups: a target deleted in Zendesk must not drop the record, nor fail again
         on every run."""
-        errors = {t.source_id: r.error for t, r in zip(batch, results, strict=True)}
+        by_source = {t.source_id: r for t, r in zip(batch, results, strict=True)}
         refused: dict[tuple[str, str], str] = {}
         second: dict[str, dict[str, str | None]] = {}
         for t in retry:
             values = sent[t.source_id]
-            bad = refused_fields(values, errors[t.source_id])
+            bad = refused_lookups(values, by_source[t.source_id])
             second[t.source_id] = {k: (None if k in bad else v) for k, v in values.items()}
             refused.update({(t.source_id, k): str(values[k]) for k in bad})
         again = await self._results(retry, second, jobs)
@@ -239,16 +225,15 @@ class PageLoader:
             async with self._slots:
                 return await self._zendesk.upsert_records(self._object_key, items, on_submitted=on_submitted)
         except ApiError as exc:
-            if stops_the_run(exc) or _refused_whole(exc):
+            if stops_the_run(exc) or refuses_the_batch(exc):
                 raise
             return [ItemResult(t.external_id, ok=False, error=str(exc), unconfirmed=True) for t in batch]
 
 
-def refused_fields(values: Mapping[str, str | None], error: str) -> set[str]:
-    """The set lookup fields an item's own error names. Only these count as refused: an
-    error that names none says nothing against any lookup."""
-    set_fields = {k for k, v in values.items() if v is not None}
-    return {k for k in set_fields if re.search(rf"\b{re.escape(k)}\b", error)}
+def refused_lookups(values: Mapping[str, str | None], result: ItemResult) -> set[str]:
+    """The lookup fields an item set (`values`) that its result refuses (`ItemResult.
+    refused_fields`): an error that names none, or a job failure, refuses none."""
+    return result.refused_fields(k for k, v in values.items() if v is not None)
 
 
 def _split(

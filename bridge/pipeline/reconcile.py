@@ -43,7 +43,6 @@ from bridge.store.idmap import MissingRow
 log = get_logger(__name__)
 
 DELETE_BATCH = 100  # Zendesk bulk jobs take at most 100 items (api/zendesk.md, "Bulk jobs")
-_ALREADY_GONE = "RecordNotFound"  # a delete of a record Zendesk no longer has: done already
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,8 +242,8 @@ async def _delete_batch(
         results = await services.zendesk.delete_by_external_ids(
             mapping.target.object, list(by_external)
         )
-    done = [by_external[r.external_id] for r in results if r.ok or _already_gone(r.error)]
-    failures = [r for r in results if not (r.ok or _already_gone(r.error))]
+    done = [by_external[r.external_id] for r in results if r.ok or r.already_gone]
+    failures = [r for r in results if not (r.ok or r.already_gone)]
     for failure in failures[:5]:
         log.warning("reconcile_delete_failed", external_id=failure.external_id, error=failure.error)
     async with services.pool.acquire() as conn, conn.transaction():
@@ -255,10 +254,6 @@ async def _delete_batch(
             await runs.add_counts(conn, report.run_id, runs.RunCounts(failed=len(failures)))
     report.deleted += len(done)
     report.failed += len(failures)
-
-
-def _already_gone(error: str) -> bool:
-    return error.startswith(_ALREADY_GONE)
 
 
 async def _finish(services: Services, report: ReconcileReport) -> None:

@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import structlog
 
-from bridge.errors import TransientApiError
+from bridge.errors import ApiError, AuthError, RejectedError, TransientApiError
 from bridge.http.transport import Transport
 from bridge.redact import redact_text
 from bridge.zendesk.models import ItemResult, RecordUpdate, UpsertItem, ZendeskRecordId
@@ -68,6 +68,25 @@ def update_job_body(items: Sequence[RecordUpdate]) -> dict[str, Any]:
 def delete_job_body(external_ids: Sequence[str]) -> dict[str, Any]:
     _check_size(len(external_ids))
     return {"job": {"action": DELETE, "items": [str(e) for e in external_ids]}}
+
+
+def stops_every_job(exc: ApiError) -> bool:
+    """True for a job error every later job would hit too: refused credentials, access
+    revoked (403), or a custom object that does not exist (404 to the job POST; a 404 while
+    polling only loses that job)."""
+    if isinstance(exc, AuthError):
+        return True
+    if not isinstance(exc, RejectedError):
+        return False
+    return exc.status == 403 or (exc.status == 404 and exc.method == "POST")
+
+
+def refuses_the_batch(exc: ApiError) -> bool:
+    """A 4xx to the job POST itself: something in the items, so halving the batch can find it."""
+    return (
+        isinstance(exc, RejectedError) and exc.method == "POST" and exc.status is not None
+        and 400 <= exc.status < 500 and not stops_every_job(exc)
+    )  # fmt: skip
 
 
 def queued(job_id: str) -> JobStatus:
@@ -338,7 +357,8 @@ def _item_result(job: JobStatus, external_id: str, result: JobResult | None) -> 
         record_id = ZendeskRecordId(result.id) if result.id else None
         return ItemResult(external_id=external_id, ok=True, record_id=record_id)
     if result is not None and (result.error or result.details):
-        return ItemResult(external_id, ok=False, error=_error_text(result))
+        code = _flatten(result.error)
+        return ItemResult(external_id, ok=False, error=_error_text(result), code=code)
     if result is not None and job.status != "failed":
         said = f" (status {result.status!r})" if result.status else ""
         return ItemResult(external_id, ok=False, error=f"job {job.id} reported a failure{said}")
