@@ -62,6 +62,7 @@ class ZendeskConfig:
     base_url: str  # e.g. https://acme.zendesk.com
     poll_initial: float = 0.05  # first job-status poll delay, seconds
     poll_max: float = 2.0  # backoff cap between polls
+    poll_min_tick: float = 0.25  # seconds between two status polls at least: 240/min at most
     job_timeout: float = 600.0  # give up on a job after this long -> TransientApiError
     # Zendesk allows 30 queued or running jobs per account (api/zendesk.md); every job this
     # process runs, whatever the mapping or command, waits for one of these slots.
@@ -105,6 +106,7 @@ class ZendeskClient:
             self._base,
             poll_initial=config.poll_initial,
             poll_max=config.poll_max,
+            min_tick=config.poll_min_tick,
             timeout=config.job_timeout,
             sleep=sleep,
             clock=clock,

@@ -110,7 +110,10 @@ class JobPoller:
     the number of jobs, is the bound. Each job keeps its own backoff (due `poll_initial`
     after it was submitted, then doubling up to `poll_max` after each poll of it); the task
     wakes when the earliest job is due, or when a new job arrives, and asks for every job in
-    flight, as the extra ids cost nothing. The task ends when no job waits, so a closed client
+    flight, as the extra ids cost nothing. A job just arriving is first polled no sooner than
+    `min_tick` after the last tick (or with the next tick that polls the others), so jobs
+    arriving one after another, each young and due soon, cost at most one poll request per
+    `min_tick` however fast they come; after a tick every job shares one backoff again. The task ends when no job waits, so a closed client
     or a cancelled run leaves none behind; a cancelled waiter only drops its own job.
     """
 
@@ -121,6 +124,7 @@ class JobPoller:
         *,
         poll_initial: float = 0.05,
         poll_max: float = 2.0,
+        min_tick: float = 0.0,
         timeout: float = 600.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -129,6 +133,8 @@ class JobPoller:
         self._base = base_url.rstrip("/")
         self._initial = poll_initial
         self._max = poll_max
+        self._min_tick = min_tick
+        self._last_tick = -float("inf")
         self._timeout = timeout
         self._sleep = sleep
         self._clock = clock
@@ -196,7 +202,7 @@ class JobPoller:
         try:
             while self._waiting:
                 now = self._clock()
-                due = min(e.due for e in self._waiting.values())
+                due = min(self._due(e) for e in self._waiting.values())
                 if due > now:
                     self._arrived.clear()
                     await self._nap(due - now, self._arrived)
@@ -207,6 +213,11 @@ class JobPoller:
             for entry in list(self._waiting.values()):
                 entry.fail(exc)
             self._waiting.clear()
+
+    def _due(self, entry: _Waiting) -> float:
+        """A job never polled yet waits for the next tick at least `min_tick` after the last:
+        it may not pull the tick earlier, however young. Polled jobs keep their own backoff."""
+        return entry.due if entry.polled else max(entry.due, self._last_tick + self._min_tick)
 
     async def _nap(self, seconds: float, arrived: asyncio.Event) -> None:
         """Sleeps `seconds`, or less if a job arrives meanwhile (it may be due sooner)."""
@@ -221,7 +232,7 @@ class JobPoller:
 
     async def _tick(self) -> None:
         """Polls the jobs due now, filling each request up with the others in flight."""
-        now = self._clock()
+        now = self._last_tick = self._clock()
         entries = sorted(self._waiting.values(), key=lambda e: e.due)
         due_count = sum(1 for e in entries if e.due <= now)
         requests = -(-due_count // SHOW_MANY_IDS)
@@ -246,6 +257,7 @@ class JobPoller:
                     self._settle(entry, error=exc)
                     continue
             entry.job = status
+            entry.polled = True
             if status.finished:
                 self._settle(entry, job=status)
             elif now - entry.started >= self._timeout:
@@ -309,6 +321,7 @@ class _Waiting:
     due: float
     delay: float
     futures: list[asyncio.Future[JobStatus]] = field(default_factory=list)
+    polled: bool = False
 
     def next_delay(self, cap: float) -> float:
         self.delay = min(self.delay * 2, cap)

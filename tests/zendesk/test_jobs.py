@@ -322,6 +322,27 @@ async def test_a_young_job_is_polled_soon_though_an_old_one_waits_longer(session
     assert len(zendesk.requests) == 5
 
 
+async def test_a_job_arriving_does_not_pull_the_tick_nearer_than_min_tick(session, mock, clock) -> None:
+    held = HeldSleep(clock)
+    zendesk = Zendesk(mock, {"OLD": 4, "NEW": 1})
+    jobs = poller(session, held, clock, min_tick=0.25)
+    old = asyncio.create_task(jobs.wait(queued("OLD")))
+    for count in range(1, 4):
+        await held.sleeping(count)
+        await held.wake()
+    await held.sleeping(4)
+    assert held.delays == pytest.approx([0.05, 0.1, 0.2, 0.4])  # a lone job keeps its own backoff
+
+    new = asyncio.create_task(jobs.wait(queued("NEW")))
+    await held.sleeping(5)
+    assert held.delays[-1] == pytest.approx(0.25)  # not 0.05: the last tick was just now
+    await held.wake()
+    assert (await new).status == "completed"
+    assert sorted(zendesk.requests[-1]) == ["NEW", "OLD"]
+    assert (await held.until_done(old)).status == "completed"
+    assert len(zendesk.requests) == 4  # OLD was done at its 4th poll, with NEW
+
+
 async def test_a_cancelled_waiter_leaves_the_others_polled(session, mock, clock) -> None:
     held = HeldSleep(clock)
     zendesk = Zendesk(mock, {"A": 3, "B": 3})
