@@ -37,7 +37,7 @@ from bridge.mapping.model import Mapping
 from bridge.outreach.client import OutreachClient
 from bridge.pipeline.report import counts_dict
 from bridge.pipeline.sync import Services
-from bridge.store import dead_letters, idmap, runs
+from bridge.store import dead_letters, idmap, runs, submitted_jobs
 from bridge.store.idmap import MissingRow
 
 log = get_logger(__name__)
@@ -248,6 +248,7 @@ async def _delete_batch(
         log.warning("reconcile_delete_failed", external_id=failure.external_id, error=failure.error)
     async with services.pool.acquire() as conn, conn.transaction():
         await idmap.delete_many(conn, mapping.name, done)
+        await submitted_jobs.settle(conn, mapping.name, [], list(by_external))  # stale now
         await dead_letters.resolve(conn, mapping.name, done)
         if report.run_id is not None:
             await runs.add_repair_counts(conn, report.run_id, deleted=len(done))

@@ -38,7 +38,7 @@ from bridge.pipeline.reconcile import with_page_size
 from bridge.pipeline.report import counts_dict
 from bridge.pipeline.resolve import relationship_query
 from bridge.pipeline.sync import Services
-from bridge.store import dead_letters, idmap, runs
+from bridge.store import dead_letters, idmap, runs, submitted_jobs
 from bridge.store.dead_letters import DeadLetterRow
 
 log = get_logger(__name__)
@@ -201,6 +201,7 @@ async def _commit(
         if outcome.dead:
             await dead_letters.add_many(conn, name, report.run_id, outcome.dead)
         await commit_links(conn, name, outcome)
+        await submitted_jobs.settle(conn, name, [], outcome.sent())  # a stored job is stale now
         await runs.add_counts(conn, report.run_id, counts)
 
 
