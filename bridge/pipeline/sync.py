@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from collections.abc import Mapping as AbcMapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import structlog
@@ -38,7 +38,7 @@ from bridge.outreach.models import Page
 from bridge.pipeline import park
 from bridge.pipeline.incremental import Checkpoint, StartPoint, WatermarkTracker, start_point
 from bridge.pipeline.load import PageLoader
-from bridge.pipeline.page import PageOutcome, commit_page, load_page
+from bridge.pipeline.page import PageOutcome, change_to_write, commit_page, load_page
 from bridge.pipeline.park import Filler
 from bridge.pipeline.report import ProgressSink, RunReport
 from bridge.pipeline.resolve import Resolver, relationship_query
@@ -258,6 +258,7 @@ async def _settle(
             fence.check()
         await commit_page(services.pool, mapping.name, report.run_id, outcome, watermark,
                           holder=None if fence is None else fence.holder)  # fmt: skip
+        report.change_to_write = change_to_write(outcome, datetime.now(UTC))
     report.pages += 1
     report.fetched += len(outcome.page.records)
     report.written += outcome.changed if options.dry_run else len(outcome.written)
