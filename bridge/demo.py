@@ -21,7 +21,8 @@ from bridge.mapping.model import Mapping
 from bridge.mapping.order import sync_order
 from bridge.pipeline.backfill import LeaseConfig, backfill
 from bridge.pipeline.report import RunReport
-from bridge.pipeline.sync import Services, SyncOptions
+from bridge.pipeline.services import Services
+from bridge.pipeline.sync import SyncOptions
 from bridge.progress import progress_for
 from bridge.sandbox.seed import seed_demo
 from bridge.sandbox.server import Sandbox

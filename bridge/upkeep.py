@@ -37,7 +37,7 @@ from bridge.mapping.model import Mapping
 from bridge.pipeline.park import Filler
 from bridge.pipeline.reconcile import ReconcileOptions, reconcile_mapping
 from bridge.pipeline.redrive import RedriveOptions, retry_dead_letters
-from bridge.pipeline.sync import Services
+from bridge.pipeline.services import Services
 from bridge.store import runs, submitted_jobs
 
 log = get_logger(__name__)

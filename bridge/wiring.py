@@ -30,7 +30,8 @@ from bridge.outreach.client import OutreachClient, OutreachConfig, outreach_erro
 from bridge.pipeline.backfill import LeaseConfig
 from bridge.pipeline.reconcile import ReconcileOptions
 from bridge.pipeline.redrive import RedriveOptions
-from bridge.pipeline.sync import Services, SyncOptions
+from bridge.pipeline.services import Services
+from bridge.pipeline.sync import SyncOptions
 from bridge.scheduler import ScheduleConfig
 from bridge.settings import Settings
 from bridge.store import pool as store_pool

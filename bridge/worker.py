@@ -44,7 +44,8 @@ from bridge.metrics import Metrics
 from bridge.outreach.webhooks import WebhookAdmin
 from bridge.pipeline.report import LogProgress, ProgressSink, RunReport
 from bridge.pipeline.run import stop_signals
-from bridge.pipeline.sync import Services, SyncOptions, sync_mapping
+from bridge.pipeline.services import Services
+from bridge.pipeline.sync import SyncOptions, sync_mapping
 from bridge.scheduler import MappingScheduler, Outcome, ScheduleConfig
 from bridge.server import Handler, Readiness, WorkerServer
 from bridge.store import inbox

@@ -15,7 +15,7 @@ from bridge import wiring, worker
 from bridge.errors import StoreError
 from bridge.mapping.load import load_mappings
 from bridge.metrics import Metrics
-from bridge.pipeline.sync import Services
+from bridge.pipeline.services import Services
 from bridge.sandbox.seed import seed_demo
 from bridge.sandbox.server import Sandbox
 from bridge.scheduler import ScheduleConfig

@@ -16,7 +16,7 @@ from bridge import wiring
 from bridge.errors import ConfigError
 from bridge.mapping.model import Mapping
 from bridge.mapping.order import sync_order
-from bridge.pipeline.sync import Services
+from bridge.pipeline.services import Services
 from bridge.settings import Settings
 from bridge.store import leases as store_leases
 from bridge.store import migrate as store_migrate

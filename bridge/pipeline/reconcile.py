@@ -29,14 +29,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import structlog
-
 from bridge.errors import ApiError, BridgeError
 from bridge.logs import get_logger
 from bridge.mapping.model import Mapping
 from bridge.outreach.client import OutreachClient
 from bridge.pipeline.report import counts_dict
-from bridge.pipeline.sync import Services
+from bridge.pipeline.run import run_lifecycle
+from bridge.pipeline.services import Services
 from bridge.store import dead_letters, idmap, runs, submitted_jobs
 from bridge.store.idmap import MissingRow
 
@@ -100,18 +99,14 @@ async def reconcile_mapping(
     them and tries again next time); store errors and cancellation propagate.
     """
     report = ReconcileReport(mapping.name, mapping.on_delete)
-    structlog.contextvars.bind_contextvars(mapping=mapping.name)
-    try:
-        await _run(mapping, services, options, report)
-    except BaseException as exc:
-        report.status = "interrupted" if isinstance(exc, asyncio.CancelledError) else "failed"
-        report.error = str(exc) if isinstance(exc, BridgeError) else type(exc).__name__
-        raise
-    finally:
+
+    async def finish() -> None:
         report.seconds = time.monotonic() - report.started
-        await asyncio.shield(_finish(services, report))
+        await _finish(services, report)
         log.info("reconcile_finished", **report.as_dict())
-        structlog.contextvars.unbind_contextvars("mapping")
+
+    async with run_lifecycle(report, finish, mapping=mapping.name):
+        await _run(mapping, services, options, report)
     return report
 
 
@@ -186,17 +181,11 @@ async def remove_confirmed_gone(
             return report
         report.run_id = await runs.start(conn, mapping.name, "reconcile", actor=actor)
     report.missing = len(gone)
-    try:
+    async with run_lifecycle(report, lambda: _finish(services, report), mapping=mapping.name):
         if mapping.on_delete == "delete":
             await _delete(mapping, services, ReconcileOptions(force=True), gone, report)
         else:
             await _mark(mapping.name, services, gone, report)
-    except BaseException as exc:
-        report.status = "interrupted" if isinstance(exc, asyncio.CancelledError) else "failed"
-        report.error = str(exc) if isinstance(exc, BridgeError) else type(exc).__name__
-        raise
-    finally:
-        await asyncio.shield(_finish(services, report))
     return report
 
 

@@ -24,15 +24,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import asyncpg
-import structlog
 
-from bridge.errors import BridgeError
 from bridge.logs import get_logger
 from bridge.mapping.model import Mapping
 from bridge.pipeline import targeted
 from bridge.pipeline.load import PageLoader
 from bridge.pipeline.report import counts_dict
-from bridge.pipeline.sync import Services
+from bridge.pipeline.run import run_lifecycle
+from bridge.pipeline.services import Services
 from bridge.store import dead_letters, runs
 from bridge.store.dead_letters import DeadLetterRow
 
@@ -95,29 +94,26 @@ async def retry_dead_letters(
         report.run_id = await runs.start(
             conn, mapping.name, "dead_letter_retry", actor=options.actor
         )
-    structlog.contextvars.bind_contextvars(mapping=mapping.name, run_id=report.run_id)
-    try:
+    run_id = report.run_id
+
+    async def finish() -> None:
+        report.seconds = time.monotonic() - report.started
+        await _finish(services, report)
+        log.info("dead_letter_retry_finished", **report.as_dict())
+
+    async with run_lifecycle(report, finish, mapping=mapping.name, run_id=run_id):
         loader = PageLoader(
             services.zendesk, mapping.target.object, batch_size=options.batch_size,
             concurrency=asyncio.Semaphore(options.job_concurrency),
-        )
+        )  # fmt: skip
         wanted = [letter.source_id for letter in letters]
-        outcome = await targeted.sync_ids(mapping, services, loader, wanted, report.run_id)
+        outcome = await targeted.sync_ids(mapping, services, loader, wanted, run_id)
         report.tried += len(wanted)
         report.written += len(outcome.written)
         report.unchanged += len(outcome.unchanged)
         report.vanished += len(outcome.vanished)
         report.failed += len(outcome.failed)
         report.status = "partial" if report.failed else "succeeded"
-    except BaseException as exc:
-        report.status = "interrupted" if isinstance(exc, asyncio.CancelledError) else "failed"
-        report.error = str(exc) if isinstance(exc, BridgeError) else type(exc).__name__
-        raise
-    finally:
-        report.seconds = time.monotonic() - report.started
-        await asyncio.shield(_finish(services, report))
-        log.info("dead_letter_retry_finished", **report.as_dict())
-        structlog.contextvars.unbind_contextvars("mapping", "run_id")
     return report
 
 

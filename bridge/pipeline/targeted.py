@@ -25,7 +25,7 @@ from bridge.pipeline.load import PageLoader
 from bridge.pipeline.page import PageOutcome, change_to_write, commit_links, counts, freshest, load_page
 from bridge.pipeline.reconcile import with_page_size
 from bridge.pipeline.resolve import relationship_query
-from bridge.pipeline.sync import Services
+from bridge.pipeline.services import Services
 from bridge.store import dead_letters, idmap, leases, runs, submitted_jobs
 
 FETCH_CHUNK = 1000  # ids per Outreach list request (page[size] ≤ 1000)

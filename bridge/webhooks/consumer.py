@@ -4,8 +4,8 @@ A tick claims the due deliveries of every resource some mapping reads (custom ob
 no events, so their mappings are never drained here), coalesced: up to `batch` deliveries
 per resource, however many events they repeat. Every mapping reading the resource then gets
 one targeted sync of the distinct ids (`pipeline/targeted.py`): records are fetched afresh,
-never taken from the delivery. Ids that Outreach no longer lists after a `destroyed` event
-get the mapping's `on_delete`, audited as reconcile does.
+never taken from the delivery. An id with a `destroyed` event that Outreach no longer lists
+and answers 404 for gets the mapping's `on_delete`, audited as reconcile does.
 
 Exclusivity comes from the caller's `MappingRunner`: the worker runs the work under the
 mapping's lease and its own per-mapping lock, so a targeted sync never overlaps the
@@ -30,7 +30,8 @@ from bridge.logs import get_logger
 from bridge.mapping.model import Mapping
 from bridge.pipeline import reconcile, targeted
 from bridge.pipeline.load import PageLoader
-from bridge.pipeline.sync import Services
+from bridge.pipeline.run import run_lifecycle
+from bridge.pipeline.services import Services
 from bridge.store import inbox, runs
 from bridge.store.inbox import InboxRow
 from bridge.webhooks.watch import WebhookWatch
@@ -67,6 +68,12 @@ def readers(mappings: AbcMapping[str, Mapping]) -> dict[str, list[Mapping]]:
         if not mapping.source.custom_object:
             out.setdefault(reconcile.json_api_type(mapping), []).append(mapping)
     return out
+
+
+@dataclass(slots=True)
+class _Ending:
+    status: str = "failed"
+    error: str | None = None
 
 
 class InboxConsumer:
@@ -134,27 +141,34 @@ class InboxConsumer:
         destroyed = {row.source_id for row in rows if row.action == "destroyed"}
         async with self._services.pool.acquire() as conn:
             run_id = await runs.start(conn, mapping.name, "webhook", actor=self.options.actor)
-        status, error = "failed", None
-        try:
+        ending = _Ending()
+
+        async def finish() -> None:
+            async with self._services.pool.acquire() as conn:
+                await runs.finish(conn, run_id, ending.status, error=ending.error)
+
+        async with run_lifecycle(ending, finish, mapping=mapping.name, run_id=run_id):
             loader = PageLoader(
                 self._services.zendesk, mapping.target.object, batch_size=self.options.batch_size,
                 concurrency=asyncio.Semaphore(self.options.job_concurrency),
             )  # fmt: skip
             outcome = await targeted.sync_ids(mapping, self._services, loader, wanted, run_id, holder=holder)
-            status = "partial" if outcome.failed else "succeeded"
+            ending.status = "partial" if outcome.failed else "succeeded"
             self._observe(mapping.name, "webhook", outcome.change_to_write)
-            log.info("webhook_sync", mapping=mapping.name, run_id=run_id, ids=len(wanted),
-                     written=len(outcome.written), unchanged=len(outcome.unchanged),
-                     vanished=len(outcome.vanished), failed=len(outcome.failed))  # fmt: skip
-        except BaseException as exc:
-            status = "interrupted" if isinstance(exc, asyncio.CancelledError) else "failed"
-            error = str(exc) if isinstance(exc, BridgeError) else type(exc).__name__
-            raise
-        finally:
-            async with self._services.pool.acquire() as conn:
-                await asyncio.shield(runs.finish(conn, run_id, status, error=error))
-        if gone := sorted(destroyed & outcome.vanished):
+            log.info("webhook_sync", ids=len(wanted), written=len(outcome.written),
+                     unchanged=len(outcome.unchanged), vanished=len(outcome.vanished),
+                     failed=len(outcome.failed))  # fmt: skip
+        if gone := await self._confirmed_gone(mapping, sorted(destroyed & outcome.vanished)):
             await reconcile.remove_confirmed_gone(mapping, self._services, gone, actor=self.options.actor)
+
+    async def _confirmed_gone(self, mapping: Mapping, source_ids: list[str]) -> list[str]:
+        """The ids Outreach answers 404 for: no longer listed may only mean outside the
+        mapping's filter, and a delivery is never trusted to say a record is gone."""
+        outreach = self._services.outreach
+        return [
+            source_id for source_id in source_ids
+            if await outreach.get(mapping.source.type, source_id, custom_object=mapping.source.custom_object) is None
+        ]  # fmt: skip
 
     async def prune(self) -> int:
         async with self._services.pool.acquire() as conn:

@@ -17,7 +17,7 @@ from bridge import schema, wiring
 from bridge.mapping.load import load_mappings
 from bridge.mapping.model import Mapping
 from bridge.mapping.order import sync_order
-from bridge.pipeline.sync import Services
+from bridge.pipeline.services import Services
 from bridge.store import inbox
 from bridge.store.inbox import Delivery
 from bridge.store.leases import LeaseKeeper
@@ -186,3 +186,28 @@ def test_deliveries_go_to_the_mappings_of_their_resource_and_never_to_custom_obj
         )
     found = {resource: sorted(m.name for m in ms) for resource, ms in readers(load_mappings(tmp_path)).items()}
     assert found == {"prospect": ["more_people", "people"], "emailAddress": ["addresses"], "opportunity": ["deals"]}
+
+
+async def test_a_destroyed_event_for_a_record_only_outside_the_filter_deletes_nothing(
+    world: SandboxWorld, tmp_path: Path
+) -> None:
+    folder = tmp_path / "filtered"
+    folder.mkdir()
+    yaml = PROSPECTS_YAML.replace("EVERY", "1h").replace(
+        "source: {type: prospects, custom_object: false}",
+        "source: {type: prospects, custom_object: false, filter: {title: Driver}}",
+    )
+    (folder / "prospects.yaml").write_text(yaml + "on_delete: delete\n")
+    mappings = load_mappings(folder)
+    async with wiring.open_pool(world.settings) as pool, wiring.open_services(world.settings, pool) as services:
+        await schema.ensure_objects(services.zendesk, mappings, sync_order(mappings))
+        pid = world.sandbox.outreach.ids("prospect")[0]
+        await deliver(services, pid)
+        consumer = consumer_for(mappings, services)
+        await consumer.tick()
+        assert f"outreach:prospects:{pid}" in zendesk_prospects(world)
+        world.sandbox.outreach.update("prospect", pid, title="Boss")  # alive, but the filter drops it
+        await deliver(services, pid, "destroyed")  # a forged or mistaken event
+        await consumer.tick()
+        assert f"outreach:prospects:{pid}" in zendesk_prospects(world)
+        assert await fetch(world, "SELECT 1 FROM runs WHERE kind = 'reconcile'") == []
