@@ -2,9 +2,10 @@
 
 `load_page` may run for several pages at once (it touches only Zendesk and reads hashes);
 `commit_page` runs strictly in listing order, and writes the page's id-map rows, dead
-letters, parked links, run counts and the checkpoint after it in ONE transaction. So the
-stored checkpoint never passes a page whose records are not all written or dead-lettered,
-and a record written without a lookup always has its link parked. Under a lease, that
+letters, parked links, run counts and the checkpoint after it in ONE transaction, in which it
+also forgets the bulk jobs submitted for it (`pipeline/submitted.py`). So the stored
+checkpoint never passes a page whose records are not all written or dead-lettered, and a
+record written without a lookup always has its link parked. Under a lease, that
 transaction first proves the lease is still this holder's (`store.leases.assert_held`).
 """
 
@@ -20,7 +21,7 @@ from bridge.mapping.model import Mapping
 from bridge.outreach.models import Page
 from bridge.pipeline.load import LoadResult, PageLoader
 from bridge.pipeline.resolve import LinkPlan, Resolver
-from bridge.store import checkpoints, dead_letters, idmap, leases, links, runs
+from bridge.store import checkpoints, dead_letters, idmap, leases, links, runs, submitted_jobs
 from bridge.store.dead_letters import DeadLetter
 from bridge.store.idmap import IdMapRow
 from bridge.store.links import ParkedLink
@@ -39,6 +40,11 @@ class PageOutcome:
     changed: int
     parked: list[ParkedLink] = field(default_factory=list)  # lookups waiting for their target
     settled: list[tuple[str, str]] = field(default_factory=list)  # (source_id, field) set or cleared
+    jobs: list[str] = field(default_factory=list)  # bulk jobs submitted for the page
+
+    def sent(self) -> list[str]:
+        """External ids of the records whose outcome this page stores."""
+        return [r.external_id for r in self.written] + [d.external_id for d in self.dead if d.external_id]
 
 
 async def load_page(
@@ -62,7 +68,8 @@ async def load_page(
     result = await loader.write(changed, plan.values)
     parked, settled = _links_after(plan, result, resolver)
     return PageOutcome(
-        page, result.written, result.dead + untranslatable, skipped, len(changed), parked, settled
+        page, result.written, result.dead + untranslatable, skipped, len(changed), parked, settled,
+        result.jobs,
     )
 
 
@@ -100,6 +107,7 @@ async def commit_page(
         if outcome.dead:
             await dead_letters.add_many(conn, mapping, run_id, outcome.dead)
         await commit_links(conn, mapping, outcome)
+        await submitted_jobs.settle(conn, mapping, outcome.jobs, outcome.sent())
         await checkpoints.save(
             conn, mapping, watermark=watermark, resume_url=outcome.page.next_url, run_id=run_id
         )

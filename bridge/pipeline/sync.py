@@ -43,6 +43,7 @@ from bridge.pipeline.report import ProgressSink, RunReport
 from bridge.pipeline.resolve import Resolver, relationship_query
 from bridge.pipeline.run import run_lifecycle
 from bridge.pipeline.services import Services
+from bridge.pipeline.submitted import JobJournal
 from bridge.store import checkpoints, links, runs
 from bridge.store.leases import Fence
 
@@ -152,6 +153,7 @@ async def _run_pages(
         mapping.target.object,
         batch_size=options.batch_size,
         concurrency=asyncio.Semaphore(options.job_concurrency),
+        journal=JobJournal(services.pool, mapping.name),
     )
     tracker = WatermarkTracker(None)
     try:
