@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
 
 from bridge.errors import RecordError
 from bridge.mapping.templates import Template, text_of
@@ -33,9 +33,9 @@ _TRUE = frozenset({"true", "yes", "y", "on", "1"})
 _FALSE = frozenset({"false", "no", "n", "off", "0"})
 
 
-@dataclass(frozen=True, slots=True)
-class TransformContext:
-    """What a transform may look at besides its value: the field and the whole record."""
+class TransformContext(NamedTuple):
+    """What a transform may look at besides its value: the field and the whole record (made
+    per field and record, hence a named tuple: immutable and cheap)."""
 
     field: str
     attributes: Mapping[str, Any]
