@@ -143,6 +143,33 @@ async def test_a_listing_left_early_cancels_the_page_it_was_reading(session, moc
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
 
 
+async def test_a_listing_cancelled_while_it_waits_for_a_page_leaves_no_request_behind(
+    session, mocked, fake_time
+) -> None:
+    """A run asked to stop cancels its producer while it waits for the next page."""
+    c = client(session, fake_time)
+    first, second = c.list_url("vehicles", custom_object=True), f"{LIST}?page%5Bafter%5D=Wzk3Mjc1XQ%3D%3D"
+    asked, never = asyncio.Event(), asyncio.Event()
+
+    async def hang(url: Any, **kwargs: Any) -> None:
+        asked.set()
+        await never.wait()
+
+    mocked.get(first, payload=page_body([1], second))
+    mocked.get(second, callback=hang)
+
+    async def consume() -> None:
+        async for _ in c.pages(first):
+            pass
+
+    task = asyncio.ensure_future(consume())
+    await asyncio.wait_for(asked.wait(), timeout=10)
+    task.cancel()
+    await asyncio.wait({task})
+    assert task.cancelled()
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
 async def test_a_failed_next_page_surfaces_after_this_page_is_handed_on(session, mocked, fake_time) -> None:
     c = client(session, fake_time)
     first, second = c.list_url("vehicles", custom_object=True), f"{LIST}?page%5Bafter%5D=Wzk3Mjc1XQ%3D%3D"
