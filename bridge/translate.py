@@ -243,6 +243,7 @@ class _Field:
     type: str
     required: bool
     attribute: str | None  # the one attribute read, when the path is not dotted
+    text: bool  # a text field, where a string is its own value
 
     def read(self, attributes: Mapping[str, Any]) -> Any:
         if self.attribute is not None:
@@ -273,7 +274,7 @@ class Translator:
         )
         self._fields = tuple(
             _Field(key, spec.path, tuple(t.build() for t in spec.transform), coercion(spec), spec.type, spec.required,
-                   spec.path[0] if len(spec.path) == 1 else None)
+                   spec.path[0] if len(spec.path) == 1 else None, spec.type in ("text", "textarea"))
             for key, spec in mapping.fields.items()
             if spec.type != "lookup"
         )
@@ -303,7 +304,7 @@ class Translator:
         values: dict[str, Any] = {}
         for field in self._fields:
             value = attributes.get(field.attribute) if field.attribute is not None else field.read(attributes)
-            if field.steps or value is not None:
+            if field.steps or (value is not None and not (field.text and value.__class__ is str)):
                 value = self._converted(field, value, record)
             if value is None and field.required:
                 raise self._error(record, f"field {field.key!r} is required but attribute "
