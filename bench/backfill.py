@@ -5,7 +5,10 @@ limited to 700 requests/min, Enterprise's real bound), seeds it, runs `bridge ba
 child process on a fresh database and prints: records per second (whole process, and the
 run alone) and their share of the bound (700 requests/min × 100 items per bulk job = 1,167
 records/s), Outreach and Zendesk requests per 1,000 records, CPU µs per record of the bridge
-process, and its peak RSS. Figures are printed, never asserted.
+process, and its peak RSS. Figures are printed, never asserted. `zd/min` is the Zendesk
+request rate reached: the sandbox counts requests per wall-clock minute, as Zendesk does,
+so a run shorter than a few minutes may straddle two fresh windows and pass the bound;
+only long runs (100,000 records at 50 ms, 1,000,000) show the sustained rate.
 
     .venv/bin/python bench/backfill.py                       # 10k and 100k, at 0 and 50 ms
     .venv/bin/python bench/backfill.py --records 10000 --latency-ms 0
@@ -57,14 +60,14 @@ def main() -> None:
     variants = {"with": [True], "without": [False], "both": [False, True]}[args.lookups]
     print(f"bound: {ZENDESK_RATE_LIMIT} Zendesk requests/min × {ITEMS_PER_JOB} items = {BOUND:,.0f} records/s")
     print(f"{'lookups':>7} {'records':>8} {'latency':>8} {'rec/s':>8} {'run rec/s':>9} {'× bound':>7} {'out/1k':>7} "
-          f"{'zd/1k':>7} {'cpu µs/rec':>10} {'peak RSS MB':>11} {'wall s':>7} {'sandbox CPU':>11}")
+          f"{'zd/1k':>7} {'zd/min':>7} {'cpu µs/rec':>10} {'peak RSS MB':>11} {'wall s':>7} {'sandbox CPU':>11}")
     for latency in args.latency_ms or [0.0, 50.0]:
         for records in args.records or [10_000, 100_000]:
             for lookups in variants:
                 row = scenario(server, records, latency, args.mapping, lookups)
                 print(f"{'2' if lookups else '0':>7} {records:>8} {latency:>6.0f}ms {row['rate']:>8.0f} {row['run_rate']:>9.0f} "
                       f"{row['run_rate'] / BOUND:>7.2f} {row['outreach_per_1k']:>7.1f} "
-                      f"{row['zendesk_per_1k']:>7.1f} {row['cpu_us']:>10.0f} {row['rss_mb']:>11.1f} "
+                      f"{row['zendesk_per_1k']:>7.1f} {row['zendesk_per_min']:>7.0f} {row['cpu_us']:>10.0f} {row['rss_mb']:>11.1f} "
                       f"{row['seconds']:>7.1f} {row['sandbox_cpu_pct']:>10.0f}%", flush=True)
 
 
@@ -95,6 +98,7 @@ def _run_backfill(info: dict[str, Any], dsn: str, mapping: str, records: int, ma
         "run_rate": records / _run_seconds(run.stderr, mapping),
         "outreach_per_1k": totals["outreach"] * 1000 / records,
         "zendesk_per_1k": totals["zendesk"] * 1000 / records,
+        "zendesk_per_min": totals["zendesk"] * 60 / run.seconds,
         "cpu_us": run.cpu_us_per(records),
         "rss_mb": run.peak_rss_mb,
         "seconds": run.seconds,
