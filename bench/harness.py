@@ -132,7 +132,7 @@ def create_objects(env: dict[str, str]) -> None:
 
 def fresh_database(server_dsn: str, name: str) -> str:
     """Recreates database `name` on the server; its DSN."""
-    from bridge.demo import _fresh_database as fresh
+    from bridge.store.scratch import fresh_database as fresh
 
     return asyncio.run(fresh(server_dsn, name))
 

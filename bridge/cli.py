@@ -1,4 +1,4 @@
-"""The `bridge` command: parse arguments, build Settings, wire objects, map errors to exits.
+"""The `bridge` command: parse arguments, read Settings, run a command, map errors to exits.
 
 Exit codes (DESIGN.md): 0 done; 1 finished but some records were dead-lettered; 2 bad
 configuration or input, nothing changed; 3 fatal runtime error, state consistent, a rerun
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.metadata
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from bridge import logs
-from bridge.commands import repair, schema, sync
+from bridge.commands import repair, schema, sync, webhooks
+from bridge.commands import sandbox as sandbox_cmd
 from bridge.commands.common import EXIT_CONFIG, EXIT_FATAL
 from bridge.errors import BridgeError, ConfigError
 from bridge.settings import Settings, load_settings
@@ -75,44 +77,149 @@ def _database(settings: Settings) -> str:
     return store_pool.describe(settings.database_url.get_secret_value())
 
 
+DESCRIPTION = """\
+bridge keeps Zendesk custom object records in sync with Outreach records: it reads Outreach
+lists page by page, translates each record through a mapping file (BRIDGE_MAPPINGS), upserts
+the result into Zendesk with bulk jobs and keeps its state in Postgres (DATABASE_URL).
+
+New here? `bridge demo` runs the whole story locally in a minute; `bridge sandbox` starts the
+same fake Outreach and Zendesk and prints the environment to try every command by hand.
+Configuration comes from environment variables (and a .env file): see the README."""
+
+EPILOG = """\
+exit codes: 0 done; 1 finished, but some records were dead-lettered (`bridge dead-letters
+list`); 2 bad configuration or input, nothing changed; 3 fatal runtime error, state is
+consistent and a rerun resumes.
+
+`bridge COMMAND --help` describes each command."""
+
+
+def _command(sub: Any, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand with a one-line summary (in `bridge --help`) and a description of its own."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary, description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    return parser
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bridge", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("migrate", help="apply database migrations").set_defaults(handler=sync.cmd_migrate)
-    validate = sub.add_parser("validate", help="check every mapping file")
+    parser = argparse.ArgumentParser(
+        prog="bridge", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"bridge {_version()}",
+                        help="print the installed version of bridge and exit")  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _command(sub, "migrate", "create or update bridge's tables in Postgres",
+             "Applies bridge's SQL migrations to DATABASE_URL (or the embedded Postgres). Run it\n"
+             "once before any other command and after each upgrade; it is idempotent and safe\n"
+             "from several processes at once.").set_defaults(handler=sync.cmd_migrate)  # fmt: skip
+    _add_schema_commands(sub)
+    backfill = _command(sub, "backfill", "sync mappings once, then exit",
+                        "Syncs the mappings once, in dependency order, from where their last run\n"
+                        "stopped (their checkpoints), then exits. Start with --dry-run to see what\n"
+                        "would be written.")  # fmt: skip
+    backfill.add_argument("mappings", nargs="*", metavar="MAPPING",
+                          help="mapping names (file names without .yaml); default: all")  # fmt: skip
+    backfill.add_argument("--full", action="store_true", help="ignore checkpoints, read everything")
+    backfill.add_argument("--since", type=_iso_time, metavar="TIME", help="read records updated since ISO8601")
+    backfill.add_argument("--dry-run", action="store_true", help="translate and count, write nothing")
+    backfill.set_defaults(handler=sync.cmd_backfill)
+    st = _command(sub, "status", "where each mapping stands",
+                  "Per mapping: records synced, dead letters, parked links, watermark, the last\n"
+                  "run and its counts, lag, and which process holds it.")  # fmt: skip
+    st.add_argument("--json", action="store_true", help="print JSON instead of text")
+    st.set_defaults(handler=sync.cmd_status)
+    worker = _command(sub, "worker", "run every mapping on its schedule until SIGTERM",
+                      "The long-running process: runs each mapping on its schedule (and upkeep in\n"
+                      "between) until SIGTERM or SIGINT, then stops cleanly. Serves /healthz,\n"
+                      "/readyz and /metrics on $PORT. Several replicas may share one database.")  # fmt: skip
+    worker.set_defaults(handler=sync.cmd_worker)
+    _add_local_commands(sub)
+    _add_repair_commands(sub)
+    _add_webhook_commands(sub)
+    return parser
+
+
+def _add_webhook_commands(sub: Any) -> None:
+    web = _command(sub, "web", "only the webhook intake and health endpoints on $PORT",
+                   "Serves POST /webhooks/outreach, /healthz and /readyz on $PORT and stores each\n"
+                   "delivery in Postgres for the workers to drain; runs no schedule. For platforms\n"
+                   "that send HTTP to a separate process (Heroku's web dyno). Needs\n"
+                   "OUTREACH_WEBHOOK_SECRET.")  # fmt: skip
+    web.set_defaults(handler=sync.cmd_web)
+    hooks = _command(sub, "webhooks", "the Outreach webhooks that trigger targeted syncs",
+                     "ensure: create or update one webhook per standard Outreach type a mapping\n"
+                     "reads, pointing at BRIDGE_PUBLIC_URL/webhooks/outreach with\n"
+                     "OUTREACH_WEBHOOK_SECRET, and remove bridge's webhooks no mapping needs.\n"
+                     "status: each one's state, why Outreach disabled it, and the last delivery.\n"
+                     "remove: delete bridge's webhooks (others are never touched).")  # fmt: skip
+    hooks.add_argument("action", choices=["ensure", "status", "remove"], help="what to do")
+    hooks.add_argument("--json", action="store_true", help="status as JSON")
+    hooks.set_defaults(handler=webhooks.cmd_webhooks)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("bridge")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _add_schema_commands(sub: Any) -> None:
+    validate = _command(sub, "validate", "check every mapping file",
+                        "Checks every mapping file in BRIDGE_MAPPINGS and reports every problem with\n"
+                        "its file and key path, then prints the sync order. Needs no credentials\n"
+                        "unless --remote.")  # fmt: skip
     validate.add_argument("--remote", action="store_true",
                           help="also check against the live Outreach schema and Zendesk fields")
     validate.set_defaults(handler=schema.cmd_validate)
-    schema_cmd = sub.add_parser("schema", help="Zendesk custom objects and fields for the mappings")
-    schema_sub = schema_cmd.add_subparsers(dest="schema_command", required=True)
-    plan = schema_sub.add_parser("plan", help="show what is missing or differs; changes nothing")
-    plan.add_argument("--json", action="store_true")
+    schema_cmd = _command(sub, "schema", "Zendesk custom objects and fields for the mappings",
+                          "Compares the mappings with the custom objects and fields in Zendesk\n"
+                          "(plan) and creates what is missing (apply).")  # fmt: skip
+    schema_sub = schema_cmd.add_subparsers(dest="schema_command", required=True, metavar="ACTION")
+    plan = _command(schema_sub, "plan", "show what is missing or differs; changes nothing",
+                    "Shows which Zendesk custom objects and fields the mappings need that are\n"
+                    "missing or differ, and which Outreach fields changed. Changes nothing.")  # fmt: skip
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.set_defaults(handler=schema.cmd_schema_plan)
-    schema_sub.add_parser("apply", help="create what is missing (never deletes or retypes)").set_defaults(
-        handler=schema.cmd_schema_apply)
-    mappings_cmd = sub.add_parser("mappings", help="work with mapping files")
-    mappings_sub = mappings_cmd.add_subparsers(dest="mappings_command", required=True)
-    scaffold = mappings_sub.add_parser("scaffold", help="a starter mapping from the Outreach schema")
+    _command(schema_sub, "apply", "create what is missing (never deletes or retypes)",
+             "Creates the Zendesk custom objects and fields the plan shows as missing, within\n"
+             "Zendesk's limits. It never deletes or retypes anything.").set_defaults(
+        handler=schema.cmd_schema_apply)  # fmt: skip
+    mappings_cmd = _command(sub, "mappings", "work with mapping files",
+                            "Helpers to write mapping files (one YAML file per mapping in\n"
+                            "BRIDGE_MAPPINGS; the file name is the mapping's name).")  # fmt: skip
+    mappings_sub = mappings_cmd.add_subparsers(dest="mappings_command", required=True, metavar="ACTION")
+    scaffold = _command(mappings_sub, "scaffold", "a starter mapping from the Outreach schema",
+                        "Reads an Outreach type's schema and writes a commented starter mapping:\n"
+                        "one field per attribute, lookups for its relationships. Edit it, then run\n"
+                        "`bridge validate` and `bridge schema plan`.")  # fmt: skip
     scaffold.add_argument("type", metavar="OUTREACH_TYPE", help="custom object internal name, or e.g. prospects")
     scaffold.add_argument("--object", metavar="KEY", help="Zendesk object key (default: the type, singular)")
     scaffold.add_argument("--out", metavar="FILE", type=Path, help="write here (default: print)")
     scaffold.set_defaults(handler=schema.cmd_mappings_scaffold)
-    backfill = sub.add_parser("backfill", help="sync mappings once, then exit")
-    backfill.add_argument("mappings", nargs="*", metavar="MAPPING")
-    backfill.add_argument("--full", action="store_true", help="ignore checkpoints, read everything")
-    backfill.add_argument("--since", type=_iso_time, help="read records updated since ISO8601")
-    backfill.add_argument("--dry-run", action="store_true", help="translate and count, write nothing")
-    backfill.set_defaults(handler=sync.cmd_backfill)
-    st = sub.add_parser("status", help="where each mapping stands")
-    st.add_argument("--json", action="store_true")
-    st.set_defaults(handler=sync.cmd_status)
-    demo = sub.add_parser("demo", help="run the whole story against the sandbox, locally")
-    demo.add_argument("--vehicles", type=int, default=500)
+
+
+def _add_local_commands(sub: Any) -> None:
+    demo = _command(sub, "demo", "run the whole story against the sandbox, locally",
+                    "Starts a fake Outreach and Zendesk on loopback and a Postgres of its own (the\n"
+                    "embedded one unless DATABASE_URL is set; database bridge_demo), then\n"
+                    "scaffolds, plans, applies, backfills, changes records and syncs again,\n"
+                    "telling each step. Needs no credentials.")  # fmt: skip
+    demo.add_argument("--vehicles", type=int, default=500, help="sample vehicles to seed (default 500)")
     demo.set_defaults(handler=sync.cmd_demo)
-    sub.add_parser("worker", help="run the schedules until SIGTERM; /healthz /readyz /metrics on $PORT").set_defaults(
-        handler=sync.cmd_worker)
-    _add_repair_commands(sub)
-    return parser
+    box = _command(sub, "sandbox", "start the fake APIs and a database to try bridge by hand",
+                   "Starts the sandbox Outreach and Zendesk on loopback with sample data, and a\n"
+                   "fresh database (bridge_sandbox in the embedded Postgres, or DATABASE_URL as\n"
+                   "given), prints the environment to export in another shell, and runs until\n"
+                   "Ctrl-C or SIGTERM. Then try `bridge migrate`, `schema apply`, `backfill`,\n"
+                   "`worker` and `status` against it.")  # fmt: skip
+    box.add_argument("--vehicles", type=int, default=200, help="sample vehicles to seed (default 200)")
+    box.add_argument("--env-file", metavar="FILE", type=Path,
+                     help="also write the environment to FILE (e.g. .env, which bridge reads)")  # fmt: skip
+    box.set_defaults(handler=sandbox_cmd.cmd_sandbox)
 
 
 def _iso_time(text: str) -> datetime:
@@ -126,17 +233,26 @@ def _iso_time(text: str) -> datetime:
 
 
 def _add_repair_commands(sub: Any) -> None:
-    rec = sub.add_parser("reconcile", help="delete or mark records gone from Outreach")
-    rec.add_argument("mappings", nargs="*", metavar="MAPPING")
+    rec = _command(sub, "reconcile", "delete or mark records gone from Outreach",
+                   "Lists the ids of each mapping in Outreach and finds the records synced to\n"
+                   "Zendesk whose source is gone; deletes them in Zendesk or marks them, as the\n"
+                   "mapping says. One run deletes at most BRIDGE_RECONCILE_MAX_DELETE_SHARE of a\n"
+                   "mapping unless --force.")  # fmt: skip
+    rec.add_argument("mappings", nargs="*", metavar="MAPPING", help="mapping names; default: all")
     rec.add_argument("--dry-run", action="store_true", help="count what is missing, change nothing")
     rec.add_argument("--force", action="store_true", help="delete past the safety share")
     rec.set_defaults(handler=repair.cmd_reconcile)
-    dl = sub.add_parser("dead-letters", help="list, retry or purge dead letters")
-    dl.add_argument("action", choices=["list", "retry", "purge"])
-    dl.add_argument("--mapping", metavar="M")
-    dl.add_argument("--json", action="store_true")
+    dl = _command(sub, "dead-letters", "list, retry or purge dead letters",
+                  "Dead letters are the records that could not be translated or written, each\n"
+                  "with its error. List them, retry them now (after fixing the mapping or the\n"
+                  "data), or purge them.")  # fmt: skip
+    dl.add_argument("action", choices=["list", "retry", "purge"], help="what to do with them")
+    dl.add_argument("--mapping", metavar="M", help="only this mapping's dead letters")
+    dl.add_argument("--json", action="store_true", help="print JSON instead of text (list)")
     dl.set_defaults(handler=repair.cmd_dead_letters)
-    reset = sub.add_parser("reset", help="clear a checkpoint so the next run is full")
-    reset.add_argument("mapping", metavar="MAPPING")
+    reset = _command(sub, "reset", "clear a checkpoint so the next run is full",
+                     "Clears a mapping's checkpoint, so its next run reads every record again.\n"
+                     "The id map is kept, so nothing is duplicated in Zendesk.")  # fmt: skip
+    reset.add_argument("mapping", metavar="MAPPING", help="the mapping to reset")
     reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     reset.set_defaults(handler=repair.cmd_reset)

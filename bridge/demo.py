@@ -8,33 +8,31 @@ database of its own (`bridge_demo`, recreated each time), so it never touches re
 
 from __future__ import annotations
 
-import os
-import secrets
 import sys
 import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
-import asyncpg
-from pydantic import SecretStr
-
+from bridge import demo_live as live
 from bridge import logs, schema, wiring
 from bridge.mapping.load import load_mapping, load_mappings
 from bridge.mapping.model import Mapping
 from bridge.mapping.order import sync_order
+from bridge.pipeline.backfill import LeaseConfig, backfill
 from bridge.pipeline.report import RunReport
-from bridge.pipeline.sync import Services, SyncOptions, sync_mapping
+from bridge.pipeline.services import Services
+from bridge.pipeline.sync import SyncOptions
 from bridge.progress import progress_for
-from bridge.sandbox.seed import SeedInfo, seed_demo
+from bridge.sandbox.seed import seed_demo
 from bridge.sandbox.server import Sandbox
 from bridge.schema import plan as schema_plan
 from bridge.schema import report as schema_report
 from bridge.schema import scaffold
 from bridge.schema.desired import wanted_objects
 from bridge.settings import Settings
+from bridge.store import leases, scratch
 from bridge.store import migrate as store_migrate
-from bridge.store import pool as store_pool
 
 DEMO_DATABASE = "bridge_demo"
 CHANGED = 25
@@ -43,30 +41,29 @@ ADDED = 5
 
 async def run(settings: Settings, *, vehicles: int = 500) -> int:
     began = time.monotonic()
-    if "LOG_LEVEL" not in os.environ:  # the story is told on stdout; logs only for trouble
+    if "log_level" not in settings.model_fields_set:  # the story is told on stdout; logs only for trouble
         logs.configure(settings.log_format, "WARNING")
     mappings = load_mappings(settings.bridge_mappings)
     order = sync_order(mappings)
-    dsn = await _fresh_database(wiring.database_dsn(settings))
+    dsn = await scratch.fresh_database(wiring.database_dsn(settings), DEMO_DATABASE)
     async with Sandbox() as sandbox:
         seed = seed_demo(sandbox, vehicles=vehicles)
-        demo_settings = _settings_for(settings, sandbox, seed, dsn)
+        demo_settings = wiring.sandbox_settings(settings, (sandbox.outreach_url, sandbox.zendesk_url), seed, dsn)
         _say(f"sandbox Outreach at {sandbox.outreach_url}, Zendesk at {sandbox.zendesk_url}")
         _say(f"seeded {', '.join(f'{len(sandbox.outreach.ids(t))} {t}' for t in _types(mappings))}")
-        pool = await store_pool.create_pool(dsn)
-        try:
+        async with wiring.open_pool(demo_settings) as pool:
             await store_migrate.migrate(pool)
             async with wiring.open_services(demo_settings, pool) as services:
                 await _schema_story(services, mappings, order)
                 options = SyncOptions(kind="demo", actor="demo", overlap=timedelta(seconds=1))
+                lease = LeaseConfig(holder=leases.holder_id("demo"), ttl=30.0, wait=0.0)
                 _say("backfill:")
-                first = [await _sync(mappings, n, services, options) for n in order]
+                first = await _backfill(mappings, order, services, options, lease)
                 touched = _change_source(sandbox)
                 _say(f"changed {touched} vehicles and added {ADDED} in Outreach; incremental sync:")
-                second = [await _sync(mappings, n, services, options) for n in order]
-        finally:
-            await pool.close()
-        _summary(sandbox, mappings, first, second, time.monotonic() - began)
+                second = await _backfill(mappings, order, services, options, lease)
+            _summary(sandbox, mappings, first, second, time.monotonic() - began)
+            await live.worker_story(sandbox, demo_settings, pool, mappings)
     return 1 if any(r.failed for r in first + second) else 0
 
 
@@ -93,48 +90,20 @@ async def _schema_story(services: Services, mappings: dict[str, Mapping], order:
     _say(f"schema apply: limits checked, created {objects} object(s) and {len(created) - objects} field(s)")
 
 
-async def _sync(
-    mappings: dict[str, Mapping], name: str, services: Services, options: SyncOptions
-) -> RunReport:
-    report = await sync_mapping(
-        mappings[name], services, options, progress_for(sys.stdout), mappings=mappings
-    )
+async def _backfill(
+    mappings: dict[str, Mapping], order: list[str], services: Services, options: SyncOptions,
+    lease: LeaseConfig,
+) -> list[RunReport]:
+    """The same pass as `bridge backfill`: leases, dependency order, the final fill."""
+    reports = await backfill(services, mappings, order, options, lease, progress=lambda: progress_for(sys.stdout))
     if not sys.stdout.isatty():  # the live table already showed it on a terminal
-        _say(
-            f"  {report.mapping}: {report.pages} page(s), fetched {report.fetched}, wrote "
-            f"{report.written}, skipped {report.skipped}, failed {report.failed} "
-            f"in {report.seconds:.2f}s"
-        )
-    return report
-
-
-async def _fresh_database(server_dsn: str, name: str = DEMO_DATABASE) -> str:
-    """Recreates database `name` on the server and returns its DSN."""
-    conn = await asyncpg.connect(store_pool.normalise_dsn(server_dsn))
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    return store_pool.dsn_with_database(server_dsn, name)
-
-
-def _settings_for(settings: Settings, sandbox: Sandbox, seed: SeedInfo, dsn: str) -> Settings:
-    return settings.model_copy(
-        update={
-            "database_url": SecretStr(dsn),
-            "outreach_api_url": sandbox.outreach_url,
-            "outreach_access_token": None,
-            "outreach_client_id": seed.outreach_client_id,
-            "outreach_client_secret": SecretStr(seed.outreach_client_secret),
-            "outreach_refresh_token": SecretStr(seed.outreach_refresh_token),
-            "bridge_secret_key": SecretStr(secrets.token_urlsafe(32)),
-            "zendesk_url": sandbox.zendesk_url,
-            "zendesk_client_id": seed.zendesk_client_id,
-            "zendesk_client_secret": SecretStr(seed.zendesk_client_secret),
-            "bridge_page_size": 100,
-        }
-    )
+        for report in reports:
+            _say(
+                f"  {report.mapping}: {report.pages} page(s), fetched {report.fetched}, wrote "
+                f"{report.written}, skipped {report.skipped}, failed {report.failed} "
+                f"in {report.seconds:.2f}s"
+            )
+    return reports
 
 
 def _change_source(sandbox: Sandbox) -> int:

@@ -38,6 +38,7 @@ from bridge.store import dead_letters, runs
 disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` series only add noise
 
 OUTCOMES = ("fetched", "written", "skipped", "failed", "parked")
+FRESHNESS_BUCKETS = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0, 14400.0)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -83,6 +84,18 @@ class Metrics:
             "bridge_lag_seconds", "Seconds since the mapping's last successful run ended", ["mapping"], registry=r
         )
         self.dead_letters = Gauge("bridge_dead_letters", "Records in the dead letters", ["mapping"], registry=r)
+        self.change_to_write = Histogram(
+            "bridge_change_to_write_seconds",
+            "Seconds from a record's change in Outreach (updatedAt) to the commit of its write, "
+            "by mapping and trigger (webhook or poll)",
+            ["mapping", "trigger"], buckets=FRESHNESS_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.webhooks_disabled = Gauge(
+            "bridge_webhooks_disabled", "bridge's Outreach webhooks that Outreach has disabled", registry=r
+        )
+        self.webhook_deliveries = Counter(
+            "bridge_webhook_deliveries", "Webhook deliveries by how they were answered", ["outcome"], registry=r
+        )
         self._limits = _RateLimitCollector()
         r.register(self._limits)
 
@@ -91,6 +104,15 @@ class Metrics:
         status = str(event.status) if event.status is not None else "error"
         self.requests.labels(event.api, status).inc()
         self.latency.labels(event.api, status).observe(event.seconds)
+
+    def observe_change_to_write(self, mapping: str, trigger: str, seconds: list[float]) -> None:
+        histogram = self.change_to_write.labels(mapping, trigger)
+        for value in seconds:
+            histogram.observe(value)
+
+    def observe_delivery(self, outcome: str) -> None:
+        """Webhook intake hook: called once per answered delivery."""
+        self.webhook_deliveries.labels(outcome).inc()
 
     def track_limiter(self, api: str, limiter: RateLimiter) -> None:
         self._limits.limiters.append((api, limiter))
@@ -120,8 +142,12 @@ class RunMetrics:
     metrics: Metrics
     mapping: str
     _seen: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    _pages: int = 0
 
     def page_settled(self, report: RunReport) -> None:
+        if report.pages > self._pages:  # run_finished reports the last page again
+            self._pages = report.pages
+            self.metrics.observe_change_to_write(self.mapping, "poll", report.change_to_write)
         for outcome in OUTCOMES:
             value = int(getattr(report, outcome))
             delta = value - self._seen[outcome]

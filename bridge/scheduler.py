@@ -289,3 +289,20 @@ def crontab_weekdays(field_text: str) -> str:
 
 def _day_number(text: str) -> int:
     return _DAY_NAMES.index(text[:3]) if text[:3] in _DAY_NAMES else int(text)
+
+
+def runs_per_hour(schedule: Schedule) -> float:
+    """How often a schedule fires, averaged over a week (cron fires unevenly)."""
+    seconds = schedule.seconds()
+    if seconds is not None:
+        return 3600 / seconds
+    assert schedule.cron is not None
+    trigger = cron_trigger(schedule.cron)
+    start = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday; a week covers every weekday rule
+    end, fires, previous = start + timedelta(days=7), 0, None
+    at = trigger.get_next_fire_time(None, start)
+    while at is not None and at < end and fires < 7 * 24 * 60 + 1:
+        fires += 1
+        previous = at
+        at = trigger.get_next_fire_time(previous, previous + timedelta(seconds=1))
+    return fires / (7 * 24)

@@ -1,7 +1,8 @@
 """Settings: the environment table of DESIGN.md, read once by the CLI, worker and demo.
 
-Only `cli.py`, `worker.py` and `demo.py` read `Settings`; everything below gets small typed
-config objects built from it. Secrets are `SecretStr`, so a settings object printed or logged
+Only the commands (`cli.py`, `commands/`, `demo.py`) hold `Settings`, and they hand it to
+`wiring.py`, which builds every client and options object; everything below gets those small
+typed objects and never reads the environment (tests/test_layout.py checks both). Secrets are `SecretStr`, so a settings object printed or logged
 by accident shows `**********`.
 """
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bridge import settings_checks as checks
 from bridge.errors import ConfigError
 
 
@@ -44,6 +46,10 @@ class Settings(BaseSettings):
     log_format: str | None = None  # json | console; default: console on a tty
     log_level: str = "INFO"
     port: int = 8080
+    outreach_webhook_secret: SecretStr | None = None  # unset: POST /webhooks/outreach is a 404
+    bridge_public_url: str | None = None  # the worker's public base URL, for `webhooks ensure`
+    pgsslmode: str | None = None  # libpq's TLS mode (Heroku: require); asyncpg reads it as well
+    user: str | None = None  # the login name ($USER): who ran a command, in the run history
 
     # Tuning knobs.
     bridge_page_size: int = Field(default=1000, ge=1, le=1000)
@@ -80,6 +86,34 @@ class Settings(BaseSettings):
             raise ValueError("LOG_FORMAT must be 'json' or 'console'")
         return value
 
+    # What a newcomer gets wrong first; each message names the variable and the fix.
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        return checks.log_level(value)
+
+    @field_validator("zendesk_url")
+    @classmethod
+    def _zendesk_origin(cls, value: str | None) -> str | None:
+        return None if value is None else checks.origin("ZENDESK_URL", value, "https://acme.zendesk.com")
+
+    @field_validator("outreach_api_url")
+    @classmethod
+    def _outreach_origin(cls, value: str) -> str:
+        return checks.origin("OUTREACH_API_URL", value, "https://api.outreach.io")
+
+    @field_validator("zendesk_subdomain")
+    @classmethod
+    def _bare_subdomain(cls, value: str | None) -> str | None:
+        return None if value is None else checks.subdomain(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            checks.database_url(value.get_secret_value())
+        return value
+
     def zendesk_base_url(self) -> str:
         """ZENDESK_URL, or https://<ZENDESK_SUBDOMAIN>.zendesk.com."""
         if self.zendesk_url:
@@ -94,7 +128,7 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"bad environment: {problems}; fix these variables and rerun") from exc
+        problems = [checks.explain(err, Settings.model_fields) for err in exc.errors()]
+        raise ConfigError(
+            f"{len(problems)} environment variable(s) to fix, then rerun:\n  " + "\n  ".join(problems)
+        ) from exc

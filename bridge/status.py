@@ -28,13 +28,20 @@ class MappingStatus:
     lease_expires: str | None = None
     parked_links: int = 0  # lookups waiting for their target (store/links.py)
     oldest_parked_seconds: float | None = None  # age of the longest-waiting one
+    trigger: str = "poll"  # "webhook + poll" when Outreach webhooks drive it too
+    change_to_write_seconds: float | None = None  # how long the latest written change took
+    change_to_write_by: str | None = None  # the kind of run that wrote it (webhook, worker, ...)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-async def collect(pool: asyncpg.Pool, names: list[str]) -> list[MappingStatus]:
+async def collect(
+    pool: asyncpg.Pool, names: list[str], webhooks: frozenset[str] = frozenset()
+) -> list[MappingStatus]:
+    """Every mapping's status; `webhooks` names the mappings Outreach webhooks drive."""
     async with pool.acquire() as conn:
+        fresh = await runs.latest_change_to_write(conn)
         stored = {cp.mapping: cp for cp in await checkpoints.load_all(conn)}
         latest = {row.mapping: row for row in await runs.latest_syncs(conn)}
         dead = await dead_letters.count(conn)
@@ -45,6 +52,10 @@ async def collect(pool: asyncpg.Pool, names: list[str]) -> list[MappingStatus]:
             row = await _one(conn, name, stored.get(name), latest.get(name), dead.get(name, 0))
             if (lease := held.get(name)) is not None:
                 row = replace(row, held_by=lease.holder, lease_expires=lease.expires_at.isoformat())
+            if name in webhooks:
+                row = replace(row, trigger="webhook + poll")
+            if (wrote := fresh.get(name)) is not None:
+                row = replace(row, change_to_write_by=wrote[0], change_to_write_seconds=wrote[1])
             if (waiting := parked.get(name)) is not None:
                 age = (datetime.now(UTC) - waiting.oldest).total_seconds() if waiting.oldest else None
                 row = replace(row, parked_links=waiting.count, oldest_parked_seconds=age)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 
 import structlog
 
@@ -36,8 +35,7 @@ from bridge.mapping.model import Mapping
 from bridge.pipeline.park import Filler
 from bridge.pipeline.reconcile import ReconcileOptions, reconcile_mapping
 from bridge.pipeline.redrive import RedriveOptions, retry_dead_letters
-from bridge.pipeline.sync import Services
-from bridge.settings import Settings
+from bridge.pipeline.services import Services
 from bridge.store import runs
 
 log = get_logger(__name__)
@@ -51,26 +49,6 @@ class UpkeepConfig:
     redrive: RedriveOptions
     batch_size: int = 100
     job_concurrency: int = 4
-
-
-def upkeep_config(settings: Settings, actor: str = "worker") -> UpkeepConfig:
-    concurrency = min(settings.bridge_job_concurrency, 4)  # upkeep stays in the background
-    return UpkeepConfig(
-        every_seconds=settings.bridge_upkeep_every_seconds,
-        reconcile_every_seconds=settings.bridge_reconcile_every_seconds,
-        reconcile=ReconcileOptions(
-            actor=actor, max_delete_share=settings.bridge_reconcile_max_delete_share,
-            page_size=settings.bridge_reconcile_page_size, job_concurrency=concurrency,
-        ),
-        redrive=RedriveOptions(
-            actor=actor, max_attempts=settings.bridge_dead_letter_max_attempts,
-            backoff=timedelta(seconds=settings.bridge_dead_letter_backoff_seconds),
-            backoff_max=timedelta(seconds=settings.bridge_dead_letter_backoff_max_seconds),
-            batch_size=settings.bridge_batch_size, job_concurrency=concurrency,
-        ),
-        batch_size=settings.bridge_batch_size,
-        job_concurrency=concurrency,
-    )  # fmt: skip
 
 
 class Upkeep:

@@ -1,18 +1,23 @@
 """The composition root: Settings in, connected clients and a database pool out.
 
-`cli.py`, `worker.py` and `demo.py` read `Settings`; they all build their objects here, so
-there is one place that decides which credentials win and how the pieces are put together.
-Nothing below this module sees `Settings`.
+The commands (`cli.py`, `commands/`, `demo.py`) hand `Settings` here and get back clients, the
+pool and every options object (sync, leases, reconcile, upkeep, the worker's), so there is one
+place that decides which credentials win, what each knob feeds and how the pieces are put
+together. Nothing below the commands sees `Settings` or the environment (tests/test_layout.py).
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import asyncpg
+from pydantic import SecretStr
 
 from bridge import embedded_pg
 from bridge.errors import ConfigError
@@ -22,13 +27,24 @@ from bridge.http.transport import Auth, ErrorParser, HttpConfig, RequestEvent, T
 from bridge.metrics import Metrics
 from bridge.outreach import auth as outreach_auth
 from bridge.outreach.client import OutreachClient, OutreachConfig, outreach_error_detail
-from bridge.pipeline.sync import Services
+from bridge.pipeline.backfill import LeaseConfig
+from bridge.pipeline.reconcile import ReconcileOptions
+from bridge.pipeline.redrive import RedriveOptions
+from bridge.pipeline.services import Services
+from bridge.pipeline.sync import SyncOptions
+from bridge.scheduler import ScheduleConfig
 from bridge.settings import Settings
 from bridge.store import pool as store_pool
 from bridge.store.crypto import TokenCipher
 from bridge.store.tokens import PgTokenStore
+from bridge.upkeep import UpkeepConfig
+from bridge.webhooks.consumer import ConsumerOptions
+from bridge.worker import WorkerConfig
 from bridge.zendesk import auth as zendesk_auth
 from bridge.zendesk.client import ZendeskClient, ZendeskConfig, zendesk_error_detail
+
+if TYPE_CHECKING:
+    from bridge.sandbox.seed import SeedInfo
 
 
 @dataclass(slots=True)
@@ -54,7 +70,7 @@ def database_dsn(settings: Settings) -> str:
 
 @asynccontextmanager
 async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await store_pool.create_pool(database_dsn(settings))
+    pool = await store_pool.create_pool(database_dsn(settings), pgsslmode=settings.pgsslmode)
     try:
         yield pool
     finally:
@@ -112,25 +128,85 @@ def _transport(
     )
 
 
-def _outreach_auth(settings: Settings, session: aiohttp.ClientSession, pool: asyncpg.Pool) -> Auth:
+def check_api_settings(settings: Settings) -> None:
+    """Raises ConfigError for credentials a command talking to both APIs could not use.
+
+    Commands call it before opening the database, so a wrong environment is exit 2 with the
+    variable to fix, whatever state the database is in.
+    """
+    settings.zendesk_base_url()
+    _outreach_credentials(settings)
+    _zendesk_credentials(settings)
+
+
+def _outreach_credentials(settings: Settings) -> str:
+    """Which Outreach credentials to use: "static" or "refresh"."""
+    refresh_vars = (
+        ("OUTREACH_CLIENT_ID", settings.outreach_client_id),
+        ("OUTREACH_CLIENT_SECRET", settings.outreach_client_secret),
+        ("OUTREACH_REFRESH_TOKEN", settings.outreach_refresh_token),
+    )
     if settings.outreach_access_token is not None:
-        return outreach_auth.StaticToken(settings.outreach_access_token.get_secret_value())
-    missing = [
-        name
-        for name, value in (
-            ("OUTREACH_CLIENT_ID", settings.outreach_client_id),
-            ("OUTREACH_CLIENT_SECRET", settings.outreach_client_secret),
-            ("OUTREACH_REFRESH_TOKEN", settings.outreach_refresh_token),
-            ("BRIDGE_SECRET_KEY", settings.bridge_secret_key),
-        )
-        if value is None
-    ]
-    if missing:
+        if settings.outreach_refresh_token is not None:
+            raise ConfigError(
+                "OUTREACH_ACCESS_TOKEN and OUTREACH_REFRESH_TOKEN are both set, and bridge uses one kind "
+                "of Outreach credentials: unset OUTREACH_ACCESS_TOKEN to use OAuth refresh (recommended: "
+                "an access token expires within hours), or unset OUTREACH_REFRESH_TOKEN"
+            )
+        return "static"
+    missing = [name for name, value in refresh_vars if value is None]
+    if len(missing) == len(refresh_vars):
         raise ConfigError(
-            "Outreach credentials are incomplete: set OUTREACH_ACCESS_TOKEN, or all of "
-            f"OUTREACH_CLIENT_ID, OUTREACH_CLIENT_SECRET, OUTREACH_REFRESH_TOKEN and "
-            f"BRIDGE_SECRET_KEY (missing: {', '.join(missing)})"
+            "Outreach credentials are missing: set OUTREACH_CLIENT_ID, OUTREACH_CLIENT_SECRET and "
+            "OUTREACH_REFRESH_TOKEN from your Outreach OAuth app (with BRIDGE_SECRET_KEY), or "
+            "OUTREACH_ACCESS_TOKEN for a short test (see the README, \"From the demo to your own accounts\")"
         )
+    if missing:
+        missing += ["BRIDGE_SECRET_KEY"] if settings.bridge_secret_key is None else []
+        raise ConfigError(
+            f"Outreach credentials are incomplete (missing: {', '.join(missing)}): OAuth refresh needs "
+            "the OAuth app's client id and secret, the refresh token of an authorisation and "
+            "BRIDGE_SECRET_KEY to encrypt the tokens it stores; set them all, or OUTREACH_ACCESS_TOKEN "
+            "alone instead"
+        )
+    if settings.bridge_secret_key is None:
+        raise ConfigError(
+            "BRIDGE_SECRET_KEY is not set; OAuth refresh stores the rotated Outreach tokens in "
+            "Postgres encrypted with it. Generate one with `python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'`, set BRIDGE_SECRET_KEY to it and keep it (the "
+            "stored tokens cannot be read without it)"
+        )
+    return "refresh"
+
+
+def _zendesk_credentials(settings: Settings) -> str:
+    """Which Zendesk credentials to use: "client", "bearer" or "legacy"."""
+    if settings.zendesk_client_id and settings.zendesk_client_secret:
+        return "client"
+    if settings.zendesk_oauth_token is not None:
+        return "bearer"
+    if settings.zendesk_email and settings.zendesk_api_token is not None:
+        return "legacy"
+    for (a, a_value), (b, b_value), what in (
+        (("ZENDESK_CLIENT_ID", settings.zendesk_client_id),
+         ("ZENDESK_CLIENT_SECRET", settings.zendesk_client_secret), "the OAuth client's identifier and secret"),
+        (("ZENDESK_EMAIL", settings.zendesk_email),
+         ("ZENDESK_API_TOKEN", settings.zendesk_api_token), "an agent's email and an API token"),
+    ):  # fmt: skip
+        if (a_value is None) != (b_value is None):
+            have, lack = (a, b) if b_value is None else (b, a)
+            raise ConfigError(f"{have} is set but {lack} is not; set both ({what})")
+    raise ConfigError(
+        "Zendesk credentials are missing: set ZENDESK_CLIENT_ID and ZENDESK_CLIENT_SECRET "
+        "(OAuth client credentials, recommended), or ZENDESK_OAUTH_TOKEN, or ZENDESK_EMAIL and "
+        "ZENDESK_API_TOKEN (legacy; API tokens stop working on 2027-04-30)"
+    )
+
+
+def _outreach_auth(settings: Settings, session: aiohttp.ClientSession, pool: asyncpg.Pool) -> Auth:
+    if _outreach_credentials(settings) == "static":
+        assert settings.outreach_access_token is not None
+        return outreach_auth.StaticToken(settings.outreach_access_token.get_secret_value())
     assert settings.outreach_client_id and settings.outreach_client_secret
     assert settings.outreach_refresh_token and settings.bridge_secret_key
     store = PgTokenStore(pool, TokenCipher(settings.bridge_secret_key.get_secret_value()))
@@ -145,21 +221,141 @@ def _outreach_auth(settings: Settings, session: aiohttp.ClientSession, pool: asy
 
 
 def _zendesk_auth(settings: Settings, session: aiohttp.ClientSession, base_url: str) -> Auth:
-    if settings.zendesk_client_id and settings.zendesk_client_secret:
+    kind = _zendesk_credentials(settings)
+    if kind == "client":
+        assert settings.zendesk_client_id and settings.zendesk_client_secret
         return zendesk_auth.ClientCredentials(
             session,
             token_url=f"{base_url}/oauth/tokens",
             client_id=settings.zendesk_client_id,
             client_secret=settings.zendesk_client_secret.get_secret_value(),
         )
-    if settings.zendesk_oauth_token is not None:
+    if kind == "bearer":
+        assert settings.zendesk_oauth_token is not None
         return zendesk_auth.BearerToken(settings.zendesk_oauth_token.get_secret_value())
-    if settings.zendesk_email and settings.zendesk_api_token is not None:
-        return zendesk_auth.LegacyApiToken(
-            settings.zendesk_email, settings.zendesk_api_token.get_secret_value()
-        )
-    raise ConfigError(
-        "Zendesk credentials are missing: set ZENDESK_CLIENT_ID and ZENDESK_CLIENT_SECRET "
-        "(OAuth client credentials, recommended), or ZENDESK_OAUTH_TOKEN, or ZENDESK_EMAIL and "
-        "ZENDESK_API_TOKEN (legacy; API tokens stop working on 2027-04-30)"
+    assert settings.zendesk_email and settings.zendesk_api_token is not None
+    return zendesk_auth.LegacyApiToken(settings.zendesk_email, settings.zendesk_api_token.get_secret_value())
+
+
+# Options: every object below the commands gets its settings from these, never from Settings.
+def actor(settings: Settings, default: str = "cli") -> str:
+    """Who ran a command, for the audit trail in the run history: the login name, if known."""
+    return settings.user or default
+
+
+def sync_options(settings: Settings, kind: str, actor: str, **run: Any) -> SyncOptions:
+    """One run's options; `run` holds the command's own choices (full, since, dry_run)."""
+    return SyncOptions(
+        kind=kind, actor=actor, overlap=timedelta(seconds=settings.bridge_overlap_seconds),
+        batch_size=settings.bridge_batch_size, job_concurrency=settings.bridge_job_concurrency,
+        queue_pages=settings.bridge_queue_pages, pages_in_flight=settings.bridge_pages_in_flight, **run,
+    )  # fmt: skip
+
+
+def lease_config(settings: Settings, holder: str) -> LeaseConfig:
+    return LeaseConfig(holder, settings.bridge_lease_ttl_seconds, settings.bridge_lease_wait_seconds)
+
+
+def reconcile_options(settings: Settings, actor: str, *, job_concurrency: int | None = None,
+                      **run: Any) -> ReconcileOptions:  # fmt: skip
+    return ReconcileOptions(
+        actor=actor, max_delete_share=settings.bridge_reconcile_max_delete_share,
+        page_size=settings.bridge_reconcile_page_size,
+        job_concurrency=job_concurrency or settings.bridge_job_concurrency, **run,
+    )  # fmt: skip
+
+
+def redrive_options(settings: Settings, actor: str) -> RedriveOptions:
+    """`bridge dead-letters retry`: every letter now, whatever its attempts and backoff."""
+    return RedriveOptions(actor=actor, batch_size=settings.bridge_batch_size)
+
+
+def upkeep_config(settings: Settings, actor: str = "worker") -> UpkeepConfig:
+    concurrency = min(settings.bridge_job_concurrency, 4)  # upkeep stays in the background
+    return UpkeepConfig(
+        every_seconds=settings.bridge_upkeep_every_seconds,
+        reconcile_every_seconds=settings.bridge_reconcile_every_seconds,
+        reconcile=reconcile_options(settings, actor, job_concurrency=concurrency),
+        redrive=RedriveOptions(
+            actor=actor, max_attempts=settings.bridge_dead_letter_max_attempts,
+            backoff=timedelta(seconds=settings.bridge_dead_letter_backoff_seconds),
+            backoff_max=timedelta(seconds=settings.bridge_dead_letter_backoff_max_seconds),
+            batch_size=settings.bridge_batch_size, job_concurrency=concurrency,
+        ),
+        batch_size=settings.bridge_batch_size,
+        job_concurrency=concurrency,
+    )  # fmt: skip
+
+
+def worker_config(settings: Settings, holder: str) -> WorkerConfig:
+    secret = settings.outreach_webhook_secret.get_secret_value() if settings.outreach_webhook_secret else ""
+    return WorkerConfig(
+        port=settings.port,
+        webhook_secret=secret.encode() or None,
+        consumer=ConsumerOptions(
+            actor=holder, hold=timedelta(seconds=2 * settings.bridge_lease_ttl_seconds),
+            batch_size=settings.bridge_batch_size, job_concurrency=settings.bridge_job_concurrency,
+            watch_every=timedelta(seconds=settings.bridge_upkeep_every_seconds),
+        ),
+        public_url=settings.bridge_public_url,
+        lease_ttl=settings.bridge_lease_ttl_seconds,
+        stop_timeout=settings.bridge_stop_timeout_seconds,
+        sync=sync_options(settings, "worker", holder),
+        schedule=ScheduleConfig(
+            jitter_seconds=settings.bridge_schedule_jitter_seconds,
+            backoff_seconds=settings.bridge_backoff_seconds,
+            backoff_max_seconds=settings.bridge_backoff_max_seconds,
+            # Reconcile is checked on the upkeep tick, so the tick is never the longer one.
+            upkeep_seconds=min(
+                settings.bridge_upkeep_every_seconds, settings.bridge_reconcile_every_seconds
+            ),
+        ),
+        upkeep=upkeep_config(settings, actor=holder),
     )
+
+# The sandbox's environment: `bridge demo` runs on these settings, `bridge sandbox` prints them.
+SANDBOX_ENV = (
+    "DATABASE_URL", "BRIDGE_MAPPINGS", "BRIDGE_SECRET_KEY", "BRIDGE_PAGE_SIZE",
+    "OUTREACH_API_URL", "OUTREACH_CLIENT_ID", "OUTREACH_CLIENT_SECRET", "OUTREACH_REFRESH_TOKEN",
+    "ZENDESK_URL", "ZENDESK_CLIENT_ID", "ZENDESK_CLIENT_SECRET",
+)  # fmt: skip
+
+
+def sandbox_settings(settings: Settings, urls: tuple[str, str], seed: SeedInfo, dsn: str) -> Settings:
+    """`settings` pointed at a seeded sandbox (Outreach URL, Zendesk URL) and database `dsn`.
+
+    The credentials are the kinds a real account uses (Outreach OAuth refresh with an
+    encryption key, Zendesk client credentials), so the sandbox exercises the same paths;
+    every other credential is cleared, so a token in the user's environment cannot win.
+    """
+    outreach_url, zendesk_url = urls
+    return settings.model_copy(
+        update={
+            "database_url": SecretStr(dsn),
+            "bridge_mappings": settings.bridge_mappings.resolve(),
+            "bridge_secret_key": SecretStr(secrets.token_urlsafe(32)),
+            "bridge_page_size": 100,
+            "outreach_api_url": outreach_url,
+            "outreach_access_token": None,
+            "outreach_client_id": seed.outreach_client_id,
+            "outreach_client_secret": SecretStr(seed.outreach_client_secret),
+            "outreach_refresh_token": SecretStr(seed.outreach_refresh_token),
+            "zendesk_url": zendesk_url,
+            "zendesk_subdomain": None,
+            "zendesk_client_id": seed.zendesk_client_id,
+            "zendesk_client_secret": SecretStr(seed.zendesk_client_secret),
+            "zendesk_oauth_token": None,
+            "zendesk_email": None,
+            "zendesk_api_token": None,
+        }
+    )
+
+
+def settings_env(settings: Settings, names: tuple[str, ...] = SANDBOX_ENV) -> dict[str, str]:
+    """The environment variables that give another process these values of `settings`."""
+    env: dict[str, str] = {}
+    for name in names:
+        value = getattr(settings, name.lower())
+        if value is not None:
+            env[name] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+    return env

@@ -1,7 +1,8 @@
 """`bridge worker`: the long-running process, from start to a clean stop.
 
-Lifecycle: open the pool and the clients, check migrations, start the health server, the
-lease heartbeat and the scheduler, then wait for a stop signal or for a side task to die.
+Lifecycle (`bridge worker` opens the pool and the clients, checks migrations and builds the
+config in wiring.py): start the health server, the lease heartbeat and the scheduler, then
+wait for a stop signal or for a side task to die.
 Invariants:
 - A mapping runs here only under its lease (`store/leases.py`); if the lease is lost the
   run is cancelled, and a mapping another process holds is skipped, not waited for.
@@ -31,87 +32,69 @@ import asyncio
 import signal
 from collections.abc import Hashable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import asyncpg
 
-from bridge import wiring
 from bridge.errors import BridgeError, StoreError
-from bridge.health import HealthServer, Readiness
 from bridge.http.guard import guarding
 from bridge.logs import get_logger
-from bridge.mapping.load import load_mappings
 from bridge.mapping.model import Mapping
 from bridge.metrics import Metrics
+from bridge.outreach.webhooks import WebhookAdmin
 from bridge.pipeline.report import LogProgress, ProgressSink, RunReport
 from bridge.pipeline.run import stop_signals
-from bridge.pipeline.sync import Services, SyncOptions, sync_mapping
+from bridge.pipeline.services import Services
+from bridge.pipeline.sync import SyncOptions, sync_mapping
 from bridge.scheduler import MappingScheduler, Outcome, ScheduleConfig
-from bridge.settings import Settings
-from bridge.store import leases
+from bridge.server import Handler, Readiness, WorkerServer
+from bridge.store import inbox
 from bridge.store import migrate as store_migrate
 from bridge.store import pool as store_pool
+from bridge.store.inbox import Delivery
 from bridge.store.leases import LeaseKeeper
-from bridge.upkeep import Upkeep, UpkeepConfig, upkeep_config
+from bridge.upkeep import Upkeep, UpkeepConfig
+from bridge.webhooks import intake
+from bridge.webhooks.consumer import ConsumerOptions, InboxConsumer, Work
+from bridge.webhooks.intake import WebhookIntake
+from bridge.webhooks.watch import WebhookWatch
 
 log = get_logger(__name__)
 
-# /readyz answers within this, whatever the database does (HealthServer caps it too).
+# /readyz answers within this, whatever the database does (WorkerServer caps it too).
 READY_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
     port: int
+    webhook_secret: bytes | None  # None: no webhook intake and no inbox consumer
+    consumer: ConsumerOptions
+    public_url: str | None
     lease_ttl: float
     stop_timeout: float
     sync: SyncOptions
     schedule: ScheduleConfig
     upkeep: UpkeepConfig
+    host: str = "0.0.0.0"  # every interface, as a container needs; the demo keeps to loopback
 
 
-def config_from(settings: Settings, holder: str) -> WorkerConfig:
-    return WorkerConfig(
-        port=settings.port,
-        lease_ttl=settings.bridge_lease_ttl_seconds,
-        stop_timeout=settings.bridge_stop_timeout_seconds,
-        sync=SyncOptions(
-            kind="worker",
-            actor=holder,
-            overlap=timedelta(seconds=settings.bridge_overlap_seconds),
-            batch_size=settings.bridge_batch_size,
-            job_concurrency=settings.bridge_job_concurrency,
-            queue_pages=settings.bridge_queue_pages,
-            pages_in_flight=settings.bridge_pages_in_flight,
-        ),
-        schedule=ScheduleConfig(
-            jitter_seconds=settings.bridge_schedule_jitter_seconds,
-            backoff_seconds=settings.bridge_backoff_seconds,
-            backoff_max_seconds=settings.bridge_backoff_max_seconds,
-            # Reconcile is checked on the upkeep tick, so the tick is never the longer one.
-            upkeep_seconds=min(
-                settings.bridge_upkeep_every_seconds, settings.bridge_reconcile_every_seconds
-            ),
-        ),
-        upkeep=upkeep_config(settings, actor=holder),
-    )
-
-
-async def run(settings: Settings) -> None:
-    """Runs the worker until a stop signal; raises BridgeError if it had to stop on its own."""
-    mappings = load_mappings(settings.bridge_mappings)
-    holder = leases.holder_id("worker")
-    config = config_from(settings, holder)
-    async with wiring.open_pool(settings) as pool:
-        await _require_migrated(settings, pool)
-        metrics = Metrics()
-        async with wiring.open_services(settings, pool, metrics=metrics) as services:
-            await Worker(mappings, services, metrics, config, holder).run()
-
-
-async def _require_migrated(settings: Settings, pool: asyncpg.Pool[Any]) -> None:
-    await store_migrate.require_current(pool)  # the rule every command follows
+async def readiness(pool: asyncpg.Pool[Any], stopping: asyncio.Event) -> Readiness:
+    """/readyz for any process that serves it: the database answers and is migrated."""
+    if stopping.is_set():
+        return Readiness(False, "stopping")
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            pending = await store_migrate.pending(pool, timeout=READY_TIMEOUT_S)
+    except TimeoutError:
+        return Readiness(False, "the database did not answer in time")
+    except BridgeError as exc:  # served short; the detail goes to the log only
+        if isinstance(exc.__cause__, TimeoutError):
+            return Readiness(False, "the database did not answer in time", detail=str(exc))
+        return Readiness(False, "the database is unavailable", detail=str(exc))
+    if pending:
+        return Readiness(False, f"pending migrations: {', '.join(pending)}")
+    return Readiness(True, "database reachable, migrations applied")
 
 
 class _RunSink:
@@ -141,9 +124,19 @@ class Worker:
         self.scheduler = MappingScheduler(
             mappings, self._run_mapping, self._probe, config.schedule, upkeep=self._upkeep_mapping
         )
-        self.health = HealthServer(config.port, self._readiness, self._metrics_text)
+        self.health = WorkerServer(
+            config.port, self._readiness, self._metrics_text, config.host, webhooks=self._webhook_route()
+        )
         self._stopping = asyncio.Event()
         self._signals = 0
+        # One piece of work per mapping at a time in this process (the lease covers the others).
+        self._locks: dict[str, asyncio.Lock] = {name: asyncio.Lock() for name in mappings}
+        self.consumer = (
+            InboxConsumer(mappings, services, self._run_webhook_work, config.consumer,
+                          metrics.observe_change_to_write)
+            if config.webhook_secret is not None
+            else None
+        )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -164,6 +157,12 @@ class Worker:
             }
             self.scheduler.start()
             side.add(asyncio.create_task(self.scheduler.watch(), name="scheduler"))
+            if self.consumer is not None:
+                watch = WebhookWatch(
+                    WebhookAdmin(self.services.outreach.transport, self.services.outreach.config.api_url),
+                    self.config.public_url, self.metrics.webhooks_disabled.set,
+                )
+                side.add(asyncio.create_task(self.consumer.run(self._stopping, watch), name="webhook_consumer"))
             log.info("worker_started", holder=self.keeper.holder, mappings=self.scheduler.order,
                      port=self.health.port)  # fmt: skip
             dead = await self._wait_for_stop(side)
@@ -200,6 +199,10 @@ class Worker:
 
     async def _run_mapping(self, name: str) -> Outcome:
         """The scheduler's runner: one run of `name` under its lease, or BUSY."""
+        async with self._locks[name]:
+            return await self._run_mapping_locked(name)
+
+    async def _run_mapping_locked(self, name: str) -> Outcome:
         if not await self.keeper.try_acquire(name):
             log.info("mapping_held_elsewhere", mapping=name)
             return Outcome.BUSY
@@ -218,6 +221,10 @@ class Worker:
         """The scheduler's upkeep runner: `upkeep.Upkeep` of `name` under its lease, or BUSY."""
         if self._stopping.is_set():
             return Outcome.BUSY
+        async with self._locks[name]:
+            return await self._upkeep_mapping_locked(name)
+
+    async def _upkeep_mapping_locked(self, name: str) -> Outcome:
         if not await self.keeper.try_acquire(name):
             return Outcome.BUSY
         try:
@@ -228,6 +235,30 @@ class Worker:
             await asyncio.shield(self.keeper.release(name))
         return Outcome.DONE
 
+    async def _run_webhook_work(self, name: str, work: Work) -> bool:
+        """The consumer's runner: `work` under the lease and lock of `name`; False when busy."""
+        if self._stopping.is_set():
+            return False
+        async with self._locks[name]:
+            if not await self.keeper.try_acquire(name):
+                return False
+            try:
+                with guarding(self.keeper.fence(name).check):
+                    await self.keeper.run_held(name, work(self.keeper.holder))
+            finally:
+                await asyncio.shield(self.keeper.release(name))
+        return True
+
+    def _webhook_route(self) -> tuple[str, Handler] | None:
+        if self.config.webhook_secret is None:
+            return None
+        handler = WebhookIntake(self.config.webhook_secret, self._store_delivery, self.metrics.observe_delivery)
+        return intake.PATH, handler.handle
+
+    async def _store_delivery(self, delivery: Delivery) -> bool:
+        async with self.services.pool.acquire() as conn:
+            return await inbox.add(conn, delivery)
+
     async def _probe(self, name: str) -> Hashable | None:
         try:
             with store_pool.translated(f"read the lease on mapping {name!r}"):
@@ -237,20 +268,7 @@ class Worker:
         return (lease.holder, lease.acquired_at) if lease is not None else None
 
     async def _readiness(self) -> Readiness:
-        if self._stopping.is_set():
-            return Readiness(False, "stopping")
-        try:
-            async with asyncio.timeout(READY_TIMEOUT_S):
-                pending = await store_migrate.pending(self.services.pool, timeout=READY_TIMEOUT_S)
-        except TimeoutError:
-            return Readiness(False, "the database did not answer in time")
-        except BridgeError as exc:  # served short; the detail goes to the log only
-            if isinstance(exc.__cause__, TimeoutError):
-                return Readiness(False, "the database did not answer in time", detail=str(exc))
-            return Readiness(False, "the database is unavailable", detail=str(exc))
-        if pending:
-            return Readiness(False, f"pending migrations: {', '.join(pending)}")
-        return Readiness(True, "database reachable, migrations applied")
+        return await readiness(self.services.pool, self._stopping)
 
     async def _metrics_text(self) -> bytes:
         try:

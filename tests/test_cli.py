@@ -1,28 +1,80 @@
-"""The CLI's process-wide settings: what a command runs under, and what it leaves behind."""
+"""`bridge --help`, every subcommand's help and `--version`, read as a newcomer reads them."""
 
 from __future__ import annotations
 
 import argparse
-import gc
-from typing import Any
+import importlib.metadata
 
 import pytest
 
 from bridge import cli
-from bridge.commands import sync
+from tests.fixtures_sandbox import REPO
 
 
-def test_a_command_runs_with_start_up_objects_frozen_and_leaves_the_collector_as_it_was(
-    monkeypatch: pytest.MonkeyPatch,
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path (`schema plan`, `backfill`, …) the parser knows."""
+    found: list[tuple[str, ...]] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.append((*path, name))
+                found.extend(_commands(sub, (*path, name)))
+    return found
+
+
+COMMANDS = _commands(cli._parser())
+
+
+def _help(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    with pytest.raises(SystemExit) as info:
+        cli.main([*argv, "--help"])
+    assert info.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_top_help_tells_a_user_what_bridge_does_and_where_to_start(capsys: pytest.CaptureFixture[str]) -> None:
+    text = _help(capsys)
+    assert "wire objects" not in text and "map errors to exits" not in text
+    assert "Outreach" in text and "Zendesk" in text
+    assert "bridge demo" in text and "bridge sandbox" in text  # where a newcomer starts
+    assert "exit codes" in text.lower()
+    for path in COMMANDS:
+        if len(path) == 1:
+            assert path[0] in text
+
+
+def test_there_are_commands_to_check() -> None:
+    assert ("backfill",) in COMMANDS and ("schema", "plan") in COMMANDS and ("sandbox",) in COMMANDS
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_every_command_describes_itself_and_each_option(
+    path: tuple[str, ...], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    seen: dict[str, Any] = {}
+    text = _help(capsys, *path)
+    parser = cli._parser()
+    for name in path:
+        parser = next(
+            a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+        ).choices[name]
+    assert parser.description and len(parser.description) > 40, f"{' '.join(path)} has no description"
+    assert parser.description.split()[0] in text
+    for action in parser._actions:
+        if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+            continue
+        assert action.help, f"`bridge {' '.join(path)}` {action.dest} has no help text"
 
-    async def fake_migrate(args: argparse.Namespace, settings: Any) -> int:
-        seen["frozen"], seen["threshold"] = gc.get_freeze_count(), gc.get_threshold()
-        return 0
 
-    monkeypatch.setattr(sync, "cmd_migrate", fake_migrate)
-    before = gc.get_threshold()
-    assert cli.main(["migrate"]) == 0
-    assert seen["frozen"] > 0 and seen["threshold"][0] == 10_000
-    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+def test_version_comes_from_the_package_metadata(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"bridge {importlib.metadata.version('bridge')}"
+
+
+def test_the_readme_lists_every_command() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Commands", 1)[1].split("\n## ", 1)[0]
+    for path in COMMANDS:
+        if len(path) == 1:
+            assert f"`bridge {path[0]}" in table, f"bridge {path[0]} is missing from the README's Commands table"

@@ -283,3 +283,13 @@ async def test_apscheduler_ticks_upkeep_on_its_own_interval() -> None:
     finally:
         sched.stop_taking_work()
         await sched.drain(timeout=2)
+
+
+def test_runs_per_hour_of_intervals_and_crons() -> None:
+    from bridge.mapping.model import Schedule
+    from bridge.scheduler import runs_per_hour
+
+    assert runs_per_hour(Schedule(every="5m")) == 12
+    assert runs_per_hour(Schedule(cron="*/15 * * * *")) == 4
+    assert runs_per_hour(Schedule(cron="0 9 * * 1-5")) == 5 / 168  # weekdays at nine
+    assert runs_per_hour(Schedule(cron="0 0 1,15 * 0")) > 0  # crontab's OR of day and weekday

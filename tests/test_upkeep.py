@@ -9,7 +9,8 @@ import asyncpg
 from bridge.mapping.load import load_mappings
 from bridge.pipeline.sync import SyncOptions, sync_mapping
 from bridge.store import runs
-from bridge.upkeep import Upkeep, upkeep_config
+from bridge.upkeep import Upkeep
+from bridge.wiring import upkeep_config
 from tests.fixtures_sandbox import SandboxWorld
 from tests.pipeline.test_reconcile import fetch, services
 from tests.pipeline.test_relationships import (

@@ -15,7 +15,7 @@ from bridge import wiring, worker
 from bridge.errors import StoreError
 from bridge.mapping.load import load_mappings
 from bridge.metrics import Metrics
-from bridge.pipeline.sync import Services
+from bridge.pipeline.services import Services
 from bridge.sandbox.seed import seed_demo
 from bridge.sandbox.server import Sandbox
 from bridge.scheduler import ScheduleConfig
@@ -37,7 +37,7 @@ async def test_a_dead_side_task_stops_the_worker_and_releases_its_leases(
     dsn = world.settings.database_url.get_secret_value()  # type: ignore[union-attr]
     mappings = load_mappings(mappings_dir)
     holder = leases.holder_id("worker")
-    config = replace(worker.config_from(world.settings, holder), port=0, lease_ttl=1.0,
+    config = replace(wiring.worker_config(world.settings, holder), port=0, lease_ttl=1.0,
                      schedule=ScheduleConfig(jitter_seconds=0, startup_stagger_seconds=0.1))  # fmt: skip
     async with wiring.open_pool(world.settings) as pool:
         metrics = Metrics()
@@ -90,7 +90,7 @@ async def test_the_worker_settles_a_cycle_with_the_fill_after_each_run(
     await prepare_relationships(world)
     mappings = load_mappings(tmp_path)
     holder = leases.holder_id("worker")
-    config = replace(worker.config_from(world.settings, holder), port=0,
+    config = replace(wiring.worker_config(world.settings, holder), port=0,
                      schedule=ScheduleConfig(jitter_seconds=0, startup_stagger_seconds=0.1))  # fmt: skip
     assert config.schedule.upkeep_seconds is None
     dsn = db_dsn
@@ -126,7 +126,7 @@ async def test_readiness_answers_in_time_while_the_database_hangs_and_recovers(
     async with pg_proxy(db_dsn) as proxy:
         db = await pool.create_pool(proxy.dsn, max_size=2)
         try:
-            config = worker.config_from(Settings(), "holder")
+            config = wiring.worker_config(Settings(), "holder")
             w = worker.Worker({}, Services(outreach=None, zendesk=None, pool=db),  # type: ignore[arg-type]
                               Metrics(), config, "holder")  # fmt: skip
             assert (await w._readiness()).ready

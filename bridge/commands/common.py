@@ -7,7 +7,6 @@ configuration or input, nothing changed; 3 fatal runtime error, state consistent
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -17,7 +16,7 @@ from bridge import wiring
 from bridge.errors import ConfigError
 from bridge.mapping.model import Mapping
 from bridge.mapping.order import sync_order
-from bridge.pipeline.sync import Services
+from bridge.pipeline.services import Services
 from bridge.settings import Settings
 from bridge.store import leases as store_leases
 from bridge.store import migrate as store_migrate
@@ -28,6 +27,7 @@ EXIT_OK, EXIT_DEAD_LETTERS, EXIT_CONFIG, EXIT_FATAL = 0, 1, 2, 3
 @asynccontextmanager
 async def open_apis(settings: Settings) -> AsyncIterator[Services]:
     """Both API clients (the pool holds the Outreach OAuth token store)."""
+    wiring.check_api_settings(settings)
     async with wiring.open_pool(settings) as pool:
         await require_migrated(settings, pool)
         async with wiring.open_services(settings, pool) as services:
@@ -44,11 +44,6 @@ async def leased(
         enabled=enabled,
     ) as held:
         yield services, held
-
-
-def actor() -> str:
-    """Who ran a command, for the audit trail in the run history."""
-    return os.environ.get("USER") or "cli"
 
 
 def confirm(question: str) -> bool:

@@ -12,16 +12,14 @@ from bridge.commands.common import (
     EXIT_DEAD_LETTERS,
     EXIT_FATAL,
     EXIT_OK,
-    actor,
     confirm,
     leased,
     require_migrated,
     select,
 )
 from bridge.mapping.load import load_mappings
-from bridge.pipeline.reconcile import ReconcileOptions, reconcile_mapping
+from bridge.pipeline.reconcile import reconcile_mapping
 from bridge.pipeline.redrive import (
-    RedriveOptions,
     letter_dict,
     purge_dead_letters,
     retry_dead_letters,
@@ -34,12 +32,7 @@ from bridge.store import leases as store_leases
 
 async def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     mappings = load_mappings(settings.bridge_mappings)
-    options = ReconcileOptions(
-        dry_run=args.dry_run, force=args.force, actor=actor(),
-        max_delete_share=settings.bridge_reconcile_max_delete_share,
-        page_size=settings.bridge_reconcile_page_size,
-        job_concurrency=settings.bridge_job_concurrency,
-    )
+    options = wiring.reconcile_options(settings, wiring.actor(settings), dry_run=args.dry_run, force=args.force)
     names = select(mappings, args.mappings)
     async with leased(settings, "reconcile", names, enabled=not args.dry_run) as (s, held):
         reports = [await held(n, reconcile_mapping(mappings[n], s, options)) for n in names]
@@ -64,9 +57,9 @@ async def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
         async with wiring.open_pool(settings) as pool:
             await require_migrated(settings, pool)
             for name in wanted:
-                print(f"{name}: purged {await purge_dead_letters(pool, name, actor=actor())}")
+                print(f"{name}: purged {await purge_dead_letters(pool, name, actor=wiring.actor(settings))}")
         return EXIT_OK
-    options = RedriveOptions(actor=actor(), batch_size=settings.bridge_batch_size)
+    options = wiring.redrive_options(settings, wiring.actor(settings))
     async with leased(settings, "dead_letter_retry", wanted) as (s, held):
         reports = [await held(n, retry_dead_letters(mappings[n], s, options)) for n in wanted]
     for r in reports:
@@ -93,5 +86,5 @@ async def cmd_reset(args: argparse.Namespace, settings: Settings) -> int:
         await require_migrated(settings, pool)
         async with store_leases.hold_all(pool, store_leases.holder_id("reset"), [args.mapping],
                                          settings.bridge_lease_ttl_seconds):  # not mid-sync
-            print((await reset_mapping(pool, args.mapping, actor=actor())).summary())
+            print((await reset_mapping(pool, args.mapping, actor=wiring.actor(settings))).summary())
     return EXIT_OK

@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
-from datetime import timedelta
 
 from bridge import status, wiring
 from bridge.commands.common import EXIT_DEAD_LETTERS, EXIT_FATAL, EXIT_OK, require_migrated, select
 from bridge.errors import ConfigError
 from bridge.mapping.load import load_mappings
 from bridge.mapping.model import Mapping
-from bridge.pipeline.backfill import LeaseConfig, backfill
+from bridge.metrics import Metrics
+from bridge.pipeline.backfill import backfill
 from bridge.pipeline.report import RunReport
 from bridge.pipeline.run import StopRequest, settle_or_cancel, stop_signals
 from bridge.pipeline.sync import SyncOptions
@@ -22,6 +21,7 @@ from bridge.progress import progress_for
 from bridge.settings import Settings
 from bridge.store import leases as store_leases
 from bridge.store import migrate as store_migrate
+from bridge.worker import Worker
 
 
 async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -34,18 +34,10 @@ async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     mappings = load_mappings(settings.bridge_mappings)
     names = select(mappings, args.mappings)
-    options = SyncOptions(
-        full=args.full,
-        since=args.since,
-        dry_run=args.dry_run,
-        kind="dry_run" if args.dry_run else "backfill",
-        actor=os.environ.get("USER") or "backfill",
-        overlap=_overlap(settings),
-        batch_size=settings.bridge_batch_size,
-        job_concurrency=settings.bridge_job_concurrency,
-        queue_pages=settings.bridge_queue_pages,
-        pages_in_flight=settings.bridge_pages_in_flight,
-    )
+    options = wiring.sync_options(
+        settings, "dry_run" if args.dry_run else "backfill", wiring.actor(settings, "backfill"),
+        full=args.full, since=args.since, dry_run=args.dry_run,
+    )  # fmt: skip
     request = StopRequest()
     with stop_signals(request):
         try:
@@ -76,8 +68,8 @@ async def run_backfill(
     stop: asyncio.Event | None = None,
 ) -> list[RunReport]:
     """`pipeline.backfill` wired from settings (the leases are the worker's: one writer each)."""
-    lease = LeaseConfig(store_leases.holder_id("backfill"), settings.bridge_lease_ttl_seconds,
-                        settings.bridge_lease_wait_seconds)  # fmt: skip
+    lease = wiring.lease_config(settings, store_leases.holder_id("backfill"))
+    wiring.check_api_settings(settings)
     async with wiring.open_pool(settings) as pool:
         await require_migrated(settings, pool)
         async with wiring.open_services(settings, pool) as services:
@@ -86,20 +78,45 @@ async def run_backfill(
 
 
 async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from bridge import worker
+    """Runs the worker until a stop signal; raises BridgeError if it had to stop on its own."""
+    mappings = load_mappings(settings.bridge_mappings)
+    holder = store_leases.holder_id("worker")
+    config = wiring.worker_config(settings, holder)
+    wiring.check_api_settings(settings)
+    async with wiring.open_pool(settings) as pool:
+        await require_migrated(settings, pool)
+        metrics = Metrics()
+        async with wiring.open_services(settings, pool, metrics=metrics) as services:
+            await Worker(mappings, services, metrics, config, holder).run()
+    return EXIT_OK
 
-    await worker.run(settings)
+
+async def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge import web
+
+    secret = settings.outreach_webhook_secret.get_secret_value() if settings.outreach_webhook_secret else ""
+    if not secret:
+        raise ConfigError(
+            "OUTREACH_WEBHOOK_SECRET is not set; `bridge web` only serves the webhook intake, "
+            "so set it (the same value as for `bridge webhooks ensure`) or run no web process"
+        )
+    async with wiring.open_pool(settings) as pool:
+        await require_migrated(settings, pool)
+        await web.serve(pool, settings.port, secret.encode())
     return EXIT_OK
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        names = list(load_mappings(settings.bridge_mappings))
+        mappings = load_mappings(settings.bridge_mappings)
     except ConfigError:
-        names = []
+        mappings = {}
+    webhooks = frozenset(
+        name for name, m in mappings.items() if settings.outreach_webhook_secret and not m.source.custom_object
+    )
     async with wiring.open_pool(settings) as pool:
         await require_migrated(settings, pool)
-        rows = await status.collect(pool, names)
+        rows = await status.collect(pool, list(mappings), webhooks)
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
         return EXIT_OK
@@ -111,6 +128,9 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             f"watermark={r.watermark or '-'}{' (resuming)' if r.resuming else ''} "
             f"last_run={r.last_run_status or '-'} {counts} lag={lag} held_by={r.held_by or '-'}"
         )
+        fresh = (f"; last change reached Zendesk {r.change_to_write_seconds:.1f}s after it was made "
+                 f"({r.change_to_write_by})" if r.change_to_write_seconds is not None else "")  # fmt: skip
+        print(f"  trigger: {r.trigger}{fresh}")
         if r.parked_links:
             age = f"{r.oldest_parked_seconds:.0f}s" if r.oldest_parked_seconds is not None else "-"
             print(f"  parked links: {r.parked_links}, oldest waiting {age}")
@@ -125,10 +145,6 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from bridge import demo
 
     return await demo.run(settings, vehicles=args.vehicles)
-
-
-def _overlap(settings: Settings) -> timedelta:
-    return timedelta(seconds=settings.bridge_overlap_seconds)
 
 
 def _print_summary(reports: list[RunReport], *, dry_run: bool) -> None:

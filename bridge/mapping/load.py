@@ -35,6 +35,11 @@ _CORE_STR = "!!str"  # `!!str 12`: the one tag that still means plain text
 def load_mappings(folder: Path) -> dict[str, Mapping]:
     """Every mapping in `folder`, by name; raises MappingError listing all problems."""
     files = sorted(p for p in folder.glob("*") if p.suffix in SUFFIXES and p.is_file()) if folder.is_dir() else []
+    if not folder.is_dir():
+        raise MappingError([MappingProblem(str(folder), "", "the folder does not exist; set BRIDGE_MAPPINGS to "
+                                           "the folder of your mapping files (a relative path starts in the working "
+                                           "directory), or write one there with `bridge mappings scaffold TYPE --out "
+                                           "FILE`")])
     if not files:
         raise MappingError([MappingProblem(str(folder), "", "no mapping files (*.yaml, *.yml) found; "
                                            "create one per mapping or point BRIDGE_MAPPINGS at the right folder")])

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bridge import targets
 from bridge.mapping import transforms
 from bridge.mapping.templates import Template
 from bridge.mapping.transforms import Step
@@ -24,14 +25,12 @@ FieldType = Literal[
 ]
 MatchBy = Literal["external_id", "email", "name"]
 
-ZEN_TARGETS = frozenset({"zen:user", "zen:organization"})
 MAX_LOOKUP_FIELDS = 10  # Zendesk's highest plan limit (api/zendesk.md "Lookup")
 MAX_FIELDS = 100  # per object, standard fields not counted (api/zendesk.md "Fields")
 
 _KEY = re.compile(r"[A-Za-z0-9_]+")
 _TYPE = re.compile(r"[A-Za-z0-9_]+")
 _PATH = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
-_MAPPING_TARGET = re.compile(r"mapping:([A-Za-z0-9_-]+)")
 _FILTER_KEY = re.compile(r"(?:filter)?((?:\[[A-Za-z0-9_]+\])+)")
 _EVERY = re.compile(r"(\d+)([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -168,25 +167,23 @@ class RelationshipSpec(_Model):
     @field_validator("target")
     @classmethod
     def _target(cls, value: str) -> str:
-        if value not in ZEN_TARGETS and not _MAPPING_TARGET.fullmatch(value):
-            raise ValueError(f"unknown target {value!r}; expected mapping:<name>, zen:user or zen:organization")
+        targets.parse(value)
         return value
 
     @model_validator(mode="after")
     def _match(self) -> RelationshipSpec:
-        if self.target in ZEN_TARGETS and self.match is None:
-            raise ValueError(f"'match' is required for {self.target}: external_id, email or name")
-        if self.mapping_target is not None and self.match is not None:
-            raise ValueError("'match' applies to zen:user and zen:organization only; mapping targets use the id map")
-        if self.target == "zen:organization" and self.match == "email":
-            raise ValueError("organizations have no email; match zen:organization by external_id or name")
+        targets.check_match(self.lookup, self.match)
         return self
+
+    @property
+    def lookup(self) -> targets.LookupTarget:
+        """What `target` names (its text is kept as written: it is part of the payload hash)."""
+        return targets.parse(self.target)
 
     @property
     def mapping_target(self) -> str | None:
         """The mapping name for `mapping:<name>` targets, else None."""
-        found = _MAPPING_TARGET.fullmatch(self.target)
-        return found.group(1) if found else None
+        return self.lookup.mapping
 
 
 class SourceSpec(_Model):
@@ -238,7 +235,7 @@ class TargetSpec(_Model):
 
     object: str
     name: str
-    external_id: str = "outreach:{type}:{id}"
+    external_id: str = targets.EXTERNAL_ID
 
     @field_validator("object")
     @classmethod

@@ -63,6 +63,11 @@ class OutreachClient:
         self._base = config.api_url.rstrip("/")
         self._paginator = CursorPaginator(self._base)
 
+    @property
+    def transport(self) -> Transport:
+        """The request loop, for other Outreach resources (`outreach.webhooks`)."""
+        return self._transport
+
     def list_url(
         self,
         type: str,

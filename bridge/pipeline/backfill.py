@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from bridge.mapping.model import Mapping
 from bridge.pipeline.park import fill_all, unleased
 from bridge.pipeline.report import ProgressSink, RunReport
-from bridge.pipeline.sync import Services, SyncOptions, sync_mapping
+from bridge.pipeline.services import Services
+from bridge.pipeline.sync import SyncOptions, sync_mapping
 from bridge.store import leases
 
 

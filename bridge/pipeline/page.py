@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -105,7 +105,7 @@ async def commit_page(
         await checkpoints.save(
             conn, mapping, watermark=watermark, resume_url=outcome.page.next_url, run_id=run_id
         )
-        await runs.add_counts(conn, run_id, counts(outcome))
+        await runs.add_counts(conn, run_id, counts(outcome), change_to_write=freshest(outcome))
 
 
 async def commit_links(conn: Connection, mapping: str, outcome: PageOutcome) -> None:
@@ -123,6 +123,23 @@ def counts(outcome: PageOutcome) -> runs.RunCounts:
         failed=len(outcome.dead),
         parked=len(outcome.parked),
     )
+
+
+def freshest(outcome: PageOutcome) -> float | None:
+    """Seconds the page's most recent written change took to reach Zendesk, if any."""
+    delays = change_to_write(outcome, datetime.now(UTC))
+    return min(delays) if delays else None
+
+
+def change_to_write(outcome: PageOutcome, now: datetime) -> list[float]:
+    """Seconds from each written record's last change in Outreach (`updatedAt`) to `now`:
+    how long a change took to reach Zendesk, by the source's clock."""
+    written = {row.source_id for row in outcome.written}
+    return [
+        max(0.0, (now - record.updated_at).total_seconds())
+        for record in outcome.page.records
+        if record.updated_at is not None and record.id in written
+    ]
 
 
 def translate_page(mapping: Mapping, page: Page) -> tuple[list[Translated], list[DeadLetter]]:

@@ -2,7 +2,7 @@
 
 Run after each mapping run (for links waiting on that mapping, and that mapping's links to
 Zendesk users/organizations parked by earlier runs) and once after a whole backfill (for
-every `mapping:` target, which settles cycles such as A → B → A). Invariants:
+every mapping target, which settles cycles such as A → B → A). Invariants:
 - one bulk job per ≤ `batch_size` referrer records, never a request per record; a record
   with several fillable lookups gets them in one item;
 - only the lookup fields are sent (`update` changes only what it is given), so a fill never
@@ -27,11 +27,12 @@ from datetime import datetime
 
 import asyncpg
 
+from bridge import targets
 from bridge.errors import ApiError
 from bridge.logs import get_logger
 from bridge.mapping.model import Mapping
 from bridge.pipeline.load import by_halving, refused_fields, stops_the_run
-from bridge.pipeline.resolve import Resolver, Target, external_id_of
+from bridge.pipeline.resolve import Resolver, Target
 from bridge.store import leases, links
 from bridge.store.links import Fillable
 from bridge.zendesk.client import ZendeskClient
@@ -162,8 +163,8 @@ class Filler:
 def _target(row: Fillable) -> Target:
     hint = None
     if row.match != "external_id" and row.target_type:
-        hint = external_id_of(row.target_type, row.target_source_id)
-    return Target(row.target, row.match or "", row.match_value or "", hint)
+        hint = targets.external_id_of(row.target_type, row.target_source_id)
+    return Target(targets.from_stored(row.target).kind, row.match or "", row.match_value or "", hint)
 
 
 async def unleased(

@@ -29,14 +29,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import structlog
-
 from bridge.errors import ApiError, BridgeError
 from bridge.logs import get_logger
 from bridge.mapping.model import Mapping
 from bridge.outreach.client import OutreachClient
 from bridge.pipeline.report import counts_dict
-from bridge.pipeline.sync import Services
+from bridge.pipeline.run import run_lifecycle
+from bridge.pipeline.services import Services
 from bridge.store import dead_letters, idmap, runs
 from bridge.store.idmap import MissingRow
 
@@ -101,18 +100,14 @@ async def reconcile_mapping(
     them and tries again next time); store errors and cancellation propagate.
     """
     report = ReconcileReport(mapping.name, mapping.on_delete)
-    structlog.contextvars.bind_contextvars(mapping=mapping.name)
-    try:
-        await _run(mapping, services, options, report)
-    except BaseException as exc:
-        report.status = "interrupted" if isinstance(exc, asyncio.CancelledError) else "failed"
-        report.error = str(exc) if isinstance(exc, BridgeError) else type(exc).__name__
-        raise
-    finally:
+
+    async def finish() -> None:
         report.seconds = time.monotonic() - report.started
-        await asyncio.shield(_finish(services, report))
+        await _finish(services, report)
         log.info("reconcile_finished", **report.as_dict())
-        structlog.contextvars.unbind_contextvars("mapping")
+
+    async with run_lifecycle(report, finish, mapping=mapping.name):
+        await _run(mapping, services, options, report)
     return report
 
 
@@ -171,12 +166,38 @@ async def list_live_ids(mapping: Mapping, outreach: OutreachClient, page_size: i
     return live
 
 
+async def remove_confirmed_gone(
+    mapping: Mapping, services: Services, source_ids: Sequence[str], *, actor: str | None
+) -> ReconcileReport:
+    """Applies `on_delete` to records Outreach has just confirmed gone one by one (a webhook's
+    `destroyed`, then a fetch that no longer finds them), audited as a `reconcile` run.
+
+    No share guard: each id was confirmed individually, unlike a listing that may be partial.
+    """
+    report = ReconcileReport(mapping.name, on_delete=mapping.on_delete)
+    async with services.pool.acquire() as conn:
+        gone = await idmap.rows_for(conn, mapping.name, source_ids)
+        if not gone:
+            report.status = "succeeded"
+            return report
+        report.run_id = await runs.start(conn, mapping.name, "reconcile", actor=actor)
+    report.missing = len(gone)
+    async with run_lifecycle(report, lambda: _finish(services, report), mapping=mapping.name):
+        if mapping.on_delete == "delete":
+            await _delete(mapping, services, ReconcileOptions(force=True), gone, report)
+        else:
+            await _mark(mapping.name, services, gone, report)
+    return report
+
+
 def json_api_type(mapping: Mapping) -> str:
     """The JSON:API `type` that keys a sparse fieldset: a custom object's internal name, or
     the singular of a standard resource's path (`prospects` → `prospect`)."""
     name = mapping.source.type
     if mapping.source.custom_object:
         return name
+    if name.endswith("sses"):  # emailAddresses → emailAddress
+        return name[:-2]
     if name.endswith("ies"):
         return name[:-3] + "y"
     return name[:-1] if name.endswith("s") else name

@@ -20,31 +20,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 import asyncpg
-import structlog
 
-from bridge.errors import BridgeError
 from bridge.logs import get_logger
 from bridge.mapping.model import Mapping
-from bridge.outreach.models import OutreachId, Page, SourceRecord
+from bridge.pipeline import targeted
 from bridge.pipeline.load import PageLoader
-from bridge.pipeline.page import PageOutcome, commit_links, load_page
-from bridge.pipeline.reconcile import with_page_size
 from bridge.pipeline.report import counts_dict
-from bridge.pipeline.resolve import relationship_query
-from bridge.pipeline.sync import Services
-from bridge.store import dead_letters, idmap, runs
+from bridge.pipeline.run import run_lifecycle
+from bridge.pipeline.services import Services
+from bridge.store import dead_letters, runs
 from bridge.store.dead_letters import DeadLetterRow
 
 log = get_logger(__name__)
 
-FETCH_CHUNK = 1000  # ids per Outreach list request (page[size] ≤ 1000)
-FILTER_CHARS = 6000  # and at most this much `filter[id]` text: request lines have limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,106 +94,27 @@ async def retry_dead_letters(
         report.run_id = await runs.start(
             conn, mapping.name, "dead_letter_retry", actor=options.actor
         )
-    structlog.contextvars.bind_contextvars(mapping=mapping.name, run_id=report.run_id)
-    try:
+    run_id = report.run_id
+
+    async def finish() -> None:
+        report.seconds = time.monotonic() - report.started
+        await _finish(services, report)
+        log.info("dead_letter_retry_finished", **report.as_dict())
+
+    async with run_lifecycle(report, finish, mapping=mapping.name, run_id=run_id):
         loader = PageLoader(
             services.zendesk, mapping.target.object, batch_size=options.batch_size,
             concurrency=asyncio.Semaphore(options.job_concurrency),
-        )
-        for chunk in chunks(letters):
-            await _chunk(mapping, services, loader, chunk, report)
+        )  # fmt: skip
+        wanted = [letter.source_id for letter in letters]
+        outcome = await targeted.sync_ids(mapping, services, loader, wanted, run_id)
+        report.tried += len(wanted)
+        report.written += len(outcome.written)
+        report.unchanged += len(outcome.unchanged)
+        report.vanished += len(outcome.vanished)
+        report.failed += len(outcome.failed)
         report.status = "partial" if report.failed else "succeeded"
-    except BaseException as exc:
-        report.status = "interrupted" if isinstance(exc, asyncio.CancelledError) else "failed"
-        report.error = str(exc) if isinstance(exc, BridgeError) else type(exc).__name__
-        raise
-    finally:
-        report.seconds = time.monotonic() - report.started
-        await asyncio.shield(_finish(services, report))
-        log.info("dead_letter_retry_finished", **report.as_dict())
-        structlog.contextvars.unbind_contextvars("mapping", "run_id")
     return report
-
-
-async def _chunk(
-    mapping: Mapping,
-    services: Services,
-    loader: PageLoader,
-    letters: Sequence[DeadLetterRow],
-    report: RedriveReport,
-) -> None:
-    wanted = [letter.source_id for letter in letters]
-    page = await fetch_records(mapping, services, wanted)
-    records = page.records
-    outcome = await load_page(mapping, services.pool, loader, page)
-    written = {row.source_id for row in outcome.written}
-    dead = {letter.source_id for letter in outcome.dead}
-    found = {record.id for record in records}
-    unchanged = found - written - dead
-    vanished = set(wanted) - found
-    await _commit(mapping.name, services, report, outcome, sorted(written | unchanged | vanished))
-    report.tried += len(wanted)
-    report.written += len(written)
-    report.unchanged += len(unchanged)
-    report.vanished += len(vanished)
-    report.failed += len(dead)
-
-
-def chunks(letters: Sequence[DeadLetterRow]) -> list[list[DeadLetterRow]]:
-    """Up to FETCH_CHUNK letters each, and ids of at most FILTER_CHARS characters."""
-    out: list[list[DeadLetterRow]] = []
-    current: list[DeadLetterRow] = []
-    chars = 0
-    for letter in letters:
-        if current and (len(current) == FETCH_CHUNK or chars + len(letter.source_id) > FILTER_CHARS):
-            out.append(current)
-            current, chars = [], 0
-        current.append(letter)
-        chars += len(letter.source_id) + 1
-    if current:
-        out.append(current)
-    return out
-
-
-async def fetch_records(mapping: Mapping, services: Services, source_ids: Sequence[str]) -> Page:
-    """The live records among `source_ids` (≤ 1000) as one page, fetched like a sync fetches
-    them (same `include` and related `fields`, so lookups resolve the same way)."""
-    filters = {**mapping.source.query_filters(), "filter[id]": ",".join(source_ids)}
-    include, fields = relationship_query(mapping)
-    url = services.outreach.list_url(
-        mapping.source.type, custom_object=mapping.source.custom_object, filters=filters,
-        include=include, fields=fields,
-    )
-    url = with_page_size(url, FETCH_CHUNK)
-    wanted = set(source_ids)
-    found: list[SourceRecord] = []
-    included: dict[tuple[str, OutreachId], dict[str, Any]] = {}
-    async for page in services.outreach.pages(url):
-        found.extend(record for record in page.records if record.id in wanted)
-        included.update(page.included)
-    return Page(records=found, url=url, next_url=None, included=included)
-
-
-async def _commit(
-    name: str,
-    services: Services,
-    report: RedriveReport,
-    outcome: PageOutcome,
-    resolved: Sequence[str],
-) -> None:
-    assert report.run_id is not None
-    counts = runs.RunCounts(
-        fetched=len(outcome.page.records), written=len(outcome.written),
-        skipped=outcome.skipped, failed=len(outcome.dead), parked=len(outcome.parked),
-    )
-    async with services.pool.acquire() as conn, conn.transaction():
-        if outcome.written:
-            await idmap.upsert_many(conn, name, outcome.written)
-        await dead_letters.resolve(conn, name, resolved)
-        if outcome.dead:
-            await dead_letters.add_many(conn, name, report.run_id, outcome.dead)
-        await commit_links(conn, name, outcome)
-        await runs.add_counts(conn, report.run_id, counts)
 
 
 async def _finish(services: Services, report: RedriveReport) -> None:

@@ -28,6 +28,7 @@ class RunReport:
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     start_reason: str = ""
+    change_to_write: list[float] = field(default_factory=list)  # the last settled page's delays
 
     @property
     def seconds(self) -> float:

@@ -31,6 +31,7 @@ from typing import Any
 
 import asyncpg
 
+from bridge import targets
 from bridge.errors import ApiError, AuthError, RejectedError
 from bridge.logs import get_logger
 from bridge.mapping import model
@@ -45,7 +46,7 @@ log = get_logger(__name__)
 
 Included = Mapping[tuple[str, OutreachId], Mapping[str, Any]]
 LinkKey = tuple[str, str]  # (source_id, lookup field)
-MAPPING = "mapping"
+MAPPING = targets.Kind.MAPPING
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,18 +57,13 @@ class Target:
     or `zen:user`/`zen:organization` (then `key` is the match attribute, `value` its value).
     """
 
-    kind: str
+    kind: targets.Kind
     key: str
     value: str
     # For email/name matches: the external id the related record would have in Zendesk by
     # bridge's convention; tried first in one batched `show_many`, confirmed by the email or
     # name it returns. Not part of the identity (nor of the cache key).
     hint: str | None = field(default=None, compare=False)
-
-
-def external_id_of(source_type: str, source_id: str) -> str:
-    """The convention of bridge's own external ids (target.external_id's default)."""
-    return f"outreach:{source_type}:{source_id}"
 
 
 def relationship_query(
@@ -78,25 +74,18 @@ def relationship_query(
     include: set[str] = set()
     fields: dict[str, set[str]] = {}
     for rel in mapping.relationships.values():
-        if rel.target not in model.ZEN_TARGETS or rel.match not in ("email", "name"):
+        attributes = targets.match_attributes(rel.lookup, rel.match)
+        if not attributes:
             continue
         include.add(rel.from_)
-        for type_, attribute in _MATCH_ATTRIBUTES[(rel.target, rel.match)]:
+        for type_, attribute in attributes:
             if type_ != mapping.source.type:  # fields[<own type>] would trim the records too
                 fields.setdefault(type_, set()).add(attribute)
     return sorted(include), {t: sorted(a) for t, a in sorted(fields.items())}
 
 
-# The Outreach types a zen: target can be related to, and the attribute each one matches by.
-_MATCH_ATTRIBUTES: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
-    ("zen:user", "email"): (("prospect", "emails"), ("user", "email")),
-    ("zen:user", "name"): (("prospect", "name"), ("user", "name")),
-    ("zen:organization", "name"): (("account", "name"),),
-}
-
-
 def mapping_name(link_target: str) -> str | None:
-    return link_target.removeprefix("mapping:") if link_target.startswith("mapping:") else None
+    return targets.parse(link_target).mapping
 
 
 def match_value(link: Link, included: Included) -> str | None:
@@ -104,7 +93,7 @@ def match_value(link: Link, included: Included) -> str | None:
     if link.source_id is None:
         return None
     if link.match == "external_id":
-        return external_id_of(link.source_type, link.source_id)
+        return targets.external_id_of(link.source_type, link.source_id)
     attrs = included.get((link.source_type, OutreachId(link.source_id)))
     if attrs is None:
         return None
@@ -119,13 +108,13 @@ def match_value(link: Link, included: Included) -> str | None:
 def target_of(link: Link, value: str | None) -> Target | None:
     if link.source_id is None:
         return None
-    name = mapping_name(link.target)
-    if name is not None:
-        return Target(MAPPING, name, link.source_id)
+    lookup = targets.parse(link.target)
+    if lookup.mapping is not None:
+        return Target(MAPPING, lookup.mapping, link.source_id)
     if value is None or link.match is None:
         return None
-    hint = None if link.match == "external_id" else external_id_of(link.source_type, link.source_id)
-    return Target(link.target, link.match, value, hint)
+    hint = None if link.match == "external_id" else targets.external_id_of(link.source_type, link.source_id)
+    return Target(lookup.kind, link.match, value, hint)
 
 
 def parked_form(link: Link, value: str | None) -> ParkedLink:
@@ -134,7 +123,7 @@ def parked_form(link: Link, value: str | None) -> ParkedLink:
     return ParkedLink(
         source_id="",  # set by LinkPlan.add
         field=link.field,
-        target=mapping_name(link.target) or link.target,
+        target=targets.parse(link.target).stored(),
         target_type=link.source_type,
         target_source_id=link.source_id,
         match=link.match,
@@ -197,15 +186,15 @@ class Resolver:
                 plan.resolved.add(key)
         return plan
 
-    async def find(self, conn: Any, targets: Iterable[Target]) -> dict[Target, str]:
+    async def find(self, conn: Any, wanted: Iterable[Target]) -> dict[Target, str]:
         """Zendesk ids of the targets that exist; absent ones are simply left out."""
-        by_kind: dict[tuple[str, str], list[Target]] = {}
-        for t in targets:
+        by_kind: dict[tuple[targets.Kind, str], list[Target]] = {}
+        for t in wanted:
             by_kind.setdefault((t.kind, t.key), []).append(t)
         found: dict[Target, str] = {}
-        zen: list[tuple[tuple[str, str], list[Target]]] = []
+        zen: list[tuple[tuple[targets.Kind, str], list[Target]]] = []
         for (kind, key), group in sorted(by_kind.items()):
-            if kind == MAPPING:
+            if targets.Kind(kind).resolution is targets.Resolution.ID_MAP:
                 found.update(await _from_id_map(conn, key, group))
             else:
                 zen.append(((kind, key), group))
@@ -269,7 +258,7 @@ class Resolver:
         values = sorted({v for v in external_ids if "," not in v})
         if not values:
             return {}
-        lookup = (self._zendesk.users_by_external_ids if kind == "zen:user"
+        lookup = (self._zendesk.users_by_external_ids if kind == targets.Kind.USER
                   else self._zendesk.organizations_by_external_ids)  # fmt: skip
         self.requests += -(-len(values) // 100)
         try:
@@ -284,7 +273,7 @@ class Resolver:
         async with self._searches:
             self.requests += 1
             try:
-                if kind == "zen:organization":
+                if kind == targets.Kind.ORGANIZATION:
                     people: list[ZendeskPerson] = await self._zendesk.organizations_by_name(value)
                 elif key == "email":
                     people = await self._zendesk.users_by_email(value)

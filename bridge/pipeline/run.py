@@ -1,5 +1,11 @@
-"""The run lifecycle around `pipeline.sync`: how a process asks its runs to stop, and how long
-it lets them settle before it cancels them.
+"""The run lifecycle: the frame every run shares (`run_lifecycle`), how a process asks its runs
+to stop, and how long it lets them settle before it cancels them.
+
+Every kind of run (scheduled sync, backfill, targeted webhook sync, dead-letter retry,
+reconcile) is framed the same way by `run_lifecycle`: its log context bound, its status set
+to `interrupted` (cancelled) or `failed` (anything else, with a message safe to store) when
+it raises, and its run row finished under `asyncio.shield`, so a cancellation can never
+leave a row `running`.
 
 A stop is a request, not a cancellation: `sync_mapping(stop=...)` stops fetching, lets the
 pages already loading finish (their bulk jobs were submitted, so cancelling them would leave
@@ -18,16 +24,51 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, Protocol, TypeVar
 
+import structlog
+
+from bridge.errors import BridgeError
 from bridge.logs import get_logger
 
 log = get_logger(__name__)
 T = TypeVar("T")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Ending(Protocol):
+    """What a run's report must carry for its frame to end it."""
+
+    status: str
+    error: str | None
+
+
+def failure(exc: BaseException) -> tuple[str, str]:
+    """How a run that raised `exc` ends: its status, and an error text safe to store."""
+    status = "interrupted" if isinstance(exc, asyncio.CancelledError) else "failed"
+    return status, str(exc) if isinstance(exc, BridgeError) else type(exc).__name__
+
+
+@asynccontextmanager
+async def run_lifecycle(
+    report: Ending, finish: Callable[[], Awaitable[None]], **context: object
+) -> AsyncIterator[None]:
+    """The frame of one run: `context` bound to the log lines (and `run_id`, when the body
+    binds it), `report` ended by `failure` if the body raises, then `finish` under shield."""
+    structlog.contextvars.bind_contextvars(**context)
+    try:
+        yield
+    except BaseException as exc:
+        report.status, report.error = failure(exc)
+        raise
+    finally:
+        try:
+            await asyncio.shield(finish())
+        finally:
+            structlog.contextvars.unbind_contextvars(*context, "run_id")
 
 
 @contextmanager

@@ -24,12 +24,11 @@ from collections.abc import AsyncIterator
 from collections.abc import Mapping as AbcMapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import structlog
 
-from bridge.errors import BridgeError, RejectedError
+from bridge.errors import RejectedError
 from bridge.http.guard import guarding
 from bridge.logs import get_logger
 from bridge.mapping.model import Mapping
@@ -38,13 +37,14 @@ from bridge.outreach.models import Page
 from bridge.pipeline import park
 from bridge.pipeline.incremental import Checkpoint, StartPoint, WatermarkTracker, start_point
 from bridge.pipeline.load import PageLoader
-from bridge.pipeline.page import PageOutcome, commit_page, load_page
+from bridge.pipeline.page import PageOutcome, change_to_write, commit_page, load_page
 from bridge.pipeline.park import Filler
 from bridge.pipeline.report import ProgressSink, RunReport
 from bridge.pipeline.resolve import Resolver, relationship_query
+from bridge.pipeline.run import run_lifecycle
+from bridge.pipeline.services import Services
 from bridge.store import checkpoints, links, runs
 from bridge.store.leases import Fence
-from bridge.zendesk.client import ZendeskClient
 
 log = get_logger(__name__)
 
@@ -63,13 +63,6 @@ class SyncOptions:
     job_concurrency: int = 12
     queue_pages: int = 2
     pages_in_flight: int = 2
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    outreach: OutreachClient
-    zendesk: ZendeskClient
-    pool: asyncpg.Pool
 
 
 async def sync_mapping(
@@ -91,9 +84,14 @@ async def sync_mapping(
     this run writes under.
     """
     report = RunReport(mapping.name)
-    structlog.contextvars.bind_contextvars(mapping=mapping.name)
     resolver = Resolver(services.zendesk)
-    try:
+
+    async def finish() -> None:
+        await _finish(services, options, report)
+        if progress is not None:
+            progress.run_finished(report)
+
+    async with run_lifecycle(report, finish, mapping=mapping.name):
         async with services.pool.acquire() as conn:
             began = await links.database_now(conn)
         start = await _begin(mapping, services, options, report)
@@ -107,15 +105,6 @@ async def sync_mapping(
         report.status = "interrupted" if cut else "partial" if report.failed else "succeeded"
         if cut:
             log.info("run_stopped", pages=report.pages)
-    except BaseException as exc:
-        report.status = "interrupted" if isinstance(exc, asyncio.CancelledError) else "failed"
-        report.error = str(exc) if isinstance(exc, BridgeError) else type(exc).__name__
-        raise
-    finally:
-        await asyncio.shield(_finish(services, options, report))
-        if progress is not None:
-            progress.run_finished(report)
-        structlog.contextvars.unbind_contextvars("mapping", "run_id")
     return report
 
 
@@ -256,6 +245,7 @@ async def _settle(
             fence.check()
         await commit_page(services.pool, mapping.name, report.run_id, outcome, watermark,
                           holder=None if fence is None else fence.holder)  # fmt: skip
+        report.change_to_write = change_to_write(outcome, datetime.now(UTC))
     report.pages += 1
     report.fetched += len(outcome.page.records)
     report.written += outcome.changed if options.dry_run else len(outcome.written)

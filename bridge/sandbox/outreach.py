@@ -35,6 +35,7 @@ from aiohttp import web
 
 from bridge.sandbox import outreach_http
 from bridge.sandbox.outreach_query import Rec, TypeDef, coerce, to_micros
+from bridge.sandbox.outreach_webhooks import Webhooks
 
 JSONAPI = "application/vnd.api+json"
 STANDARD_TYPES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
@@ -85,6 +86,7 @@ class OutreachSandbox:
         self._clients: dict[str, OAuthClient] = {}
         self._window = (0, 0)  # (hour window start in seconds, requests counted in it)
         self._mid_listing: dict[str, list[Callable[[], None]]] = {}
+        self.webhooks = Webhooks(self)
         for name, (attributes, relationships) in STANDARD_TYPES.items():
             self.add_type(name, custom_object=False, display_field=None, attributes=attributes, relationships=relationships)
 
@@ -150,6 +152,7 @@ class OutreachSandbox:
             order.append((when, rid))
         else:
             bisect.insort(order, (when, rid))
+        self._emit(t, rec, "created")
         return rid
 
     def update(self, type_name: str, record_id: int, **attributes: Any) -> None:
@@ -160,6 +163,7 @@ class OutreachSandbox:
             rec.values[t.index[key]] = coerce(t, key, value)
         self._fill_name(t, rec)
         self._touch(t, rec)
+        self._emit(t, rec, "updated")
 
     def edit_mid_listing(self, type_name: str, edit: Callable[[], None]) -> None:
         """Run `edit` once, just before serving the next continuation page (`page[after]`)
@@ -186,18 +190,21 @@ class OutreachSandbox:
         rec = self._rec(t, record_id)
         rec.rels[t.rel_index[name]] = target_id
         self._touch(t, rec)
+        self._emit(t, rec, "updated")
 
     def touch(self, type_name: str, ids: list[int]) -> None:
         """Bump updatedAt of these records without changing anything else."""
         t = self.typedef(type_name)
         for rid in ids:
-            self._touch(t, self._rec(t, rid))
+            self._touch(t, rec := self._rec(t, rid))
+            self._emit(t, rec, "updated")
 
     def delete(self, type_name: str, record_id: int) -> None:
         t = self.typedef(type_name)
         rec = self._records[t.name].pop(record_id)
         order = self._order[t.name]
         del order[bisect.bisect_left(order, (rec.updated, rec.id))]
+        self._emit(t, rec, "destroyed")  # carries the last known attributes
 
     def get(self, type_name: str, record_id: int) -> dict[str, Any] | None:
         """The record as a JSON:API resource (without links), or None."""
@@ -225,6 +232,10 @@ class OutreachSandbox:
         if rec is None:
             raise KeyError(f"no {t.name} record with id {record_id}")
         return rec
+
+    def _emit(self, t: TypeDef, rec: Rec, action: str) -> None:
+        if not t.custom_object and self.webhooks.hooks:  # custom objects send no events
+            self.webhooks.emit(t.name, action, outreach_http.resource(t, rec, None, ""))
 
     def _touch(self, t: TypeDef, rec: Rec) -> None:
         order = self._order[t.name]

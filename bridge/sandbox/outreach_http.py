@@ -114,6 +114,7 @@ def build_app(sandbox: OutreachSandbox, outer: list[Any]) -> web.Application:
     r = app.router
     r.add_post("/oauth/token", api.oauth_token, name="oauth_token")
     r.add_get("/api/v2/schema", api.schema, name="schema")
+    sandbox.webhooks.add_routes(app)  # before /api/v2/{type}, which would take /api/v2/webhooks
     r.add_get("/api/v2/customObjects/{type}", api.list_custom, name="list_custom")
     r.add_post("/api/v2/customObjects/{type}", api.create_custom, name="create_custom")
     r.add_get("/api/v2/customObjects/{type}/{id}", api.show_custom, name="show_custom")

@@ -110,6 +110,8 @@ class Sandbox:
         app.router.add_get(f"{CONTROL_PREFIX}/counters", self._get_counters)
         app.router.add_delete(f"{CONTROL_PREFIX}/counters", self._reset_counters)
         app.router.add_post(f"{CONTROL_PREFIX}/outreach/touch", self._touch)
+        app.router.add_post(f"{CONTROL_PREFIX}/outreach/update", self._update)
+        app.router.add_get(f"{CONTROL_PREFIX}/writes", self._get_writes)
         app.router.add_get(f"{CONTROL_PREFIX}/state", self._get_state)
 
     async def _post_fault(self, request: web.Request) -> web.Response:
@@ -154,6 +156,26 @@ class Sandbox:
         except (KeyError, ValueError, TypeError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response({"ok": True})
+
+
+    async def _update(self, request: web.Request) -> web.Response:
+        """Changes one Outreach record (webhooks fire as for any change); answers the sandbox's
+        monotonic time of the change, the clock `/writes` uses, so latencies can be measured."""
+        body = await request.json()
+        try:
+            self.outreach.update(str(body["type"]), int(body["id"]), **dict(body["attributes"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"at": self.counters.clock()})
+
+    async def _get_writes(self, request: web.Request) -> web.Response:
+        """Zendesk writes from `?after=SEQ` on (monotonic `at`, external id, fields sent)."""
+        after = int(request.query.get("after", "-1"))
+        writes = [
+            {"seq": w.seq, "at": w.at, "object": w.object_key, "external_id": w.external_id, "fields": w.fields}
+            for w in self.counters.writes[after + 1 :]
+        ]
+        return web.json_response({"writes": writes})
 
 
 def _route_name(request: web.Request) -> str:

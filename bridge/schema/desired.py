@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from bridge import targets
 from bridge.mapping.model import Mapping
 
 
@@ -85,20 +86,20 @@ def wanted_object(mapping: Mapping, mappings: dict[str, Mapping]) -> WantedObjec
         if target is None:
             continue
         fields.append(WantedField(mapping.name, f"relationships.{key}", key, "lookup", target=target))
-        if target.startswith(CUSTOM_OBJECT_TARGET):
-            depends.append(target.removeprefix(CUSTOM_OBJECT_TARGET))
+        if (object_key := targets.custom_object_key(target)) is not None:
+            depends.append(object_key)
     return WantedObject(mapping.name, mapping.target.object, mapping.source.type, tuple(fields), tuple(depends))
 
 
-CUSTOM_OBJECT_TARGET = "zen:custom_object:"
-
-
 def lookup_target(target: str, mappings: dict[str, Mapping]) -> str | None:
-    """`mapping:<name>` → `zen:custom_object:<its object>`; zen targets as they are."""
-    if target.startswith("mapping:"):
-        other = mappings.get(target.removeprefix("mapping:"))
-        return f"{CUSTOM_OBJECT_TARGET}{other.target.object}" if other else None
-    return target if target in ("zen:user", "zen:organization") else None
+    """`mapping:<name>` → `zen:custom_object:<its object>`; zen targets as they are; None
+    for a mapping not among `mappings` or text that names no target."""
+    try:
+        lookup = targets.parse(target)
+    except ValueError:
+        return None
+    other = mappings.get(lookup.mapping) if lookup.mapping is not None else None
+    return targets.schema_type(lookup, other.target.object if other else None)
 
 
 def _value_field(mapping: str, key: str, spec: Any) -> WantedField:

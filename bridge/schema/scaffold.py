@@ -8,9 +8,10 @@ and that `backfill` can run; the comments say what to review. Choices made for t
   `createdAt`, `updatedAt`) are left out;
 - field keys are snake_case of the attribute names (Zendesk keys are letters, digits, `_`);
 - relationships → lookups: prospects and users as `zen:user` matched by email, accounts as
-  `zen:organization` matched by name, custom objects as `mapping:<the mapping reading
-  them>`. A lookup with no such mapping yet, or to a type Zendesk has no counterpart for, is
-  written commented out with the reason, so the file still loads;
+  `zen:organization` matched by name (`targets.people_target`), custom objects as
+  `mapping:<the mapping reading them>`. A lookup with no such mapping yet, or to a type
+  Zendesk has no counterpart for, is written commented out with the reason, so the file
+  still loads;
 - the record name is the first of `name`, `*_name`/`*Name`, `title` attributes, else the id.
 """
 
@@ -22,14 +23,13 @@ from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge import targets
 from bridge.errors import MappingError
 from bridge.mapping.load import load_mapping
 from bridge.mapping.model import MAX_LOOKUP_FIELDS, check_key
 from bridge.outreach.schema import METADATA, STANDARD_TYPES, Attribute, Relationship, SourceType, canonical
 
-USERS = frozenset({"prospect", "user"})
-ORGANIZATIONS = frozenset({"account"})
-NO_COUNTERPART = STANDARD_TYPES - USERS - ORGANIZATIONS
+NO_COUNTERPART = frozenset(t for t in STANDARD_TYPES if targets.people_target(t) is None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,14 +131,13 @@ def _lookup(source: SourceType, rel: Relationship, options: ScaffoldOptions) -> 
     target = canonical(rel.target) if rel.target else None
     if target is None:
         return None, "the schema does not say what it points at"
-    if target in USERS:
-        return f"from: {rel.name}, target: zen:user, match: email", ""
-    if target in ORGANIZATIONS:
-        return f"from: {rel.name}, target: zen:organization, match: name", ""
+    people = targets.people_target(target)
+    if people is not None:
+        return f"from: {rel.name}, target: {people[0]}, match: {people[1]}", ""
     readers = dict(options.readers or {})
     readers.setdefault(canonical(source.name), options.mapping_name)
     reader = readers.get(target)
-    body = f"from: {rel.name}, target: mapping:{reader or target}"
+    body = f"from: {rel.name}, target: {targets.of_mapping(reader or target)}"
     if reader is not None:
         return body, ""
     if target in NO_COUNTERPART:

@@ -128,6 +128,10 @@ WHERE m.mapping = $1 AND m.gone_at IS NOT NULL AND m.source_id = live.source_id
 """
 GONE_COUNT_SQL = "SELECT count(*) FROM id_map WHERE mapping = $1 AND gone_at IS NOT NULL"
 NOW_SQL = "SELECT now()"
+ROWS_FOR_SQL = """
+SELECT source_id, external_id, gone_at IS NOT NULL AS gone FROM id_map
+WHERE mapping = $1 AND source_id = ANY($2::text[]) ORDER BY source_id
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +152,12 @@ async def missing(
 ) -> list[MissingRow]:
     """Rows of `mapping` synced before `listed_from` whose source id is not live."""
     rows = await conn.fetch(MISSING_SQL, mapping, list(live_ids), listed_from)
+    return [MissingRow(row["source_id"], row["external_id"], row["gone"]) for row in rows]
+
+
+async def rows_for(conn: Connection, mapping: str, source_ids: Sequence[str]) -> list[MissingRow]:
+    """The id-map rows of `source_ids` that exist, shaped like `missing` returns them."""
+    rows = await conn.fetch(ROWS_FOR_SQL, mapping, list(source_ids))
     return [MissingRow(row["source_id"], row["external_id"], row["gone"]) for row in rows]
 
 

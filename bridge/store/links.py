@@ -12,7 +12,8 @@ fillable and deletes the rows it filled. Invariants:
 - deleting filled rows is conditional on the target they were filled with, so a row re-parked
   meanwhile with another target survives.
 The fill queries join `id_map` read-only: the referrer's Zendesk id is what a bulk `update`
-needs, and the target's id map row is how a `mapping:` target becomes known.
+needs, and the target's id map row is how a mapping target becomes known. A row's `target`
+is `targets.LookupTarget.stored()`: a mapping's name, or a Zendesk kind (`zen:…`) as written.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from datetime import datetime
 
 import asyncpg
 
+from bridge import targets
 from bridge.store.pool import Connection
 
 PARK_MANY_SQL = """
@@ -54,7 +56,7 @@ WHERE p.mapping = $1 AND p.source_id = t.source_id AND p.field = t.field
 """
 # Mapping targets that now have a Zendesk id (other than one already refused), for
 # referrers that have one too: everything a bulk `update` needs, in one query.
-READY_ON_MAPPINGS_SQL = """
+READY_ON_MAPPINGS_SQL = f"""
 SELECT p.mapping, p.source_id, p.field, p.target, p.target_source_id,
        r.zendesk_id AS referrer_id, t.zendesk_id AS value
 FROM parked_links p
@@ -62,19 +64,19 @@ JOIN id_map r ON r.mapping = p.mapping AND r.source_id = p.source_id
              AND r.zendesk_id IS NOT NULL AND r.gone_at IS NULL
 JOIN id_map t ON t.mapping = p.target AND t.source_id = p.target_source_id
              AND t.zendesk_id IS NOT NULL AND t.gone_at IS NULL
-WHERE p.target NOT LIKE 'zen:%'
+WHERE p.target NOT LIKE '{targets.ZENDESK_PREFIX}%'
   AND ($1::text IS NULL OR p.target = $1)
   AND t.zendesk_id IS DISTINCT FROM p.failed_zendesk_id
 ORDER BY p.mapping, p.source_id, p.field
 LIMIT $2
 """
-WAITING_ON_ZENDESK_SQL = """
+WAITING_ON_ZENDESK_SQL = f"""
 SELECT p.mapping, p.source_id, p.field, p.target, p.target_source_id, p.match,
        p.match_value, p.failed_zendesk_id, p.target_type, r.zendesk_id AS referrer_id
 FROM parked_links p
 JOIN id_map r ON r.mapping = p.mapping AND r.source_id = p.source_id
              AND r.zendesk_id IS NOT NULL AND r.gone_at IS NULL
-WHERE p.mapping = $1 AND p.target LIKE 'zen:%' AND p.match_value IS NOT NULL
+WHERE p.mapping = $1 AND p.target LIKE '{targets.ZENDESK_PREFIX}%' AND p.match_value IS NOT NULL
   AND p.parked_at < $2
 ORDER BY p.source_id, p.field
 """
@@ -109,7 +111,7 @@ FROM parked_links WHERE mapping = $1 ORDER BY source_id, field
 
 @dataclass(frozen=True, slots=True)
 class ParkedLink:
-    """One lookup waiting for its target. `target` is a mapping name or `zen:user`/`zen:organization`."""
+    """One lookup waiting for its target; `target` in its stored form (`targets.from_stored`)."""
 
     source_id: str
     field: str
@@ -167,7 +169,7 @@ async def unpark(conn: Connection, mapping: str, keys: Sequence[tuple[str, str]]
 async def ready_on_mappings(
     conn: Connection, target: str | None = None, limit: int = 5000
 ) -> list[Fillable]:
-    """Links to `mapping:` targets (all, or those of mapping `target`) that can be filled now."""
+    """Links to mapping targets (all, or those of mapping `target`) that can be filled now."""
     rows = await conn.fetch(READY_ON_MAPPINGS_SQL, target, limit)
     return [
         Fillable(r["mapping"], r["source_id"], r["field"], r["target"], r["target_source_id"],

@@ -21,7 +21,6 @@ mapping in one place, as httpx maps transport errors in one place.
 from __future__ import annotations
 
 import json
-import os
 import ssl
 import traceback
 from collections.abc import Iterator
@@ -72,8 +71,8 @@ def normalise_dsn(dsn: str) -> str:
         dsn = "postgresql://" + dsn[len("postgres://") :]
     if not dsn.startswith("postgresql://"):
         raise ConfigError(
-            f"database URL {redacted(dsn)!r} is not a Postgres DSN; set DATABASE_URL to "
-            "postgresql://user:password@host:5432/dbname"
+            "the database URL is not a Postgres DSN (it must start with postgresql://); set "
+            "DATABASE_URL to postgresql://user:password@host:5432/dbname"
         )
     return dsn
 
@@ -91,10 +90,11 @@ def _is_local(dsn: str) -> bool:
     return host in _LOCAL_HOSTS or host.startswith("/") or host.startswith("127.")
 
 
-def ssl_for(dsn: str) -> ssl.SSLContext | bool | None:
-    """What to pass as asyncpg's `ssl=`: None lets asyncpg honour an explicit sslmode."""
+def ssl_for(dsn: str, pgsslmode: str | None = None) -> ssl.SSLContext | bool | None:
+    """What to pass as asyncpg's `ssl=`: None lets asyncpg honour an explicit sslmode (in the
+    DSN, or PGSSLMODE, which asyncpg reads itself and wiring passes here as `pgsslmode`)."""
     query = dict(parse_qsl(urlsplit(dsn).query))
-    if "sslmode" in query or os.environ.get("PGSSLMODE"):
+    if "sslmode" in query or pgsslmode:
         return None
     if _is_local(dsn):
         return False
@@ -108,7 +108,9 @@ async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
         )
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool[Any]:
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, pgsslmode: str | None = None
+) -> asyncpg.Pool[Any]:
     """Opens a pool and proves the database answers; raises StoreError if it does not."""
     dsn = normalise_dsn(dsn)
     try:
@@ -116,7 +118,7 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
             dsn,
             min_size=min_size,
             max_size=max_size,
-            ssl=ssl_for(dsn),
+            ssl=ssl_for(dsn, pgsslmode),
             init=_init_connection,
             timeout=CONNECT_TIMEOUT_S,
         )

@@ -27,7 +27,8 @@ RETURNING id
 """
 ADD_COUNTS_SQL = """
 UPDATE runs SET fetched = fetched + $2, written = written + $3, skipped = skipped + $4,
-                failed = failed + $5, parked = parked + $6
+                failed = failed + $5, parked = parked + $6,
+                change_to_write_seconds = coalesce($7, change_to_write_seconds)
 WHERE id = $1
 """
 FINISH_SQL = "UPDATE runs SET status = $2, error = $3, finished_at = now() WHERE id = $1"
@@ -99,8 +100,11 @@ async def start(
     return int(run_id)
 
 
-async def add_counts(conn: Connection, run_id: int, counts: RunCounts) -> None:
-    """Adds `counts` to the run's totals (call once per settled page)."""
+async def add_counts(
+    conn: Connection, run_id: int, counts: RunCounts, *, change_to_write: float | None = None
+) -> None:
+    """Adds `counts` to the run's totals (call once per settled page); `change_to_write`, the
+    seconds the page's freshest written change took, replaces the run's when given."""
     await conn.execute(
         ADD_COUNTS_SQL,
         run_id,
@@ -109,6 +113,7 @@ async def add_counts(conn: Connection, run_id: int, counts: RunCounts) -> None:
         counts.skipped,
         counts.failed,
         counts.parked,
+        change_to_write,
     )
 
 
@@ -139,7 +144,7 @@ async def mark_interrupted(conn: Connection, mapping: str) -> int:
     return int(status.split()[-1])
 
 
-# Issue 5 (worker metrics): lag is measured from the end of the last successful sync run.
+# Lag is measured from the end of the last successful sync run.
 LAST_SUCCEEDED_SQL = """
 SELECT mapping, max(finished_at) AS finished_at FROM runs
 WHERE status IN ('succeeded', 'partial') AND kind IN ('backfill', 'worker')
@@ -233,3 +238,17 @@ FROM runs WHERE mapping = $1
 async def reconcile_due(conn: Connection, mapping: str, every_seconds: float) -> bool:
     """Whether `mapping` is due for a reconcile by the worker."""
     return bool(await conn.fetchval(RECONCILE_DUE_SQL, mapping, every_seconds))
+
+
+FRESHNESS_SQL = """
+SELECT DISTINCT ON (mapping) mapping, kind, change_to_write_seconds AS seconds
+FROM runs WHERE change_to_write_seconds IS NOT NULL
+ORDER BY mapping, id DESC
+"""
+
+
+async def latest_change_to_write(conn: Connection) -> dict[str, tuple[str, float]]:
+    """Per mapping, the kind of the latest run that wrote something and its change-to-write
+    seconds (`webhook` for a webhook's targeted sync)."""
+    rows = await conn.fetch(FRESHNESS_SQL)
+    return {row["mapping"]: (row["kind"], float(row["seconds"])) for row in rows}

@@ -69,7 +69,8 @@ def test_kustomization_lists_existing_files_and_every_always_applied_manifest() 
     k = kustomization()
     listed = set(k["resources"])
     assert all((K8S / name).is_file() for name in listed)
-    assert {f.name for f in K8S.glob("*.yaml")} - {"kustomization.yaml"} - listed == {"backfill-job.yaml"}
+    examples = {"backfill-job.yaml", "webhooks-ingress.yaml"}
+    assert {f.name for f in K8S.glob("*.yaml")} - {"kustomization.yaml"} - listed == examples
     assert [i["name"] for i in k["images"]] == ["bridge"]
 
 
@@ -141,16 +142,36 @@ def test_heroku_procfile_and_app_json() -> None:
     procfile = dict(
         line.split(":", 1) for line in (REPO / "Procfile").read_text().splitlines() if line.strip()
     )
-    assert {k: v.strip() for k, v in procfile.items()} == {"worker": "bridge worker", "release": "bridge migrate"}
+    assert {k: v.strip() for k, v in procfile.items()} == {
+        "web": "bridge web", "worker": "bridge worker", "release": "bridge migrate",
+    }  # fmt: skip
     app = json.loads((DEPLOY / "heroku" / "app.json").read_text())
     assert [a["plan"].split(":")[0] for a in app["addons"]] == ["heroku-postgresql"]
-    assert set(app["formation"]) == {"worker"}
+    assert set(app["formation"]) == {"web", "worker"}  # only web dynos receive HTTP on Heroku
+    assert env_has_webhooks(app["env"])
     env = app["env"]
     for key in ("OUTREACH_CLIENT_ID", "OUTREACH_CLIENT_SECRET", "OUTREACH_REFRESH_TOKEN", "ZENDESK_URL",
                 "ZENDESK_CLIENT_ID", "ZENDESK_CLIENT_SECRET", "BRIDGE_SECRET_KEY"):
         assert key in env, key
     assert env["BRIDGE_SECRET_KEY"].get("generator") == "secret"
     assert "DATABASE_URL" not in env  # the Postgres add-on sets it
+
+
+def env_has_webhooks(env: dict[str, Any]) -> bool:
+    return env["OUTREACH_WEBHOOK_SECRET"].get("generator") == "secret" and "BRIDGE_PUBLIC_URL" in env
+
+
+def test_the_ingress_exposes_only_the_webhook_path_of_the_workers_service() -> None:
+    ingress = documents(K8S / "webhooks-ingress.yaml")[0]
+    kubernetes_validate.validate(ingress, K8S_VERSION, strict=True)
+    service = by_kind("Service", "bridge")
+    dep = by_kind("Deployment", "bridge")
+    assert service["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    [rule] = ingress["spec"]["rules"]
+    [path] = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/webhooks/outreach", "Exact")
+    assert path["backend"]["service"]["name"] == service["metadata"]["name"]
+    assert ingress["spec"]["tls"]  # Outreach posts to https only
 
 
 def test_kustomize_build_renders_valid_resources() -> None:
@@ -163,7 +184,7 @@ def test_kustomize_build_renders_valid_resources() -> None:
     rendered = [d for d in yaml.safe_load_all(built.stdout) if d]
     assert sorted((d["kind"], d["metadata"]["name"]) for d in rendered) == [
         ("ConfigMap", "bridge-config"), ("ConfigMap", "bridge-mappings"), ("Deployment", "bridge"),
-        ("Job", "bridge-migrate"), ("PodDisruptionBudget", "bridge"),
+        ("Job", "bridge-migrate"), ("PodDisruptionBudget", "bridge"), ("Service", "bridge"),
     ]  # fmt: skip
     for resource in rendered:
         kubernetes_validate.validate(resource, K8S_VERSION, strict=True)

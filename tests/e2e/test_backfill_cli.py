@@ -55,22 +55,30 @@ async def ready(world: SandboxWorld) -> SandboxWorld:
     return world
 
 
-def kill_points(world: SandboxWorld) -> list[tuple[str, Callable[[], Awaitable[bool]]]]:
+async def kill_points(world: SandboxWorld) -> list[tuple[str, Callable[[], Awaitable[bool]]]]:
+    """Each point is reached by the process started after this call, counted from what earlier
+    processes left (a late kill of one process must not make the next one's point true at once)."""
     dsn = world.settings.database_url.get_secret_value()  # type: ignore[union-attr]
     counters = world.sandbox.counters
+    listed, posted = counters.count("outreach"), counters.count("zendesk", method="POST")
+
+    async def settled() -> int:
+        return int(await fetchval(dsn, "SELECT count(*) FROM id_map WHERE mapping = 'vehicles'"))  # type: ignore[call-overload]
+
+    at_start = await settled()
 
     async def outreach_listed() -> bool:
-        return counters.count("outreach") >= 1
+        return counters.count("outreach") > listed
 
     async def first_job_sent() -> bool:
-        return counters.count("zendesk", method="POST") >= 1
+        return counters.count("zendesk", method="POST") > posted
 
     async def vehicle_page_settled() -> bool:
-        return bool(await fetchval(dsn, "SELECT count(*) FROM id_map WHERE mapping = 'vehicles'"))
+        return await settled() > at_start
 
     async def most_pages_settled() -> bool:
-        n = await fetchval(dsn, "SELECT count(*) FROM id_map WHERE mapping = 'vehicles'")
-        return int(n or 0) >= 150  # type: ignore[call-overload]
+        now = await settled()
+        return now > at_start and now >= 150
 
     return [
         ("before any write", outreach_listed),
@@ -84,7 +92,8 @@ async def test_sigkill_at_any_point_then_rerun_ends_exact(ready: SandboxWorld) -
     ready.sandbox.faults.set_latency("zendesk", 0.02)
     ready.sandbox.faults.set_latency("outreach", 0.02)
     killed_at = []
-    for name, condition in kill_points(ready):
+    for point in range(4):
+        name, condition = (await kill_points(ready))[point]
         proc = await start_bridge(ready, "backfill")
         await wait_for(condition, name)
         proc.send_signal(signal.SIGKILL)

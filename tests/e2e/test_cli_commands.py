@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import asyncpg
 
@@ -32,6 +33,22 @@ async def test_validate_prints_the_sync_order(world: SandboxWorld) -> None:
     code, out, _ = await run_bridge(world, "validate")
     assert code == 0
     assert "vehicle_brands → vehicles" in out
+    # every 5 and every 15 minutes: 12 + 4 requests an hour when nothing changes
+    assert "Outreach at steady state: about 16 request(s)/hour" in out and "0.2% of 10,000/hour" in out
+
+
+async def test_validate_warns_when_the_schedules_alone_need_over_half_the_outreach_budget(
+    world: SandboxWorld, tmp_path: Path
+) -> None:
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.yaml").write_text(
+            f"source: {{type: prospects, custom_object: false}}\ntarget: {{object: {name}, name: x}}\n"
+            "fields: {x: firstName}\nschedule: {every: 1s}\n"
+        )
+    code, out, err = await run_bridge(world, "validate", env={"BRIDGE_MAPPINGS": str(tmp_path)})
+    assert code == 0
+    assert "about 7,200 request(s)/hour" in out
+    assert "warning: the schedules alone need 72% of Outreach's 10,000 requests/hour" in err
 
 
 async def test_status_reports_each_mapping_after_a_backfill(ready: SandboxWorld) -> None:  # noqa: F811

@@ -87,12 +87,12 @@ class WorkerProc:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def start(cls, world: SandboxWorld, mappings: Path, **env: str) -> WorkerProc:
+    async def start(cls, world: SandboxWorld, mappings: Path, command: str = "worker", **env: str) -> WorkerProc:
         port = free_port()
         full_env = {**os.environ, **world.env(), **FAST_WORKER_ENV, "BRIDGE_MAPPINGS": str(mappings),
                     "PORT": str(port), **env}  # fmt: skip
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bridge", "worker", cwd=REPO, env=full_env,
+            sys.executable, "-m", "bridge", command, cwd=REPO, env=full_env,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         worker = cls(proc, port)

@@ -71,7 +71,7 @@ def test_good_folder(tmp_path: Path) -> None:
 
 def test_missing_folder(tmp_path: Path) -> None:
     problem = only(tmp_path / "nope")
-    assert "no mapping files" in problem.message
+    assert "does not exist" in problem.message and "BRIDGE_MAPPINGS" in problem.message
     assert problem.file == str(tmp_path / "nope")
 
 

@@ -11,9 +11,10 @@ from bridge.errors import RejectedError
 from bridge.mapping.load import load_mappings
 from bridge.pipeline.load import JobRetry, PageLoader
 from bridge.pipeline.page import load_page
-from bridge.pipeline.redrive import fetch_records, retry_dead_letters
+from bridge.pipeline.redrive import retry_dead_letters
 from bridge.pipeline.resolve import Resolver, Target
 from bridge.pipeline.sync import SyncOptions, sync_mapping
+from bridge.pipeline.targeted import fetch_records
 from bridge.sandbox.server import Sandbox
 from tests.fixtures_sandbox import SandboxWorld, settings_for
 from tests.pipeline.test_reconcile import fetch, services

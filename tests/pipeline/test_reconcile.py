@@ -14,7 +14,7 @@ from bridge import wiring
 from bridge.mapping.load import load_mappings
 from bridge.mapping.model import Mapping
 from bridge.pipeline.reconcile import ReconcileOptions, guard, json_api_type, reconcile_mapping
-from bridge.pipeline.sync import Services
+from bridge.pipeline.services import Services
 from bridge.sandbox.server import Sandbox
 from bridge.settings import Settings
 from bridge.store import idmap

@@ -8,9 +8,8 @@ import pytest
 
 from bridge.mapping.load import load_mappings
 from bridge.mapping.model import FieldSpec, Mapping
-from bridge.pipeline.redrive import RedriveOptions, chunks, retry_dead_letters
+from bridge.pipeline.redrive import RedriveOptions, retry_dead_letters
 from bridge.pipeline.sync import SyncOptions, sync_mapping
-from bridge.store.dead_letters import DeadLetterRow
 from tests.fixtures_sandbox import SandboxWorld
 from tests.pipeline.test_reconcile import fetch, services, zendesk_ids, zendesk_writes
 from tests.pipeline.test_relationships import (
@@ -148,14 +147,3 @@ async def test_the_worker_selection_stops_after_max_attempts_and_waits_for_backo
         due = RedriveOptions(max_attempts=2, backoff=timedelta(microseconds=1))
         assert (await retry_dead_letters(vehicles(world), s, due)).tried == world.seed.vehicles
     assert await fetch(world, "SELECT 1 FROM runs WHERE kind = 'dead_letter_retry'") != []
-
-
-def test_chunks_cap_ids_and_filter_length() -> None:
-    def letter(i: int) -> DeadLetterRow:
-        return DeadLetterRow("m", str(i), None, "e", None, 1, None, None, None)  # type: ignore[arg-type]
-
-    sizes = [len(c) for c in chunks([letter(i) for i in range(2500)])]
-    assert sizes == [1000, 1000, 500]
-    long_ids = [letter(10**11 + i) for i in range(1000)]  # 12 digits: 13 chars each
-    assert all(sum(len(x.source_id) + 1 for x in c) <= 6000 for c in chunks(long_ids))
-    assert sum(len(c) for c in chunks(long_ids)) == 1000

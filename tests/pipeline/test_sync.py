@@ -216,3 +216,15 @@ async def test_full_rewrites_every_record_under_a_changed_external_id(ready: San
     stored = {r["external_id"] for r in ready.sandbox.zendesk.records("vehicle")}
     assert {f"vehicle-{v}" for v in ids} <= stored
     assert (await backfill(renamed, full=True))["vehicles"].written == 0
+
+
+async def test_an_incremental_run_that_finds_nothing_new_costs_one_outreach_request_per_mapping(
+    ready: SandboxWorld,
+) -> None:
+    await backfill(ready)
+    ready.sandbox.counters.reset()
+    reports = await backfill(ready)
+    assert {name: r.written for name, r in reports.items()} == {"vehicle_brands": 0, "vehicles": 0}
+    assert ready.sandbox.counters.count("outreach") == len(reports)
+    jobs = ready.sandbox.counters.count("zendesk", route="create_job")
+    assert jobs == 0

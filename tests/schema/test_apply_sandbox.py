@@ -10,7 +10,7 @@ import pytest
 from bridge import schema, wiring
 from bridge.mapping.load import load_mappings
 from bridge.mapping.order import sync_order
-from bridge.pipeline.sync import Services
+from bridge.pipeline.services import Services
 from bridge.schema.desired import wanted_objects
 from bridge.schema.limits import LimitExceeded
 from bridge.schema.plan import make_plan, source_drift

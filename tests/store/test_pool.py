@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from bridge.errors import BridgeError, ConfigError, StoreError
+from bridge.settings import load_settings
 from bridge.store import pool
 from tests.e2e.worker_proc import wait_for
 from tests.fixtures_sandbox import REPO
@@ -42,25 +43,21 @@ def test_dsn_with_database_keeps_server_and_query() -> None:
         "postgresql://postgres:@/postgres?host=/tmp/pg",
     ],
 )
-def test_local_servers_get_no_tls(dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PGSSLMODE", raising=False)
+def test_local_servers_get_no_tls(dsn: str) -> None:
     assert pool.ssl_for(dsn) is False
 
 
-def test_remote_server_without_sslmode_gets_verified_tls(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PGSSLMODE", raising=False)
+def test_remote_server_without_sslmode_gets_verified_tls() -> None:
     context = pool.ssl_for("postgresql://u:p@ec2-1-2-3-4.compute.amazonaws.com:5432/d")
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
 
 
-def test_herokus_setting_turns_verification_off_through_asyncpg(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_herokus_setting_turns_verification_off_through_asyncpg() -> None:
     """Heroku Postgres certificates do not verify: PGSSLMODE=require (or ?sslmode=require)
     hands the choice to asyncpg, which then encrypts without verifying."""
     remote = "postgresql://u:p@ec2-1-2-3-4.compute.amazonaws.com:5432/d"
-    monkeypatch.setenv("PGSSLMODE", "require")
-    assert pool.ssl_for(remote) is None
-    monkeypatch.delenv("PGSSLMODE")
+    assert pool.ssl_for(remote, pgsslmode="require") is None
     assert pool.ssl_for(remote + "?sslmode=require") is None
 
 
@@ -68,14 +65,13 @@ def test_the_heroku_app_sets_the_tls_mode_its_postgres_needs(monkeypatch: pytest
     app = json.loads((REPO / "deploy" / "heroku" / "app.json").read_text())
     assert app["env"]["PGSSLMODE"]["value"] == "require"
     monkeypatch.setenv("PGSSLMODE", app["env"]["PGSSLMODE"]["value"])
-    assert pool.ssl_for("postgres://u:p@ec2-1-2-3-4.compute-1.amazonaws.com:5432/d") is None
+    pgsslmode = load_settings().pgsslmode  # the setting wiring hands to the pool
+    assert pool.ssl_for("postgres://u:p@ec2-1-2-3-4.compute-1.amazonaws.com:5432/d", pgsslmode) is None
 
 
-def test_explicit_sslmode_is_left_to_asyncpg(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PGSSLMODE", raising=False)
+def test_explicit_sslmode_is_left_to_asyncpg() -> None:
     assert pool.ssl_for("postgresql://u@db.example.com/d?sslmode=verify-full") is None
-    monkeypatch.setenv("PGSSLMODE", "disable")
-    assert pool.ssl_for("postgresql://u@db.example.com/d") is None
+    assert pool.ssl_for("postgresql://u@db.example.com/d", pgsslmode="disable") is None
 
 
 async def test_unreachable_server_is_a_store_error_without_the_password() -> None:

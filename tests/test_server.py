@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from bridge import health
-from bridge.health import HealthServer, Readiness
+from bridge import server as health
+from bridge.server import Readiness, WorkerServer
 
 
 async def _metrics() -> bytes:
@@ -19,28 +19,28 @@ async def _metrics() -> bytes:
 
 
 @pytest.fixture
-async def serve() -> AsyncIterator[list[HealthServer]]:
-    started: list[HealthServer] = []
+async def serve() -> AsyncIterator[list[WorkerServer]]:
+    started: list[WorkerServer] = []
     yield started
     for server in started:
         await server.stop()
 
 
-async def get(server: HealthServer, path: str) -> tuple[int, dict[str, str]]:
+async def get(server: WorkerServer, path: str) -> tuple[int, dict[str, str]]:
     async with aiohttp.ClientSession() as session:
         async with session.get(f"http://127.0.0.1:{server.port}{path}") as response:
             return response.status, await response.json()
 
 
-async def start(serve: list[HealthServer], check: health.ReadinessCheck) -> HealthServer:
-    server = HealthServer(0, check, _metrics, host="127.0.0.1")
+async def start(serve: list[WorkerServer], check: health.ReadinessCheck) -> WorkerServer:
+    server = WorkerServer(0, check, _metrics, host="127.0.0.1")
     await server.start()
     serve.append(server)
     return server
 
 
 async def test_a_check_that_hangs_is_a_503_in_time(
-    serve: list[HealthServer], monkeypatch: pytest.MonkeyPatch
+    serve: list[WorkerServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(health, "CHECK_TIMEOUT_S", 0.2)
 
@@ -57,7 +57,7 @@ async def test_a_check_that_hangs_is_a_503_in_time(
 
 
 async def test_a_failing_check_is_a_503_with_a_short_reason_and_a_logged_detail(
-    serve: list[HealthServer],
+    serve: list[WorkerServer],
 ) -> None:
     ready = True
 

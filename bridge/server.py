@@ -1,4 +1,4 @@
-"""The worker's HTTP endpoints on `$PORT`: /healthz, /readyz and /metrics.
+"""The worker's HTTP endpoints on `$PORT`: /healthz, /readyz, /metrics and the webhook intake.
 
 - `/healthz` answers 200 while the event loop runs: the process is alive (liveness).
 - `/readyz` answers 200 only when the database answers and every migration is applied, and
@@ -7,7 +7,10 @@
   or SQL. The detail goes to the log (`readiness_changed`), once per change.
 - `/metrics` is the Prometheus text of `bridge.metrics`; database-backed gauges are refreshed
   first, within a short timeout, and left as they were if the database is down.
-Checks are handed in as callables, so this module knows nothing of Postgres or the worker.
+- `POST /webhooks/outreach` exists only when a webhook handler is given (the secret is set);
+  without one it is a 404 like any unknown path (`bridge.webhooks.intake`).
+No answer names the server software. Checks are handed in as callables, so this module knows
+nothing of Postgres or the worker.
 """
 
 from __future__ import annotations
@@ -34,20 +37,25 @@ class Readiness:
 
 ReadinessCheck = Callable[[], Awaitable[Readiness]]
 MetricsSource = Callable[[], Awaitable[bytes]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class HealthServer:
-    """An aiohttp server for the three endpoints; `port` 0 picks a free one."""
+class WorkerServer:
+    """An aiohttp server for the endpoints; `port` 0 picks a free one."""
 
     def __init__(
-        self, port: int, readiness: ReadinessCheck, metrics: MetricsSource, host: str = "0.0.0.0"
-    ) -> None:
+        self, port: int, readiness: ReadinessCheck, metrics: MetricsSource, host: str = "0.0.0.0",
+        *, webhooks: tuple[str, Handler] | None = None,
+    ) -> None:  # fmt: skip
         self._readiness, self._metrics = readiness, metrics
         self.host, self.port = host, port
         app = web.Application()
+        app.on_response_prepare.append(_no_banner)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics_text)
+        if webhooks is not None:
+            app.router.add_post(*webhooks)
         self._runner = web.AppRunner(app, access_log=None)
         self._stopped = asyncio.Event()
         self._last: Readiness | None = None
@@ -93,3 +101,7 @@ class HealthServer:
     async def _metrics_text(self, request: web.Request) -> web.Response:
         body = await self._metrics()
         return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+async def _no_banner(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = "bridge"  # not aiohttp's "Python/x aiohttp/y"

@@ -1,0 +1,21 @@
+"""What every pipeline step works with: both API clients and the database pool.
+
+Built once per process by `wiring.open_services`; sync, targeted syncs, reconcile, dead-letter
+retry and the fill take it, so none of them imports another to get it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from bridge.outreach.client import OutreachClient
+from bridge.zendesk.client import ZendeskClient
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    outreach: OutreachClient
+    zendesk: ZendeskClient
+    pool: asyncpg.Pool

@@ -1,0 +1,1 @@
+"""Outreach webhooks: the intake that stores deliveries and the consumer that drains them."""
