@@ -11,6 +11,8 @@ transaction first proves the lease is still this holder's (`store.leases.assert_
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -55,7 +57,7 @@ async def load_page(
     resolver: Resolver | None = None,
 ) -> PageOutcome:
     """Translates, resolves lookups and writes one page; with no loader (dry run) it only counts."""
-    ready, untranslatable = translate_page(mapping, page)
+    ready, untranslatable = await translate_page_yielding(mapping, page)
     async with pool.acquire() as conn:
         known = await idmap.hashes(conn, mapping.name, [t.source_id for t in ready])
     changed = [t for t in ready if known.get(t.source_id) != t.payload_hash]
@@ -156,10 +158,35 @@ def translate_page(mapping: Mapping, page: Page) -> tuple[list[Translated], list
     """
     ready: list[Translated] = []
     dead: list[DeadLetter] = []
+    for _ in _translating(mapping, page, ready, dead):
+        pass
+    return ready, dead
+
+
+# Records translated between two turns of the event loop while a page is translated.
+TRANSLATE_CHUNK = 100
+
+
+async def translate_page_yielding(mapping: Mapping, page: Page) -> tuple[list[Translated], list[DeadLetter]]:
+    """`translate_page`, letting the event loop run every TRANSLATE_CHUNK records: a page of
+    1,000 takes milliseconds, and the next page's answer, read meanwhile, must not wait for
+    all of it before its own next page is asked for (cursor paging is a chain)."""
+    ready: list[Translated] = []
+    dead: list[DeadLetter] = []
+    for _ in _translating(mapping, page, ready, dead):
+        await asyncio.sleep(0)
+    return ready, dead
+
+
+def _translating(
+    mapping: Mapping, page: Page, ready: list[Translated], dead: list[DeadLetter]
+) -> Iterator[None]:
+    """Fills `ready` and `dead`, pausing (yielding) after each TRANSLATE_CHUNK records."""
     latest = {record.id: record for record in page.records}
-    for record in (r for r in page.records if latest[r.id] is r):
+    for done, record in enumerate((r for r in page.records if latest[r.id] is r), 1):
         try:
             ready.append(translate(mapping, record))
         except RecordError as exc:
             dead.append(DeadLetter(record.id, None, str(exc), {"attributes": record.attributes}))
-    return ready, dead
+        if done % TRANSLATE_CHUNK == 0:
+            yield
