@@ -15,6 +15,7 @@ import aiohttp
 import asyncpg
 
 from bridge import embedded_pg
+from bridge.directory import Directory
 from bridge.errors import ConfigError
 from bridge.http.ratelimit import RateLimiter
 from bridge.http.retry import RetryPolicy
@@ -29,6 +30,7 @@ from bridge.store.crypto import TokenCipher
 from bridge.store.tokens import PgTokenStore
 from bridge.zendesk import auth as zendesk_auth
 from bridge.zendesk.client import ZendeskClient, ZendeskConfig, zendesk_error_detail
+from bridge.zendesk.exports import ExportPacer, IncrementalExports
 
 
 @dataclass(slots=True)
@@ -83,12 +85,21 @@ async def open_services(
             OutreachConfig(api_url=settings.outreach_api_url, page_size=settings.bridge_page_size),
         )
         zendesk_url = settings.zendesk_base_url()
+        zendesk_auth_ = _zendesk_auth(settings, session, zendesk_url)
         zendesk = ZendeskClient(
-            _transport(session, settings, "zendesk", _zendesk_auth(settings, session, zendesk_url),
+            _transport(session, settings, "zendesk", zendesk_auth_,
                        limiters["zendesk"], zendesk_error_detail, hooks),  # fmt: skip
             ZendeskConfig(base_url=zendesk_url, max_jobs_in_flight=settings.bridge_job_concurrency),
         )
-        yield Services(outreach=outreach, zendesk=zendesk, pool=pool)
+        # The exports' own transport and limiter: their 429 pauses only the exports.
+        exports = IncrementalExports(
+            _transport(session, settings, "zendesk", zendesk_auth_, RateLimiter(),
+                       zendesk_error_detail, hooks),  # fmt: skip
+            zendesk_url,
+            pacer=ExportPacer(settings.bridge_directory_exports_per_minute),
+        )
+        yield Services(outreach=outreach, zendesk=zendesk, pool=pool,
+                       directory=Directory(pool, exports, zendesk))  # fmt: skip
 
 
 def _transport(

@@ -41,7 +41,7 @@ from bridge.pipeline.load import PageLoader
 from bridge.pipeline.page import PageOutcome, commit_page, load_page
 from bridge.pipeline.park import Filler
 from bridge.pipeline.report import ProgressSink, RunReport
-from bridge.pipeline.resolve import Resolver, relationship_query
+from bridge.pipeline.resolve import PeopleDirectory, Resolver, relationship_query
 from bridge.store import checkpoints, links, runs
 from bridge.store.leases import Fence
 from bridge.zendesk.client import ZendeskClient
@@ -70,6 +70,7 @@ class Services:
     outreach: OutreachClient
     zendesk: ZendeskClient
     pool: asyncpg.Pool
+    directory: PeopleDirectory | None = None
 
 
 async def sync_mapping(
@@ -92,11 +93,13 @@ async def sync_mapping(
     """
     report = RunReport(mapping.name)
     structlog.contextvars.bind_contextvars(mapping=mapping.name)
-    resolver = Resolver(services.zendesk)
+    resolver = Resolver(services.zendesk, directory=services.directory)
     try:
         async with services.pool.acquire() as conn:
             began = await links.database_now(conn)
         start = await _begin(mapping, services, options, report)
+        if services.directory is not None and not options.dry_run:
+            await services.directory.refresh_for([mapping])  # from its cursor; cheap when fresh
         # Every write request of this run, retries and fills included, checks the lease first.
         with guarding(fence.check) if fence is not None else nullcontext():
             cut = await _run_pages(

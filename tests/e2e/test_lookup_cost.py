@@ -11,7 +11,7 @@ from __future__ import annotations
 from bridge import schema, wiring
 from bridge.mapping.load import load_mappings
 from bridge.mapping.order import sync_order
-from bridge.sandbox.seed import seed_demo
+from bridge.sandbox.seed import people_of_their_own, seed_demo
 from bridge.sandbox.server import Sandbox
 from tests.fixtures_sandbox import SandboxWorld, settings_for
 from tests.pipeline.test_relationships import actual_lookups, backfill, expected_lookups
@@ -19,19 +19,11 @@ from tests.pipeline.test_relationships import actual_lookups, backfill, expected
 EXPORTS = ("incremental_users", "incremental_organizations")
 
 
-def people_of_their_own(sandbox: Sandbox) -> None:
-    """Replaces the seeded users by one per prospect, made in Zendesk, emails upper-cased."""
-    sandbox.zendesk.users.clear()
-    for pid in sandbox.outreach.ids("prospect"):
-        attrs = sandbox.outreach.get("prospect", pid)["attributes"]  # type: ignore[index]
-        sandbox.zendesk.add_user(attrs["name"], attrs["emails"][0].upper())
-
-
 async def test_2000_vehicles_300_people_cost_two_requests_per_job_plus_directory_pages(
     sandbox: Sandbox, db_dsn: str
 ) -> None:
     seed = seed_demo(sandbox, vehicles=2000, brands=6, prospects=300)
-    people_of_their_own(sandbox)
+    people_of_their_own(sandbox, 300)
     world = SandboxWorld(sandbox, seed, settings_for(sandbox, seed, db_dsn, bridge_page_size=100))
     mappings = load_mappings(world.settings.bridge_mappings)
     async with wiring.open_pool(world.settings) as pool, wiring.open_services(world.settings, pool) as s:
