@@ -19,7 +19,7 @@ from bridge.sandbox import Sandbox
 from bridge.store import directory as store
 from bridge.zendesk.auth import BearerToken, zendesk_error_detail
 from bridge.zendesk.client import ZendeskClient, ZendeskConfig
-from bridge.zendesk.exports import ExportPage, ExportPacer, IncrementalExports
+from bridge.zendesk.exports import ExportPacer, ExportPage, IncrementalExports
 
 REPO = Path(__file__).resolve().parents[1]
 
