@@ -22,12 +22,13 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
 
-from bridge.errors import ApiError, AuthError, RejectedError
+from bridge.errors import ApiError, AuthError, BridgeError, RejectedError
 from bridge.logs import get_logger
 from bridge.mapping.model import Mapping
 from bridge.store import directory as store
@@ -40,6 +41,9 @@ log = get_logger(__name__)
 
 KINDS: dict[str, store.Kind] = {"zen:user": "users", "zen:organization": "organizations"}
 MATCHES = ("email", "name", "external_id")
+# Before a run, a directory refreshed this recently is used as it is: the exports leave out the
+# last minute anyway (api/zendesk.md), and runs in quick succession would spend their 10 a minute.
+FRESH_ENOUGH = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +72,11 @@ class Directory:
         self._zendesk = zendesk
         self._complete: set[str] = set()
 
-    async def refresh_for(self, mappings: Iterable[Mapping]) -> list[RefreshReport]:
+    async def refresh_for(
+        self, mappings: Iterable[Mapping], *, max_age: float = FRESH_ENOUGH
+    ) -> list[RefreshReport]:
         """Brings the kinds these mappings look up up to date (nothing when they look up none).
+        A kind refreshed by any process less than `max_age` seconds ago is left as it is.
 
         An export Zendesk refuses or does not answer (after retries) is logged and skipped:
         lookups then use what is stored, or the old way when the first load never finished
@@ -78,7 +85,7 @@ class Directory:
         reports = []
         for kind in sorted(kinds_for(mappings)):
             try:
-                reports.append(await self.refresh(kind))
+                reports.append(await self.refresh(kind, max_age=max_age))
             except AuthError:
                 raise
             except ApiError as exc:
@@ -87,8 +94,9 @@ class Directory:
                     await self._note_complete(conn, kind)
         return reports
 
-    async def refresh(self, kind: store.Kind) -> RefreshReport:
-        """Reads the export from the stored cursor to the end of the stream."""
+    async def refresh(self, kind: store.Kind, *, max_age: float = 0.0) -> RefreshReport:
+        """Reads the export from the stored cursor to the end of the stream (unless a finished
+        load was saved less than `max_age` seconds ago)."""
         pages = people = 0
         async with self._pool.acquire() as conn:
             if not await store.try_lock(conn, kind):
@@ -98,6 +106,9 @@ class Directory:
                 return RefreshReport(kind, 0, 0)
             try:
                 stored = await store.load_cursor(conn, kind)
+                if stored is not None and stored.complete and stored.age < max_age:
+                    self._complete.add(kind)
+                    return RefreshReport(kind, 0, 0)
                 async for page in self._exports.pages(kind, stored.cursor if stored else None):
                     await store.save_page(conn, kind, _people(page), page.cursor, end=page.end_of_stream)
                     pages, people = pages + 1, people + len(page.entries)
@@ -107,6 +118,21 @@ class Directory:
         log.info("directory_refreshed", kind=kind, pages=pages, people=people,
                  first_load=stored is None or not stored.complete)  # fmt: skip
         return RefreshReport(kind, pages, people)
+
+    async def keep_fresh(self, mappings: Iterable[Mapping], every: float, stop: asyncio.Event) -> None:
+        """The worker's schedule: refreshes every `every` seconds between runs until `stop`.
+        A failed refresh is logged and tried again next time; it never stops the worker."""
+        mappings = list(mappings)
+        while True:
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=every)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await self.refresh_for(mappings, max_age=0.0)
+            except BridgeError as exc:
+                log.warning("directory_refresh_failed", error=str(exc))
 
     async def _note_complete(self, conn: Connection, kind: store.Kind) -> None:
         stored = await store.load_cursor(conn, kind)

@@ -37,6 +37,7 @@ from typing import Any
 import asyncpg
 
 from bridge import wiring
+from bridge.directory import Directory
 from bridge.errors import BridgeError, StoreError
 from bridge.health import HealthServer, Readiness
 from bridge.http.guard import guarding
@@ -69,6 +70,7 @@ class WorkerConfig:
     sync: SyncOptions
     schedule: ScheduleConfig
     upkeep: UpkeepConfig
+    directory_refresh_seconds: float = 300.0
 
 
 def config_from(settings: Settings, holder: str) -> WorkerConfig:
@@ -95,6 +97,7 @@ def config_from(settings: Settings, holder: str) -> WorkerConfig:
             ),
         ),
         upkeep=upkeep_config(settings, actor=holder),
+        directory_refresh_seconds=settings.bridge_directory_refresh_seconds,
     )
 
 
@@ -164,6 +167,11 @@ class Worker:
             }
             self.scheduler.start()
             side.add(asyncio.create_task(self.scheduler.watch(), name="scheduler"))
+            if isinstance(self.services.directory, Directory):  # people directory between runs
+                fresh = self.services.directory.keep_fresh(
+                    self.mappings.values(), self.config.directory_refresh_seconds, self._stopping
+                )
+                side.add(asyncio.create_task(fresh, name="directory_refresh"))
             log.info("worker_started", holder=self.keeper.holder, mappings=self.scheduler.order,
                      port=self.health.port)  # fmt: skip
             dead = await self._wait_for_stop(side)

@@ -3,6 +3,7 @@ load, refreshes from the stored cursor, and lookups answered without a search pe
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,3 +142,23 @@ def test_only_mappings_with_matched_zendesk_lookups_need_the_directory() -> None
     mappings = load_mappings(REPO / "mappings")
     assert kinds_for([mappings["vehicles"]]) == {"users"}
     assert kinds_for([mappings["vehicle_brands"]]) == set()
+
+
+async def test_the_worker_schedule_refreshes_between_runs_until_stopped(rig: Rig) -> None:
+    mappings = load_mappings(REPO / "mappings")
+    directory = rig.directory()
+    stop = asyncio.Event()
+    task = asyncio.create_task(directory.keep_fresh(mappings.values(), 0.01, stop))
+    rig.sandbox.zendesk.add_user("Ann", "ann@example.com")
+    deadline = asyncio.get_running_loop().time() + 10
+    while not directory.covers("zen:user", "email"):
+        assert asyncio.get_running_loop().time() < deadline, "no refresh within 10 s"
+        await asyncio.sleep(0.01)
+    rig.sandbox.faults.add("zendesk", "status", status=400, path_contains="/incremental/", times=1)
+    while rig.sandbox.counters.count("zendesk", route="incremental_users", status=400) == 0:
+        assert asyncio.get_running_loop().time() < deadline, "no second refresh within 10 s"
+        await asyncio.sleep(0.01)
+    assert not task.done()  # a refused export is logged, the schedule goes on
+    assert rig.requests("incremental_organizations") == 0  # no mapping looks organizations up
+    stop.set()
+    await asyncio.wait_for(task, 5)

@@ -43,7 +43,10 @@ ON CONFLICT (kind) DO UPDATE SET
     cursor = EXCLUDED.cursor, complete = directory_cursors.complete OR EXCLUDED.complete,
     pages = directory_cursors.pages + 1, updated_at = now()
 """
-LOAD_CURSOR_SQL = "SELECT kind, cursor, complete, pages FROM directory_cursors WHERE kind = $1"
+LOAD_CURSOR_SQL = """
+SELECT kind, cursor, complete, pages, extract(epoch FROM now() - updated_at)::float8 AS age
+FROM directory_cursors WHERE kind = $1
+"""
 FIND_BY_EMAIL_SQL = """
 SELECT e.email AS value, min(p.id::numeric)::text AS id
 FROM directory_emails e JOIN directory_people p ON p.kind = 'users' AND p.id = e.user_id
@@ -83,6 +86,7 @@ class StoredCursor:
     cursor: str | None
     complete: bool
     pages: int
+    age: float = 0.0  # seconds since the last page was saved (by any process)
 
 
 async def save_page(
@@ -105,7 +109,7 @@ async def save_page(
 
 async def load_cursor(conn: Connection, kind: Kind) -> StoredCursor | None:
     row = await conn.fetchrow(LOAD_CURSOR_SQL, kind)
-    return None if row is None else StoredCursor(row["kind"], row["cursor"], row["complete"], row["pages"])
+    return None if row is None else StoredCursor(row["kind"], row["cursor"], row["complete"], row["pages"], row["age"])
 
 
 async def find(conn: Connection, kind: Kind, match: Match, values: Iterable[str]) -> dict[str, str]:
