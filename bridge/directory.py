@@ -41,9 +41,6 @@ log = get_logger(__name__)
 
 KINDS: dict[str, store.Kind] = {"zen:user": "users", "zen:organization": "organizations"}
 MATCHES = ("email", "name", "external_id")
-# Before a run, a directory refreshed this recently is used as it is: the exports leave out the
-# last minute anyway (api/zendesk.md), and runs in quick succession would spend their 10 a minute.
-FRESH_ENOUGH = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +69,8 @@ class Directory:
         self._zendesk = zendesk
         self._complete: set[str] = set()
 
-    async def refresh_for(
-        self, mappings: Iterable[Mapping], *, max_age: float = FRESH_ENOUGH
-    ) -> list[RefreshReport]:
+    async def refresh_for(self, mappings: Iterable[Mapping]) -> list[RefreshReport]:
         """Brings the kinds these mappings look up up to date (nothing when they look up none).
-        A kind refreshed by any process less than `max_age` seconds ago is left as it is.
 
         An export Zendesk refuses or does not answer (after retries) is logged and skipped:
         lookups then use what is stored, or the old way when the first load never finished
@@ -85,7 +79,7 @@ class Directory:
         reports = []
         for kind in sorted(kinds_for(mappings)):
             try:
-                reports.append(await self.refresh(kind, max_age=max_age))
+                reports.append(await self.refresh(kind))
             except AuthError:
                 raise
             except ApiError as exc:
@@ -94,9 +88,8 @@ class Directory:
                     await self._note_complete(conn, kind)
         return reports
 
-    async def refresh(self, kind: store.Kind, *, max_age: float = 0.0) -> RefreshReport:
-        """Reads the export from the stored cursor to the end of the stream (unless a finished
-        load was saved less than `max_age` seconds ago)."""
+    async def refresh(self, kind: store.Kind) -> RefreshReport:
+        """Reads the export from the stored cursor to the end of the stream."""
         pages = people = 0
         async with self._pool.acquire() as conn:
             if not await store.try_lock(conn, kind):
@@ -106,9 +99,6 @@ class Directory:
                 return RefreshReport(kind, 0, 0)
             try:
                 stored = await store.load_cursor(conn, kind)
-                if stored is not None and stored.complete and stored.age < max_age:
-                    self._complete.add(kind)
-                    return RefreshReport(kind, 0, 0)
                 async for page in self._exports.pages(kind, stored.cursor if stored else None):
                     await store.save_page(conn, kind, _people(page), page.cursor, end=page.end_of_stream)
                     pages, people = pages + 1, people + len(page.entries)
@@ -130,7 +120,7 @@ class Directory:
             except TimeoutError:
                 pass
             try:
-                await self.refresh_for(mappings, max_age=0.0)
+                await self.refresh_for(mappings)
             except BridgeError as exc:
                 log.warning("directory_refresh_failed", error=str(exc))
 

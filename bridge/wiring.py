@@ -32,6 +32,10 @@ from bridge.zendesk import auth as zendesk_auth
 from bridge.zendesk.client import ZendeskClient, ZendeskConfig, zendesk_error_detail
 from bridge.zendesk.exports import ExportPacer, IncrementalExports
 
+# A refresh waits this long at most for the exports' own limit (a 429's Retry-After) before it
+# gives up until the next refresh, which resumes from the saved cursor: a run never waits long.
+EXPORT_WAIT_SECONDS = 15.0
+
 
 @dataclass(slots=True)
 class RequestTally:
@@ -91,10 +95,11 @@ async def open_services(
                        limiters["zendesk"], zendesk_error_detail, hooks),  # fmt: skip
             ZendeskConfig(base_url=zendesk_url, max_jobs_in_flight=settings.bridge_job_concurrency),
         )
-        # The exports' own transport and limiter: their 429 pauses only the exports.
+        # The exports' own transport and limiter: their 429 pauses only the exports, and one
+        # asking for more than EXPORT_WAIT_SECONDS ends the refresh (the next one resumes).
         exports = IncrementalExports(
             _transport(session, settings, "zendesk", zendesk_auth_, RateLimiter(),
-                       zendesk_error_detail, hooks),  # fmt: skip
+                       zendesk_error_detail, hooks, deadline=EXPORT_WAIT_SECONDS),  # fmt: skip
             zendesk_url,
             pacer=ExportPacer(settings.bridge_directory_exports_per_minute),
         )
@@ -110,11 +115,13 @@ def _transport(
     limiter: RateLimiter,
     error_parser: ErrorParser,
     hooks: list[Callable[[RequestEvent], None]],
+    *,
+    deadline: float | None = None,
 ) -> Transport:
     """One API's request loop: the same timeouts and retries for both, their own limiter."""
     config = HttpConfig(
         api=api, timeout=settings.bridge_http_timeout, max_attempts=settings.bridge_max_attempts,
-        deadline=settings.bridge_request_deadline_seconds,
+        deadline=min(settings.bridge_request_deadline_seconds, deadline or float("inf")),
     )
     retry = RetryPolicy(max_attempts=settings.bridge_max_attempts)
     return Transport(

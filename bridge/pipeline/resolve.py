@@ -12,6 +12,9 @@ Costs, cheapest first (the issue's "cheapest correct resolution"):
   still unknown and not cached. The email or name itself comes from the page's `included`
   resources (the list request asked for them with `include=` and `fields[...]=`), never from a
   request per record.
+- where the people directory (`bridge/directory.py`, a `PeopleDirectory`) covers a kind, it
+  answers the three matches from Postgres instead, and a value it lacks costs one batched
+  `show_many` check, never a search: the two ways above are for when it does not.
 Invariants: a link never fails or holds back its record (an unknown target is parked, an
 unreadable match value is parked without one); a look-up Zendesk did not answer (an API
 error that retries did not cure) leaves its targets unknown: parked, not cached, asked again
