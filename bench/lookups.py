@@ -4,7 +4,8 @@ For each scenario (users in the Zendesk directory × records × latency) it star
 process (Zendesk limited to 700 requests/min, its incremental exports to
 `--export-rate-limit` a minute) with that many Zendesk users of their own (no `outreach:`
 external id, so only an email match finds them; 300 of them are the vehicles' drivers),
-loads the directory once (timed, its export pages counted), then runs `bridge backfill
+loads the directory once (timed, its export pages counted), waits a minute (so the run's
+own refresh meets the steady state, not the load's spent export window), then runs `bridge backfill
 vehicles` as a child process and prints: records/s, Zendesk and Outreach requests per 1,000
 records, the Zendesk user searches (0 expected), CPU µs per record of the bridge process
 and its peak RSS. Figures are printed, never asserted.
@@ -79,6 +80,7 @@ def scenario(server: str, users: int, records: int, latency_ms: float, export_li
         load_directory(env)
         load_seconds = time.monotonic() - started
         pages = _route_count(info, "incremental_users")
+        time.sleep(61)  # steady state: the exports' minute window that the load spent is over
         reset_counters(info)
         started = time.monotonic()
         usage = _measured_bridge(["backfill", "vehicles"], env)
