@@ -95,10 +95,11 @@ async def open_services(
                        limiters["zendesk"], zendesk_error_detail, hooks),  # fmt: skip
             ZendeskConfig(base_url=zendesk_url, max_jobs_in_flight=settings.bridge_job_concurrency),
         )
-        # The exports' own transport and limiter: their 429 pauses only the exports, and one
-        # asking for more than EXPORT_WAIT_SECONDS ends the refresh (the next one resumes).
+        # The exports' own transport, on the account's one limiter (a 429 holds every Zendesk
+        # request, as Zendesk's does): a wait longer than EXPORT_WAIT_SECONDS ends the refresh
+        # instead of holding up the run (the next refresh resumes from the saved cursor).
         exports = IncrementalExports(
-            _transport(session, settings, "zendesk", zendesk_auth_, RateLimiter(),
+            _transport(session, settings, "zendesk", zendesk_auth_, limiters["zendesk"],
                        zendesk_error_detail, hooks, deadline=EXPORT_WAIT_SECONDS),  # fmt: skip
             zendesk_url,
             pacer=ExportPacer(settings.bridge_directory_exports_per_minute),

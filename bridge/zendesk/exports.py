@@ -8,9 +8,10 @@ changed since. Users are asked with `include=identities`, so every email a user 
 matched by comes with the page.
 
 These endpoints have their own limit, 10 requests a minute on top of the account's. The
-`ExportPacer` spaces requests `60 / per_minute` seconds apart; a 429 all the same is waited out
-by the transport's Retry-After handling, which is why the exports get a transport (and rate
-limiter) of their own in `wiring.py`: an export's minute-long pause must not hold bulk jobs.
+`ExportPacer` spaces requests `60 / per_minute` seconds apart, so one process never earns the
+exports' 429; one earned all the same (several processes) is waited out by the transport's
+Retry-After handling, on a transport of their own in `wiring.py` whose short deadline ends
+the refresh rather than hold up a run.
 Answers are validated here and handed on as `DirectoryEntry` dataclasses.
 """
 
