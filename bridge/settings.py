@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     bridge_dead_letter_backoff_max_seconds: float = Field(default=21600.0, gt=0)
     # How often the worker looks after each mapping: due dead letters, due reconcile, parked links.
     bridge_upkeep_every_seconds: float = Field(default=300.0, gt=0)
+    # The people directory: export requests a minute (Zendesk: 10, 30 with High Volume) and how
+    # often the worker refreshes it between runs.
+    bridge_directory_exports_per_minute: float = Field(default=10.0, gt=0, le=30)
+    bridge_directory_refresh_seconds: float = Field(default=300.0, gt=0)
 
     @field_validator("log_format")
     @classmethod

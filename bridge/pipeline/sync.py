@@ -85,7 +85,7 @@ async def sync_mapping(
     this run writes under.
     """
     report = RunReport(mapping.name)
-    resolver = Resolver(services.zendesk)
+    resolver = Resolver(services.zendesk, directory=services.directory)
 
     async def finish() -> None:
         await _finish(services, options, report)
@@ -96,6 +96,8 @@ async def sync_mapping(
         async with services.pool.acquire() as conn:
             began = await links.database_now(conn)
         start = await _begin(mapping, services, options, report)
+        if services.directory is not None and not options.dry_run:
+            await services.directory.refresh_for([mapping])  # from its cursor; cheap when fresh
         # Every write request of this run, retries and fills included, checks the lease first.
         with guarding(fence.check) if fence is not None else nullcontext():
             cut = await _run_pages(
