@@ -18,9 +18,10 @@ from bridge.http.transport import HttpConfig, Transport
 from bridge.mapping.load import load_mappings
 from bridge.sandbox import Sandbox
 from bridge.store import directory as store
-from bridge.zendesk.auth import BearerToken, zendesk_error_detail
+from bridge.zendesk.auth import BearerToken
 from bridge.zendesk.client import ZendeskClient, ZendeskConfig
 from bridge.zendesk.exports import ExportPacer, ExportPage, IncrementalExports
+from bridge.zendesk.wire import error_detail as zendesk_error_detail
 
 REPO = Path(__file__).resolve().parents[1]
 

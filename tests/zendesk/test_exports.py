@@ -11,8 +11,9 @@ import pytest
 
 from bridge.http.transport import HttpConfig, Transport
 from bridge.sandbox import Sandbox, ZendeskSandbox
-from bridge.zendesk.auth import BearerToken, zendesk_error_detail
+from bridge.zendesk.auth import BearerToken
 from bridge.zendesk.exports import ExportPacer, IncrementalExports
+from bridge.zendesk.wire import error_detail as zendesk_error_detail
 from tests.sandbox.conftest import FakeClock
 
 
