@@ -43,6 +43,7 @@ from bench.harness import (  # noqa: E402
     sandbox_process,
     server_dsn,
 )
+from bridge.sandbox.counters import busiest_window  # noqa: E402
 
 PROSPECTS = {
     "source": {"type": "prospects", "custom_object": False},
@@ -128,14 +129,6 @@ def _wait_for_worker_run(dsn: str, worker: subprocess.Popen[bytes]) -> None:
     raise SystemExit("the worker's vehicles run did not finish within an hour")
 
 
-def busiest_window(times: list[float], window: float) -> int:
-    """The most of `times` (sorted) inside any span of `window` seconds."""
-    most, start = 0, 0
-    for end, moment in enumerate(times):
-        while moment - times[start] > window:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 def _free_port() -> int:

@@ -33,7 +33,7 @@ from bridge.webhooks import intake
 from bridge.worker import Worker
 
 POLL = "5s"
-WAIT_S = 30.0
+WAIT_S = 90.0  # generous: a loaded machine is slow, and a slow answer beats a failed demo
 PROSPECTS = """source: {type: prospects, custom_object: false}
 target: {object: prospect_copy, name: "{firstName} {lastName}"}
 fields:

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     # `bridge status --check` thresholds (its --max-dead-letters and --max-lag-seconds).
     bridge_check_max_dead_letters: int = Field(default=0, ge=0)
     bridge_check_max_lag_seconds: float = Field(default=3600.0, gt=0)
+    # The people directory: export requests a minute (Zendesk: 10, 30 with High Volume) and how
+    # often the worker refreshes it between runs.
+    bridge_directory_exports_per_minute: float = Field(default=10.0, gt=0, le=30)
+    bridge_directory_refresh_seconds: float = Field(default=300.0, gt=0)
 
     @field_validator("log_format")
     @classmethod

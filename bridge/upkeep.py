@@ -12,7 +12,9 @@ each mapping, in this order:
    due (its run row counts as the attempt, so a refusal is not repeated every tick);
 3. the mapping's parked links to `mapping:` targets that exist now are filled (the periodic
    end-of-pass fill: it catches targets that appeared outside a completed sync of theirs, e.g.
-   a run stopped or failed after settling pages, or a dead letter retried).
+   a run stopped or failed after settling pages, or a dead letter retried);
+4. bulk jobs stored for pages that never settled and too old to poll now (Zendesk keeps a
+   job's status for a day: `store/submitted_jobs.py`) are forgotten.
 Invariants:
 - everything here writes only this mapping's Zendesk records and rows, so the mapping's own
   lease (taken by the worker around `run`) is the right one, and it never overlaps a sync of
@@ -36,7 +38,7 @@ from bridge.pipeline.park import Filler
 from bridge.pipeline.reconcile import ReconcileOptions, reconcile_mapping
 from bridge.pipeline.redrive import RedriveOptions, retry_dead_letters
 from bridge.pipeline.services import Services
-from bridge.store import runs
+from bridge.store import runs, submitted_jobs
 
 log = get_logger(__name__)
 
@@ -64,6 +66,7 @@ class Upkeep:
             ("dead_letter_retry", self.retry_dead_letters),
             ("reconcile", self.reconcile_if_due),
             ("fill", self.fill_parked_links),
+            ("prune_submitted_jobs", self.prune_submitted_jobs),
         ]
         error: Exception | None = None
         structlog.contextvars.bind_contextvars(mapping=self.mapping.name)
@@ -112,3 +115,9 @@ class Upkeep:
         report = await filler.on_mappings()
         if report.filled or report.refused:
             log.info("worker_parked_links_filled", filled=report.filled, refused=report.refused)
+
+    async def prune_submitted_jobs(self) -> None:
+        async with self.services.pool.acquire() as conn:
+            pruned = await submitted_jobs.prune(conn, self.mapping.name)
+        if pruned:
+            log.info("submitted_jobs_pruned", items=pruned)

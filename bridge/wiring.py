@@ -22,6 +22,7 @@ from pydantic import SecretStr
 
 from bridge import embedded_pg
 from bridge.alerts import AlertConfig
+from bridge.directory import Directory
 from bridge.errors import ConfigError
 from bridge.http.budget import BudgetPolicy, SharedBudget, SharedSlots
 from bridge.http.ratelimit import RateLimiter
@@ -50,9 +51,14 @@ from bridge.worker import WorkerConfig
 from bridge.zendesk import auth as zendesk_auth
 from bridge.zendesk import wire as zendesk_wire
 from bridge.zendesk.client import ZendeskClient, ZendeskConfig
+from bridge.zendesk.exports import ExportPacer, IncrementalExports
 
 if TYPE_CHECKING:
     from bridge.sandbox.seed import SeedInfo
+
+# A refresh waits this long at most for the exports' own limit (a 429's Retry-After) before it
+# gives up until the next refresh, which resumes from the saved cursor: a run never waits long.
+EXPORT_WAIT_SECONDS = 15.0
 
 
 @dataclass(slots=True)
@@ -136,16 +142,27 @@ async def open_services(
                        limiters["outreach"], outreach_wire.error_detail, hooks),  # fmt: skip
             OutreachConfig(api_url=settings.outreach_api_url, page_size=settings.bridge_page_size),
         )
+        zendesk_auth_ = _zendesk_auth(settings, session, zendesk_url, limiters["zendesk"])
         zendesk = ZendeskClient(
-            _transport(session, settings, "zendesk", _zendesk_auth(settings, session, zendesk_url, limiters["zendesk"]),
+            _transport(session, settings, "zendesk", zendesk_auth_,
                        limiters["zendesk"], zendesk_wire.error_detail, hooks),  # fmt: skip
             ZendeskConfig(base_url=zendesk_url, max_jobs_in_flight=settings.bridge_job_concurrency),
             job_slots=job_slots,
         )
         if metrics is not None:
             metrics.track_jobs(zendesk)
+        # The exports' own transport, on the account's one limiter (a 429 holds every Zendesk
+        # request, as Zendesk's does): a wait longer than EXPORT_WAIT_SECONDS ends the refresh
+        # instead of holding up the run (the next refresh resumes from the saved cursor).
+        exports = IncrementalExports(
+            _transport(session, settings, "zendesk", zendesk_auth_, limiters["zendesk"],
+                       zendesk_wire.error_detail, hooks, deadline=EXPORT_WAIT_SECONDS),  # fmt: skip
+            zendesk_url,
+            pacer=ExportPacer(settings.bridge_directory_exports_per_minute),
+        )
         try:
-            yield Services(outreach=outreach, zendesk=zendesk, pool=pool)
+            yield Services(outreach=outreach, zendesk=zendesk, pool=pool,
+                           directory=Directory(pool, exports, zendesk))  # fmt: skip
         finally:
             await job_slots.aclose()
             for budget in budgets.values():
@@ -187,11 +204,13 @@ def _transport(
     limiter: RateLimiter,
     error_parser: ErrorParser,
     hooks: list[Callable[[RequestEvent], None]],
+    *,
+    deadline: float | None = None,
 ) -> Transport:
     """One API's request loop: the same timeouts and retries for both, their own limiter."""
     config = HttpConfig(
         api=api, timeout=settings.bridge_http_timeout, max_attempts=settings.bridge_max_attempts,
-        deadline=settings.bridge_request_deadline_seconds,
+        deadline=min(settings.bridge_request_deadline_seconds, deadline or float("inf")),
     )
     retry = RetryPolicy(max_attempts=settings.bridge_max_attempts)
     return Transport(
@@ -391,6 +410,7 @@ def worker_config(settings: Settings, holder: str) -> WorkerConfig:
         ),
         upkeep=upkeep_config(settings, actor=holder),
         alerts=alert_config(settings),
+        directory_refresh_seconds=settings.bridge_directory_refresh_seconds,
     )
 
 # The sandbox's environment: `bridge demo` runs on these settings, `bridge sandbox` prints them.

@@ -41,6 +41,7 @@ import asyncpg
 
 from bridge.alert_watch import AlertWatch
 from bridge.alerts import AlertConfig, AlertSender
+from bridge.directory import Directory
 from bridge.errors import BridgeError, StoreError
 from bridge.http.guard import guarding
 from bridge.logs import get_logger
@@ -83,6 +84,7 @@ class WorkerConfig:
     upkeep: UpkeepConfig
     host: str = "0.0.0.0"  # every interface, as a container needs; the demo keeps to loopback
     alerts: AlertConfig | None = None  # None: BRIDGE_ALERT_WEBHOOK_URL unset, no alerts
+    directory_refresh_seconds: float = 300.0
 
 
 async def readiness(pool: asyncpg.Pool[Any], stopping: asyncio.Event) -> Readiness:
@@ -199,6 +201,11 @@ class Worker:
                     self.config.public_url, self._webhooks_disabled,
                 )
                 side.add(asyncio.create_task(self.consumer.run(self._stopping, watch), name="webhook_consumer"))
+            if isinstance(self.services.directory, Directory):  # people directory between runs
+                fresh = self.services.directory.keep_fresh(
+                    self.mappings.values(), self.config.directory_refresh_seconds, self._stopping
+                )
+                side.add(asyncio.create_task(fresh, name="directory_refresh"))
             log.info("worker_started", holder=self.keeper.holder, mappings=self.scheduler.order,
                      port=self.health.port)  # fmt: skip
             dead = await self._wait_for_stop(side)

@@ -67,3 +67,9 @@ async def sandbox() -> AsyncIterator[Sandbox]:
 async def world(sandbox: Sandbox, db_dsn: str) -> SandboxWorld:
     seed = seed_demo(sandbox, vehicles=230, brands=6, prospects=20)
     return SandboxWorld(sandbox, seed, settings_for(sandbox, seed, db_dsn))
+
+
+def exports_refused(sandbox: Sandbox) -> None:
+    """Zendesk refuses the incremental exports (they are for admins; an agent's token gets 403),
+    so the people directory never loads and lookups go the old way: show_many, then searches."""
+    sandbox.faults.add("zendesk", "status", status=403, path_contains="/api/v2/incremental/", times=-1)

@@ -8,7 +8,7 @@ import asyncpg
 
 from bridge.mapping.load import load_mappings
 from bridge.pipeline.sync import SyncOptions, sync_mapping
-from bridge.store import runs
+from bridge.store import runs, submitted_jobs
 from bridge.upkeep import Upkeep
 from bridge.wiring import upkeep_config
 from tests.fixtures_sandbox import SandboxWorld
@@ -70,3 +70,17 @@ async def test_reconcile_is_due_a_period_after_the_last_one_or_after_the_first_r
         assert not await runs.reconcile_due(conn, "other", 10)
     finally:
         await conn.close()
+
+
+async def test_upkeep_forgets_jobs_too_old_for_zendesk_to_answer(world: SandboxWorld) -> None:
+    every = load_mappings(world.settings.bridge_mappings)
+    config = upkeep_config(world.settings)
+    async with services(world.settings) as s:
+        async with s.pool.acquire() as conn:
+            for job_id, mapping in (("old", "vehicles"), ("new", "vehicles"), ("theirs", "vehicle_brands")):
+                await submitted_jobs.record(conn, mapping, job_id, ["a"], ["h"])
+            await conn.execute("UPDATE submitted_jobs SET submitted_at = now() - interval '25 hours' "
+                               "WHERE job_id IN ('old', 'theirs')")  # fmt: skip
+        await Upkeep(every["vehicles"], s, config, asyncio.Event()).run()
+    rows = await fetch(world, "SELECT job_id FROM submitted_jobs ORDER BY job_id")
+    assert [r["job_id"] for r in rows] == ["new", "theirs"]

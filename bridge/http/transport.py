@@ -32,7 +32,7 @@ import aiohttp
 import structlog
 
 from bridge.errors import ApiError, AuthError, RejectedError, TransientApiError
-from bridge.http import guard
+from bridge.http import guard, jsonbody
 from bridge.http.ratelimit import RateLimiter
 from bridge.http.retry import RetryPolicy, parse_retry_after
 from bridge.redact import redact_text, redact_url
@@ -410,17 +410,8 @@ def _encode_body(payload: Any) -> tuple[bytes | None, dict[str, str]]:
     return jsonlib.dumps(payload).encode(), {"Content-Type": "application/json"}
 
 
-_MAX_INT_DIGITS = 4300  # Python's int() limit for decimal strings (sys.int_info)
-
-
-def _int_or_digits(text: str) -> int | str:
-    """An integer, or its digits when too long for int(): one record's absurd number is that
-    record's problem (translation dead-letters it), not an unreadable answer."""
-    return int(text) if len(text.lstrip("-")) <= _MAX_INT_DIGITS else text
-
-
 def _loads(body: bytes) -> Any:
-    return jsonlib.loads(body, parse_int=_int_or_digits)
+    return jsonbody.loads(body)
 
 
 def _with_json(response: Response) -> Response:

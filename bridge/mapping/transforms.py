@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
 
 from bridge.errors import RecordError
 from bridge.mapping.templates import Template, text_of
@@ -33,9 +33,9 @@ _TRUE = frozenset({"true", "yes", "y", "on", "1"})
 _FALSE = frozenset({"false", "no", "n", "off", "0"})
 
 
-@dataclass(frozen=True, slots=True)
-class TransformContext:
-    """What a transform may look at besides its value: the field and the whole record."""
+class TransformContext(NamedTuple):
+    """What a transform may look at besides its value: the field and the whole record (made
+    per field and record, hence a named tuple: immutable and cheap)."""
 
     field: str
     attributes: Mapping[str, Any]
@@ -73,16 +73,25 @@ def _each(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def _plain(fn: Callable[[Any], Any]) -> Callable[[Any, Mapping[str, Any]], StepFn]:
-    """A transform without argument, applied item by item."""
-    lifted = _each(fn)
+    """A transform without argument, applied item by item (as `_each`, one call less: it
+    runs for every record)."""
+
+    def step(value: Any, ctx: TransformContext) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, list | tuple):
+            return [None if v is None else fn(v) for v in value]
+        return fn(value)
 
     def build(arg: Any, options: Mapping[str, Any]) -> StepFn:
-        return lambda value, ctx: lifted(value)
+        return step
 
     return build
 
 
 def _as_str(value: Any) -> str:
+    if value.__class__ is str:
+        return value
     if isinstance(value, dict | list):
         raise TransformFailed("expected text")
     return text_of(value)
@@ -156,7 +165,8 @@ def to_date_text(value: Any) -> str | None:
     try:
         if len(text) == 10:
             return date.fromisoformat(text).isoformat()
-        return to_date_text(datetime.fromisoformat(text))
+        moment = datetime.fromisoformat(text)
+        return (moment.astimezone(UTC) if moment.tzinfo else moment).date().isoformat()
     except ValueError:
         raise TransformFailed("expected an ISO date or date-time") from None
 

@@ -15,6 +15,7 @@ The client builds URLs and interprets bodies; the `Transport` does everything on
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -91,22 +92,33 @@ class OutreachClient:
     async def pages(self, start_url: str) -> AsyncIterator[Page]:
         """Yields each page in order, following `links.next` until there is none.
 
+        The next page is requested as soon as this one's `links.next` is known, so its wait
+        overlaps the work on this one; a caller that stops early cancels that request, and its
+        failure reaches the caller only after this page (in listing order).
+
         `start_url` may be a stored resume URL: one on another origin than the configured API
         is refused (a `RejectedError`) before any request, like a foreign `links.next`.
         """
         listing = self._paginator.listing(start_url)
         url: str | None = start_url
-        while url is not None:
-            body = await self._get_json(url)
-            if not isinstance(body, Mapping):
-                raise self._bad_shape(url, "list body is not a JSON object")
-            next_url = listing.next_url(url, body)
-            try:
-                page = wire.to_page(body, url, next_url)
-            except (pydantic.ValidationError, ValueError) as exc:
-                raise self._bad_shape(url, _first_problem(exc)) from exc
-            yield page
-            url = next_url
+        reading = asyncio.ensure_future(self._get_json(start_url))
+        try:
+            while url is not None:
+                body = await reading
+                if not isinstance(body, Mapping):
+                    raise self._bad_shape(url, "list body is not a JSON object")
+                next_url = listing.next_url(url, body)
+                if next_url is not None:  # read ahead while this page is converted and used
+                    reading = asyncio.ensure_future(self._get_json(next_url))
+                try:
+                    page = wire.to_page(body, url, next_url)
+                except (pydantic.ValidationError, ValueError) as exc:
+                    raise self._bad_shape(url, _first_problem(exc)) from exc
+                del body  # the records keep what they need of it
+                yield page
+                url = next_url
+        finally:
+            await _drop(reading)
 
     async def get(self, type: str, id: str, *, custom_object: bool) -> SourceRecord | None:
         """One record, or None when Outreach says it does not exist (404)."""
@@ -156,6 +168,15 @@ class OutreachClient:
             "check OUTREACH_API_URL points at the Outreach API",
             api="outreach", method="GET", path=path, detail=what,
         )
+
+
+async def _drop(reading: asyncio.Future[Any]) -> None:
+    """Cancels a read-ahead no one will use and waits for it to end; its error is not raised
+    (the caller has its own outcome) and never logged as unretrieved."""
+    reading.cancel()  # nothing when it is done
+    await asyncio.wait({reading})
+    if not reading.cancelled():
+        reading.exception()
 
 
 def _first_problem(exc: Exception) -> str:

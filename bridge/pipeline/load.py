@@ -22,17 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TypeVar
 
-from bridge.errors import ApiError, AuthError, RejectedError
+from bridge.errors import ApiError, RejectedError
 from bridge.logs import get_logger
+from bridge.pipeline.submitted import JobJournal, PageJobs, sent_hash
 from bridge.store.dead_letters import DeadLetter
 from bridge.store.idmap import IdMapRow
 from bridge.translate import Translated
 from bridge.zendesk.client import ZendeskClient
+from bridge.zendesk.jobs import refuses_the_batch, stops_every_job
 from bridge.zendesk.models import ItemResult, UpsertItem
 
 log = get_logger(__name__)
@@ -42,22 +44,8 @@ Lookups = Mapping[str, Mapping[str, str | None]]  # source_id → lookup field �
 
 
 def stops_the_run(exc: ApiError) -> bool:
-    """True for a job error every later job would hit too: refused credentials, access
-    revoked (403), or a custom object that does not exist (404 to the job POST; a 404 while
-    polling only loses that job)."""
-    if isinstance(exc, AuthError):
-        return True
-    if not isinstance(exc, RejectedError):
-        return False
-    return exc.status == 403 or (exc.status == 404 and exc.method == "POST")
-
-
-def _refused_whole(exc: ApiError) -> bool:
-    """A 4xx to the job POST itself: something in the items, so halving can find it."""
-    return (
-        isinstance(exc, RejectedError) and exc.method == "POST" and exc.status is not None
-        and 400 <= exc.status < 500 and not stops_the_run(exc)
-    )  # fmt: skip
+    """True for a job error every later job would hit too (`jobs.stops_every_job`)."""
+    return stops_every_job(exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +77,7 @@ async def by_halving(
     try:
         return await send(items)
     except RejectedError as exc:
-        if not _refused_whole(exc):
+        if not refuses_the_batch(exc):
             raise
         if len(items) == 1:
             return [ItemResult(key(items[0]), ok=False, error=f"refused by Zendesk: {exc}")]
@@ -108,6 +96,7 @@ class LoadResult:
     # (source_id, lookup field) → the Zendesk id Zendesk refused for it; the record itself
     # was written without that lookup (its target is gone from Zendesk: re-park the link)
     refused: dict[tuple[str, str], str] = field(default_factory=dict)
+    jobs: list[str] = field(default_factory=list)  # ids of the jobs submitted for these records
 
 
 class PageLoader:
@@ -121,39 +110,50 @@ class PageLoader:
         batch_size: int = 100,
         concurrency: asyncio.Semaphore | None = None,
         retry: JobRetry | None = None,
+        journal: JobJournal | None = None,
     ) -> None:
         self._zendesk = zendesk
         self._object_key = object_key
         self._batch_size = batch_size
         self._slots = concurrency or asyncio.Semaphore(8)
         self._retry = retry or JobRetry()
+        self._journal = journal
 
     @property
     def zendesk(self) -> ZendeskClient:
         return self._zendesk
 
     async def write(self, records: Sequence[Translated], lookups: Lookups | None = None) -> LoadResult:
-        """Writes `records`, each with its resolved `lookups` (None clears a lookup)."""
+        """Writes `records`, each with its resolved `lookups` (None clears a lookup). With a
+        journal, jobs submitted before a restart that carry these records are used first."""
+        lookups = lookups or {}
+        jobs = self._journal.page() if self._journal is not None else None
+        if jobs is not None and records:
+            await jobs.look_back(self._zendesk, [
+                (t.external_id, sent_hash(t, lookups.get(t.source_id, {}))) for t in records
+            ])  # fmt: skip
         batches = [
             records[i : i + self._batch_size] for i in range(0, len(records), self._batch_size)
         ]
-        outcomes = await asyncio.gather(*(self._write_batch(b, lookups or {}) for b in batches))
+        outcomes = await asyncio.gather(*(self._write_batch(b, lookups, jobs) for b in batches))
         written = [row for result in outcomes for row in result.written]
         dead = [letter for result in outcomes for letter in result.dead]
         refused = {k: v for result in outcomes for k, v in result.refused.items()}
-        return LoadResult(written, dead, refused)
+        return LoadResult(written, dead, refused, jobs.submitted if jobs is not None else [])
 
-    async def _write_batch(self, batch: Sequence[Translated], lookups: Lookups) -> LoadResult:
+    async def _write_batch(
+        self, batch: Sequence[Translated], lookups: Lookups, jobs: PageJobs | None
+    ) -> LoadResult:
         sent = {t.source_id: dict(lookups.get(t.source_id, {})) for t in batch}
-        results = await self._results(batch, sent)
+        results = await self._results(batch, sent, jobs)
         written, dead = _split(batch, results, sent)
         retry = [
             t for t, r in zip(batch, results, strict=True)
-            if not r.ok and not r.unconfirmed and refused_fields(sent[t.source_id], r.error)
+            if refused_lookups(sent[t.source_id], r)
         ]  # fmt: skip
         if not retry:
             return LoadResult(written, dead)
-        return await self._without_refused(retry, results, batch, sent, written, dead)
+        return await self._without_refused(retry, results, batch, sent, written, dead, jobs)
 
     async def _without_refused(
         self,
@@ -163,19 +163,20 @@ class PageLoader:
         sent: dict[str, dict[str, str | None]],
         written: list[IdMapRow],
         dead: list[DeadLetter],
+        jobs: PageJobs | None,
     ) -> LoadResult:
         """Writes again, once, the items whose own error named some of their lookups, without
         those lookups: a target deleted in Zendesk must not drop the record, nor fail again
         on every run."""
-        errors = {t.source_id: r.error for t, r in zip(batch, results, strict=True)}
+        by_source = {t.source_id: r for t, r in zip(batch, results, strict=True)}
         refused: dict[tuple[str, str], str] = {}
         second: dict[str, dict[str, str | None]] = {}
         for t in retry:
             values = sent[t.source_id]
-            bad = refused_fields(values, errors[t.source_id])
+            bad = refused_lookups(values, by_source[t.source_id])
             second[t.source_id] = {k: (None if k in bad else v) for k, v in values.items()}
             refused.update({(t.source_id, k): str(values[k]) for k in bad})
-        again = await self._results(retry, second)
+        again = await self._results(retry, second, jobs)
         written2, dead2 = _split(retry, again, second)
         retried = {t.source_id for t in retry}
         ok = {row.source_id for row in written2}
@@ -184,14 +185,20 @@ class PageLoader:
         return LoadResult(written + written2, dead, refused)
 
     async def _results(
-        self, batch: Sequence[Translated], lookups: Lookups
+        self, batch: Sequence[Translated], lookups: Lookups, jobs: PageJobs | None = None
     ) -> list[ItemResult]:
-        """One result per item. Items a job left unconfirmed (it failed as a whole) are sent
-        again, up to `JobRetry.attempts` jobs in all, and stay unconfirmed after the last."""
+        """One result per item: a job from before a restart carrying it unchanged, else a job
+        of ours. Items a job left unconfirmed (it failed as a whole) are sent again, up to
+        `JobRetry.attempts` jobs in all, and stay unconfirmed after the last."""
         results: list[ItemResult | None] = [None] * len(batch)
-        todo = list(range(len(batch)))
+        if jobs is not None:
+            for i, t in enumerate(batch):
+                results[i] = jobs.earlier_result(t.external_id, sent_hash(t, lookups.get(t.source_id, {})))
+        todo = [i for i, result in enumerate(results) if result is None]
         for attempt in range(1, self._retry.attempts + 1):
-            answers = await by_halving([batch[i] for i in todo], lambda b: self._send(b, lookups),
+            if not todo:
+                break
+            answers = await by_halving([batch[i] for i in todo], lambda b: self._send(b, lookups, jobs),
                                        lambda t: t.external_id)  # fmt: skip
             for i, answer in zip(todo, answers, strict=True):
                 results[i] = answer
@@ -203,24 +210,30 @@ class PageLoader:
             await self._retry.sleep(self._retry.delay(attempt))
         return [r for r in results if r is not None]
 
-    async def _send(self, batch: Sequence[Translated], lookups: Lookups) -> list[ItemResult]:
+    async def _send(
+        self, batch: Sequence[Translated], lookups: Lookups, jobs: PageJobs | None = None
+    ) -> list[ItemResult]:
         """The job's per-item results; a job that could not be run or confirmed leaves every
-        item unconfirmed. A refusal of the whole batch is raised (for `by_halving`)."""
+        item unconfirmed. A refusal of the whole batch is raised (for `by_halving`). With
+        `jobs`, the job is recorded as soon as Zendesk accepts it."""
         items = [UpsertItem(t.external_id, t.name, {**t.fields, **lookups.get(t.source_id, {})}) for t in batch]
+        on_submitted = None
+        if jobs is not None:
+            carried = [(t.external_id, sent_hash(t, lookups.get(t.source_id, {}))) for t in batch]
+            on_submitted = partial(jobs.record, items=carried)
         try:
             async with self._slots:
-                return await self._zendesk.upsert_records(self._object_key, items)
+                return await self._zendesk.upsert_records(self._object_key, items, on_submitted=on_submitted)
         except ApiError as exc:
-            if stops_the_run(exc) or _refused_whole(exc):
+            if stops_the_run(exc) or refuses_the_batch(exc):
                 raise
             return [ItemResult(t.external_id, ok=False, error=str(exc), unconfirmed=True) for t in batch]
 
 
-def refused_fields(values: Mapping[str, str | None], error: str) -> set[str]:
-    """The set lookup fields an item's own error names. Only these count as refused: an
-    error that names none says nothing against any lookup."""
-    set_fields = {k for k, v in values.items() if v is not None}
-    return {k for k in set_fields if re.search(rf"\b{re.escape(k)}\b", error)}
+def refused_lookups(values: Mapping[str, str | None], result: ItemResult) -> set[str]:
+    """The lookup fields an item set (`values`) that its result refuses (`ItemResult.
+    refused_fields`): an error that names none, or a job failure, refuses none."""
+    return result.refused_fields(k for k, v in values.items() if v is not None)
 
 
 def _split(

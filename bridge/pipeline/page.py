@@ -2,14 +2,17 @@
 
 `load_page` may run for several pages at once (it touches only Zendesk and reads hashes);
 `commit_page` runs strictly in listing order, and writes the page's id-map rows, dead
-letters, parked links, run counts and the checkpoint after it in ONE transaction. So the
-stored checkpoint never passes a page whose records are not all written or dead-lettered,
-and a record written without a lookup always has its link parked. Under a lease, that
+letters, parked links, run counts and the checkpoint after it in ONE transaction, in which it
+also forgets the bulk jobs submitted for it (`pipeline/submitted.py`). So the stored
+checkpoint never passes a page whose records are not all written or dead-lettered, and a
+record written without a lookup always has its link parked. Under a lease, that
 transaction first proves the lease is still this holder's (`store.leases.assert_held`).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -20,7 +23,7 @@ from bridge.mapping.model import Mapping
 from bridge.outreach.models import Page
 from bridge.pipeline.load import LoadResult, PageLoader
 from bridge.pipeline.resolve import LinkPlan, Resolver
-from bridge.store import checkpoints, dead_letters, idmap, leases, links, runs
+from bridge.store import checkpoints, dead_letters, idmap, leases, links, runs, submitted_jobs
 from bridge.store.dead_letters import DeadLetter
 from bridge.store.idmap import IdMapRow
 from bridge.store.links import ParkedLink
@@ -39,6 +42,11 @@ class PageOutcome:
     changed: int
     parked: list[ParkedLink] = field(default_factory=list)  # lookups waiting for their target
     settled: list[tuple[str, str]] = field(default_factory=list)  # (source_id, field) set or cleared
+    jobs: list[str] = field(default_factory=list)  # bulk jobs submitted for the page
+
+    def sent(self) -> list[str]:
+        """External ids of the records whose outcome this page stores."""
+        return [r.external_id for r in self.written] + [d.external_id for d in self.dead if d.external_id]
 
 
 async def load_page(
@@ -49,7 +57,7 @@ async def load_page(
     resolver: Resolver | None = None,
 ) -> PageOutcome:
     """Translates, resolves lookups and writes one page; with no loader (dry run) it only counts."""
-    ready, untranslatable = translate_page(mapping, page)
+    ready, untranslatable = await translate_page_yielding(mapping, page)
     async with pool.acquire() as conn:
         known = await idmap.hashes(conn, mapping.name, [t.source_id for t in ready])
     changed = [t for t in ready if known.get(t.source_id) != t.payload_hash]
@@ -62,7 +70,8 @@ async def load_page(
     result = await loader.write(changed, plan.values)
     parked, settled = _links_after(plan, result, resolver)
     return PageOutcome(
-        page, result.written, result.dead + untranslatable, skipped, len(changed), parked, settled
+        page, result.written, result.dead + untranslatable, skipped, len(changed), parked, settled,
+        result.jobs,
     )
 
 
@@ -100,6 +109,7 @@ async def commit_page(
         if outcome.dead:
             await dead_letters.add_many(conn, mapping, run_id, outcome.dead)
         await commit_links(conn, mapping, outcome)
+        await submitted_jobs.settle(conn, mapping, outcome.jobs, outcome.sent())
         await checkpoints.save(
             conn, mapping, watermark=watermark, resume_url=outcome.page.next_url, run_id=run_id
         )
@@ -148,10 +158,35 @@ def translate_page(mapping: Mapping, page: Page) -> tuple[list[Translated], list
     """
     ready: list[Translated] = []
     dead: list[DeadLetter] = []
+    for _ in _translating(mapping, page, ready, dead):
+        pass
+    return ready, dead
+
+
+# Records translated between two turns of the event loop while a page is translated.
+TRANSLATE_CHUNK = 100
+
+
+async def translate_page_yielding(mapping: Mapping, page: Page) -> tuple[list[Translated], list[DeadLetter]]:
+    """`translate_page`, letting the event loop run every TRANSLATE_CHUNK records: a page of
+    1,000 takes milliseconds, and the next page's answer, read meanwhile, must not wait for
+    all of it before its own next page is asked for (cursor paging is a chain)."""
+    ready: list[Translated] = []
+    dead: list[DeadLetter] = []
+    for _ in _translating(mapping, page, ready, dead):
+        await asyncio.sleep(0)
+    return ready, dead
+
+
+def _translating(
+    mapping: Mapping, page: Page, ready: list[Translated], dead: list[DeadLetter]
+) -> Iterator[None]:
+    """Fills `ready` and `dead`, pausing (yielding) after each TRANSLATE_CHUNK records."""
     latest = {record.id: record for record in page.records}
-    for record in (r for r in page.records if latest[r.id] is r):
+    for done, record in enumerate((r for r in page.records if latest[r.id] is r), 1):
         try:
             ready.append(translate(mapping, record))
         except RecordError as exc:
             dead.append(DeadLetter(record.id, None, str(exc), {"attributes": record.attributes}))
-    return ready, dead
+        if done % TRANSLATE_CHUNK == 0:
+            yield

@@ -31,7 +31,7 @@ from bridge import targets
 from bridge.errors import ApiError
 from bridge.logs import get_logger
 from bridge.mapping.model import Mapping
-from bridge.pipeline.load import by_halving, refused_fields, stops_the_run
+from bridge.pipeline.load import by_halving, refused_lookups, stops_the_run
 from bridge.pipeline.resolve import Resolver, Target
 from bridge.store import leases, links
 from bridge.store.links import Fillable
@@ -153,7 +153,7 @@ class Filler:
             if result.unconfirmed:  # the job failed as a whole: nothing to say about the item
                 continue
             # Only the lookups the error names are refused; the others wait for the next fill.
-            named = refused_fields({f.field: f.value for f in group}, result.error)
+            named = refused_lookups({f.field: f.value for f in group}, result)
             refused.extend(f for f in group if f.field in named)
             log.warning("link_fill_failed", object=object_key, fields=sorted(named),
                         error=result.error)  # fmt: skip

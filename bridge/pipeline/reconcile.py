@@ -36,13 +36,12 @@ from bridge.outreach.client import OutreachClient
 from bridge.pipeline.report import counts_dict
 from bridge.pipeline.run import run_lifecycle
 from bridge.pipeline.services import Services
-from bridge.store import dead_letters, idmap, runs
+from bridge.store import dead_letters, idmap, runs, submitted_jobs
 from bridge.store.idmap import MissingRow
 
 log = get_logger(__name__)
 
 DELETE_BATCH = 100  # Zendesk bulk jobs take at most 100 items (api/zendesk.md, "Bulk jobs")
-_ALREADY_GONE = "RecordNotFound"  # a delete of a record Zendesk no longer has: done already
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,22 +263,19 @@ async def _delete_batch(
         results = await services.zendesk.delete_by_external_ids(
             mapping.target.object, list(by_external)
         )
-    done = [by_external[r.external_id] for r in results if r.ok or _already_gone(r.error)]
-    failures = [r for r in results if not (r.ok or _already_gone(r.error))]
+    done = [by_external[r.external_id] for r in results if r.ok or r.already_gone]
+    failures = [r for r in results if not (r.ok or r.already_gone)]
     for failure in failures[:5]:
         log.warning("reconcile_delete_failed", external_id=failure.external_id, error=failure.error)
     async with services.pool.acquire() as conn, conn.transaction():
         await idmap.delete_many(conn, mapping.name, done)
+        await submitted_jobs.settle(conn, mapping.name, [], list(by_external))  # stale now
         await dead_letters.resolve(conn, mapping.name, done)
         if report.run_id is not None:
             await runs.add_repair_counts(conn, report.run_id, deleted=len(done))
             await runs.add_counts(conn, report.run_id, runs.RunCounts(failed=len(failures)))
     report.deleted += len(done)
     report.failed += len(failures)
-
-
-def _already_gone(error: str) -> bool:
-    return error.startswith(_ALREADY_GONE)
 
 
 async def _finish(services: Services, report: ReconcileReport) -> None:

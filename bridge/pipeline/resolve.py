@@ -12,6 +12,9 @@ Costs, cheapest first (the issue's "cheapest correct resolution"):
   still unknown and not cached. The email or name itself comes from the page's `included`
   resources (the list request asked for them with `include=` and `fields[...]=`), never from a
   request per record.
+- where the people directory (`bridge/directory.py`, a `PeopleDirectory`) covers a kind, it
+  answers the three matches from Postgres instead, and a value it lacks costs one batched
+  `show_many` check, never a search: the two ways above are for when it does not.
 Invariants: a link never fails or holds back its record (an unknown target is parked, an
 unreadable match value is parked without one); a look-up Zendesk did not answer (an API
 error that retries did not cure) leaves its targets unknown: parked, not cached, asked again
@@ -27,7 +30,7 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -148,13 +151,28 @@ class LinkPlan:
         return [k for k in (*self.resolved, *self.cleared) if k[0] in written]
 
 
+class PeopleDirectory(Protocol):
+    """Zendesk users and organizations kept in Postgres (`bridge/directory.py`): where it
+    `covers` a target and match, it answers instead of a search per value."""
+
+    async def refresh_for(self, mappings: Sequence[model.Mapping]) -> object: ...
+
+    def covers(self, target: str, match: str) -> bool: ...
+
+    async def resolve(
+        self, target: str, match: str, wanted: Sequence[tuple[str, str | None]]
+    ) -> tuple[dict[str, str], set[str]]: ...
+
+
 class Resolver:
     """Finds Zendesk ids for link targets, batched per page, cached (bounded) for the run."""
 
     def __init__(
-        self, zendesk: ZendeskClient, *, cache_size: int = 50_000, search_concurrency: int = 4
-    ) -> None:
+        self, zendesk: ZendeskClient, *, cache_size: int = 50_000, search_concurrency: int = 4,
+        directory: PeopleDirectory | None = None,
+    ) -> None:  # fmt: skip
         self._zendesk = zendesk
+        self._directory = directory
         self._cache: OrderedDict[Target, str | None] = OrderedDict()
         self._cache_size = cache_size
         self._searches = asyncio.Semaphore(search_concurrency)
@@ -229,6 +247,10 @@ class Resolver:
         self, kind: str, key: str, targets: list[Target]
     ) -> tuple[dict[Target, str], set[Target]]:
         """The targets found, and those left unknown because Zendesk did not answer."""
+        if self._directory is not None and self._directory.covers(kind, key):
+            ids, unanswered = await self._directory.resolve(kind, key, [(t.value, t.hint) for t in targets])
+            return ({t: ids[t.value] for t in targets if t.value in ids},
+                    {t for t in targets if t.value in unanswered})  # fmt: skip
         if key == "external_id":
             people = await self._show_many(kind, [t.value for t in targets])
             if people is None:

@@ -1,4 +1,5 @@
-"""What every pipeline step works with: both API clients and the database pool.
+"""What every pipeline step works with: both API clients, the database pool and the people
+directory.
 
 Built once per process by `wiring.open_services`; sync, targeted syncs, reconcile, dead-letter
 retry and the fill take it, so none of them imports another to get it.
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from bridge.outreach.client import OutreachClient
+from bridge.pipeline.resolve import PeopleDirectory
 from bridge.zendesk.client import ZendeskClient
 
 
@@ -19,3 +21,4 @@ class Services:
     outreach: OutreachClient
     zendesk: ZendeskClient
     pool: asyncpg.Pool
+    directory: PeopleDirectory | None = None  # Zendesk users/organizations kept in Postgres

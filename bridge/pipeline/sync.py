@@ -43,6 +43,7 @@ from bridge.pipeline.report import ProgressSink, RunReport
 from bridge.pipeline.resolve import Resolver, relationship_query
 from bridge.pipeline.run import run_lifecycle
 from bridge.pipeline.services import Services
+from bridge.pipeline.submitted import JobJournal
 from bridge.store import checkpoints, links, runs
 from bridge.store.leases import Fence
 
@@ -84,7 +85,7 @@ async def sync_mapping(
     this run writes under.
     """
     report = RunReport(mapping.name)
-    resolver = Resolver(services.zendesk)
+    resolver = Resolver(services.zendesk, directory=services.directory)
 
     async def finish() -> None:
         await _finish(services, options, report)
@@ -95,6 +96,8 @@ async def sync_mapping(
         async with services.pool.acquire() as conn:
             began = await links.database_now(conn)
         start = await _begin(mapping, services, options, report)
+        if services.directory is not None and not options.dry_run:
+            await services.directory.refresh_for([mapping])  # from its cursor; cheap when fresh
         # Every write request of this run, retries and fills included, checks the lease first.
         with guarding(fence.check) if fence is not None else nullcontext():
             cut = await _run_pages(
@@ -152,6 +155,7 @@ async def _run_pages(
         mapping.target.object,
         batch_size=options.batch_size,
         concurrency=asyncio.Semaphore(options.job_concurrency),
+        journal=JobJournal(services.pool, mapping.name),
     )
     tracker = WatermarkTracker(None)
     try:

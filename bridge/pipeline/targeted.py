@@ -26,7 +26,7 @@ from bridge.pipeline.page import PageOutcome, change_to_write, commit_links, cou
 from bridge.pipeline.reconcile import with_page_size
 from bridge.pipeline.resolve import relationship_query
 from bridge.pipeline.services import Services
-from bridge.store import dead_letters, idmap, leases, runs
+from bridge.store import dead_letters, idmap, leases, runs, submitted_jobs
 
 FETCH_CHUNK = 1000  # ids per Outreach list request (page[size] ≤ 1000)
 FILTER_CHARS = 6000  # and at most this much `filter[id]` text: request lines have limits
@@ -138,4 +138,5 @@ async def _commit(
         if outcome.dead:
             await dead_letters.add_many(conn, name, run_id, outcome.dead)
         await commit_links(conn, name, outcome)
+        await submitted_jobs.settle(conn, name, [], outcome.sent())  # a stored job is stale now
         await runs.add_counts(conn, run_id, counts(outcome), change_to_write=freshest(outcome))

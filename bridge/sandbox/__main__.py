@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from bridge.sandbox.outreach import OutreachSandbox
-from bridge.sandbox.seed import seed_demo
+from bridge.sandbox.seed import people_of_their_own, seed_demo
 from bridge.sandbox.server import Sandbox
 from bridge.sandbox.zendesk import ZendeskSandbox
 
@@ -36,15 +36,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rng-seed", type=int, default=7)
     parser.add_argument("--zendesk-rate-limit", type=int, default=100_000,
                         help="Zendesk requests per minute before 429s (700: Enterprise, as benchmarks use)")
+    parser.add_argument("--zendesk-export-rate-limit", type=int, default=10,
+                        help="incremental export requests per minute before 429s (Zendesk: 10)")
+    parser.add_argument("--zendesk-users", type=int, default=0,
+                        help="Zendesk users of their own (no outreach: external id), one per prospect first")
     return parser.parse_args(argv)
 
 
 async def serve(args: argparse.Namespace) -> None:
     outreach = OutreachSandbox(mint_interval=args.mint_interval, access_ttl=args.access_ttl)
-    zendesk = ZendeskSandbox(rate_limit=args.zendesk_rate_limit)
+    zendesk = ZendeskSandbox(rate_limit=args.zendesk_rate_limit, export_rate_limit=args.zendesk_export_rate_limit)
     sandbox = Sandbox(outreach=outreach, zendesk=zendesk, host=args.host,
                       outreach_port=args.outreach_port, zendesk_port=args.zendesk_port)  # fmt: skip
     info = seed_demo(sandbox, vehicles=args.vehicles, brands=args.brands, prospects=args.prospects, rng_seed=args.rng_seed)
+    if args.zendesk_users:
+        people_of_their_own(sandbox, args.zendesk_users)
     for api in ("outreach", "zendesk"):
         sandbox.faults.set_latency(api, args.latency_ms / 1000)
     stop = asyncio.Event()

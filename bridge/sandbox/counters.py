@@ -200,3 +200,15 @@ class Counters:
             "writes": writes,
             "log": [asdict(e) for e in self.log],
         }
+
+
+def busiest_window(times: list[float], window: float) -> int:
+    """The most of `times` inside any closed span of `window` seconds: how a rate limit that
+    counts a rolling window would see them (used to check a budget from the outside)."""
+    ordered = sorted(times)
+    most, start = 0, 0
+    for end, moment in enumerate(ordered):
+        while moment - ordered[start] > window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most

@@ -135,6 +135,20 @@ def _add_user(sandbox: Sandbox, prospect_id: int) -> bool:
     return True
 
 
+def people_of_their_own(sandbox: Sandbox, users: int) -> None:
+    """Replaces the seeded users by `users` made in Zendesk itself (no `outreach:` external id):
+    one per prospect first, its email upper-cased (Zendesk keeps the case it was given), then
+    strangers. Email lookups must find them by a case-insensitive match."""
+    sandbox.zendesk.users.clear()
+    prospects = sandbox.outreach.ids("prospect")
+    for i in range(users):
+        if i < len(prospects):
+            attrs = sandbox.outreach.get("prospect", prospects[i])["attributes"]  # type: ignore[index]
+            sandbox.zendesk.add_user(attrs["name"], attrs["emails"][0].upper())
+        else:
+            sandbox.zendesk.add_user(f"Stranger {i}", f"stranger.{i}@elsewhere.example.com")
+
+
 def _credentials(sandbox: Sandbox, vehicles: int, brands: int, prospects: int, users: int) -> SeedInfo:
     o_id, o_secret = "sandbox-outreach-client", secrets.token_urlsafe(24)
     z_id, z_secret = "sandbox-zendesk-client", secrets.token_urlsafe(24)

@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.sandbox import zendesk_http
+from bridge.sandbox.zendesk_exports import Exports
 from bridge.sandbox.zendesk_jobs import JobRunner
 from bridge.sandbox.zendesk_records import RecordInvalid, check_fields, check_record, problem
 
@@ -59,6 +60,7 @@ class ZendeskSandbox:
         max_jobs: int = 30,
         job_delay: float = 0.0,
         rng_seed: int = 0,
+        export_rate_limit: int = 10,
     ) -> None:
         self.clock = clock
         self.rate_limit = rate_limit
@@ -85,6 +87,9 @@ class ZendeskSandbox:
         self._clients: dict[str, str] = {}
         self._window = (0, 0)
         self.jobs = JobRunner(self, max_jobs=max_jobs, delay=job_delay)
+        # incremental exports: change log, tombstones, their own 10 requests/min (api/zendesk.md)
+        self.exports = Exports(clock, rate_limit=export_rate_limit)
+        self.user_emails: dict[int, list[str]] = {}  # every email identity, primary first
         # called with (object key, "create" | "update", stored record, fields sent) after each write
         self.write_hooks: list[Callable[[str, str, dict[str, Any], dict[str, Any]], None]] = []
 
@@ -254,24 +259,48 @@ class ZendeskSandbox:
         return rid is not None and self.delete_record(object_key, rid)
 
     # --- users and organizations --------------------------------------------------------------
-    def add_user(self, name: str, email: str, external_id: str | None = None) -> int:
+    def add_user(self, name: str, email: str, external_id: str | None = None, *, other_emails: tuple[str, ...] = ()) -> int:
         uid, now = self._numeric_id(), self.now()
         self.users[uid] = {
             "id": uid, "name": name, "email": email, "external_id": external_id, "role": "end-user",
             "active": True, "verified": True, "created_at": now, "updated_at": now,
         }  # fmt: skip
+        self.user_emails[uid] = [email, *other_emails]
+        self.exports.touch("users", uid)
         return uid
+
+    def update_user(self, user_id: int, **changes: Any) -> None:
+        """Changes a user's attributes (`email` replaces the primary identity)."""
+        row = self.users[user_id]
+        row.update(changes, updated_at=self.now())
+        if "email" in changes:
+            self.user_emails[user_id] = [changes["email"], *self.user_emails.get(user_id, [])[1:]]
+        self.exports.touch("users", user_id)
 
     def add_organization(self, name: str, external_id: str | None = None) -> int:
         oid, now = self._numeric_id(), self.now()
         self.organizations[oid] = {"id": oid, "name": name, "external_id": external_id, "created_at": now, "updated_at": now}
+        self.exports.touch("organizations", oid)
         return oid
 
     def delete_user(self, user_id: int) -> None:
-        self.users.pop(user_id, None)
+        row = self.users.pop(user_id, None)
+        if row is not None:
+            self.exports.bury("users", row, self.now())
 
     def delete_organization(self, org_id: int) -> None:
-        self.organizations.pop(org_id, None)
+        row = self.organizations.pop(org_id, None)
+        if row is not None:
+            self.exports.bury("organizations", row, self.now())
+
+    def identities(self, users: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The email identities of `users`, as the exports sideload them."""
+        out: list[dict[str, Any]] = []
+        for user in users:
+            for n, value in enumerate(self.user_emails.get(int(user["id"]), [])):
+                out.append({"id": int(user["id"]) * 100 + n, "user_id": user["id"], "type": "email",
+                            "value": value, "primary": n == 0, "verified": True})  # fmt: skip
+        return out
 
     def resolve(self, target_type: str, ref: str) -> str | None:
         """A lookup reference (`"123"`, `"external_id:X"`, `"name:X"`) as the target's id."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from bridge.sandbox import zendesk_exports
 from bridge.sandbox.zendesk_jobs import ACTIONS, MAX_ITEMS, TooManyJobs
 from bridge.sandbox.zendesk_records import FIELD_TYPES, RecordInvalid, job_request_problem
 
@@ -73,6 +74,8 @@ def build_app(sandbox: ZendeskSandbox, outer: list[Any]) -> web.Application:
     r.add_get("/api/v2/users/search", api.users_search, name="users_search")
     r.add_get("/api/v2/organizations/show_many", api.organizations_show_many, name="organizations_show_many")
     r.add_get("/api/v2/organizations/search", api.organizations_search, name="organizations_search")
+    r.add_get("/api/v2/incremental/users/cursor{ext:(\\.json)?}", api.export_users, name="incremental_users")
+    r.add_get("/api/v2/incremental/organizations/cursor{ext:(\\.json)?}", api.export_organizations, name="incremental_organizations")
     return app
 
 
@@ -249,6 +252,12 @@ class _Api:
         wanted = request.query[field].casefold()
         found = [o for o in orgs if str(o.get(field) or "").casefold() == wanted]
         return web.json_response({"organizations": [_person(origin, "organizations", o) for o in found[:100]], "count": len(found), "next_page": None, "previous_page": None})
+
+    async def export_users(self, request: web.Request) -> web.StreamResponse:
+        return await zendesk_exports.export(request, "users", self.sb.users, self.sb.exports, self.sb.identities)
+
+    async def export_organizations(self, request: web.Request) -> web.StreamResponse:
+        return await zendesk_exports.export(request, "organizations", self.sb.organizations, self.sb.exports, self.sb.identities)
 
     async def users_search(self, request: web.Request) -> web.StreamResponse:
         origin, users = str(request.url.origin()), list(self.sb.users.values())

@@ -106,6 +106,15 @@ class JobRunner:
             if self._queue is not None:
                 self._queue.put_nowait(job_id)
 
+    def forget(self, job_ids: list[str]) -> None:
+        """Fault: Zendesk no longer knows these jobs (a status is kept for a day): their
+        statuses answer 404 and the jobs never run."""
+        for job_id in job_ids:
+            self.statuses.pop(job_id, None)
+            self._pending.pop(job_id, None)
+            if job_id in self._held:
+                self._held.remove(job_id)
+
     def _holding(self, job_id: str) -> bool:
         object_key, action, items = self._pending[job_id]
         for hold in self._holds:
@@ -119,7 +128,7 @@ class JobRunner:
         assert self._queue is not None
         while True:
             job_id = await self._queue.get()
-            if self._holding(job_id):
+            if job_id not in self._pending or self._holding(job_id):
                 continue
             if self.delay:
                 await asyncio.sleep(self.delay)

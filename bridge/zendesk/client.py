@@ -61,6 +61,7 @@ class ZendeskConfig:
     base_url: str  # e.g. https://acme.zendesk.com
     poll_initial: float = 0.05  # first job-status poll delay, seconds
     poll_max: float = 2.0  # backoff cap between polls
+    poll_min_tick: float = 0.25  # seconds between two status polls at least: 240/min at most
     job_timeout: float = 600.0  # give up on a job after this long -> TransientApiError
     # Zendesk allows 30 queued or running jobs per account (api/zendesk.md); every job this
     # process runs, whatever the mapping or command, waits for one of these slots.
@@ -110,6 +111,7 @@ class ZendeskClient:
             self._base,
             poll_initial=config.poll_initial,
             poll_max=config.poll_max,
+            min_tick=config.poll_min_tick,
             timeout=config.job_timeout,
             sleep=sleep,
             clock=clock,
@@ -121,13 +123,27 @@ class ZendeskClient:
         await self._poller.aclose()
 
     async def upsert_records(
-        self, object_key: str, items: Sequence[UpsertItem]
+        self,
+        object_key: str,
+        items: Sequence[UpsertItem],
+        *,
+        on_submitted: Callable[[str], Awaitable[None]] | None = None,
     ) -> list[ItemResult]:
-        """Creates or updates by external id in one bulk job and waits for it."""
+        """Creates or updates by external id in one bulk job and waits for it; `on_submitted`
+        gets the job id as soon as Zendesk accepted the job, before any poll."""
         if not items:
             return []
         body = jobs.upsert_job_body(items)
-        return await self._run_job(object_key, body, [i.external_id for i in items])
+        ids = [i.external_id for i in items]
+        return await self._run_job(object_key, body, ids, on_submitted)
+
+    async def job_results(self, job_id: str, external_ids: Sequence[str]) -> list[ItemResult]:
+        """Results of a job submitted earlier (by another process, say), waited for as if just
+        submitted; `external_ids` are its items in job order. A job Zendesk no longer knows
+        raises the poll's `RejectedError` (404)."""
+        async with self._job_slots:
+            job = await self._poller.wait(jobs.queued(job_id))
+        return jobs.match_results(job, external_ids)
 
     async def delete_by_external_ids(
         self, object_key: str, external_ids: Sequence[str]
@@ -174,13 +190,19 @@ class ZendeskClient:
         return await people.search_organizations(self._send, self._base, name)
 
     async def _run_job(
-        self, object_key: str, body: dict[str, Any], external_ids: list[str]
+        self,
+        object_key: str,
+        body: dict[str, Any],
+        external_ids: list[str],
+        on_submitted: Callable[[str], Awaitable[None]] | None = None,
     ) -> list[ItemResult]:
         async with self._job_slots:
             self.jobs_in_flight += 1
             try:
                 resp = await self._send("POST", f"{self._object_url(object_key)}/jobs", json=body)
                 job = parse_answer(JobStatusEnvelope, resp).job_status
+                if on_submitted is not None:
+                    await on_submitted(job.id)
                 job = await self._poller.wait(job)
             finally:
                 self.jobs_in_flight -= 1

@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import structlog
 
-from bridge.errors import TransientApiError
+from bridge.errors import ApiError, AuthError, RejectedError, TransientApiError
 from bridge.http.transport import Transport
 from bridge.redact import redact_text
 from bridge.zendesk.models import ItemResult, RecordUpdate, UpsertItem, ZendeskRecordId
@@ -70,6 +70,30 @@ def delete_job_body(external_ids: Sequence[str]) -> dict[str, Any]:
     return {"job": {"action": DELETE, "items": [str(e) for e in external_ids]}}
 
 
+def stops_every_job(exc: ApiError) -> bool:
+    """True for a job error every later job would hit too: refused credentials, access
+    revoked (403), or a custom object that does not exist (404 to the job POST; a 404 while
+    polling only loses that job)."""
+    if isinstance(exc, AuthError):
+        return True
+    if not isinstance(exc, RejectedError):
+        return False
+    return exc.status == 403 or (exc.status == 404 and exc.method == "POST")
+
+
+def refuses_the_batch(exc: ApiError) -> bool:
+    """A 4xx to the job POST itself: something in the items, so halving the batch can find it."""
+    return (
+        isinstance(exc, RejectedError) and exc.method == "POST" and exc.status is not None
+        and 400 <= exc.status < 500 and not stops_every_job(exc)
+    )  # fmt: skip
+
+
+def queued(job_id: str) -> JobStatus:
+    """A job known only by its id, to be polled like one just submitted."""
+    return JobStatus(id=job_id, status="queued")
+
+
 def _check_size(count: int) -> None:
     if count > MAX_JOB_ITEMS:
         raise ValueError(
@@ -86,7 +110,10 @@ class JobPoller:
     the number of jobs, is the bound. Each job keeps its own backoff (due `poll_initial`
     after it was submitted, then doubling up to `poll_max` after each poll of it); the task
     wakes when the earliest job is due, or when a new job arrives, and asks for every job in
-    flight, as the extra ids cost nothing. The task ends when no job waits, so a closed client
+    flight, as the extra ids cost nothing. A job just arriving is first polled no sooner than
+    `min_tick` after the last tick (or with the next tick that polls the others), so jobs
+    arriving one after another, each young and due soon, cost at most one poll request per
+    `min_tick` however fast they come; after a tick every job shares one backoff again. The task ends when no job waits, so a closed client
     or a cancelled run leaves none behind; a cancelled waiter only drops its own job.
     """
 
@@ -97,6 +124,7 @@ class JobPoller:
         *,
         poll_initial: float = 0.05,
         poll_max: float = 2.0,
+        min_tick: float = 0.0,
         timeout: float = 600.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -105,6 +133,8 @@ class JobPoller:
         self._base = base_url.rstrip("/")
         self._initial = poll_initial
         self._max = poll_max
+        self._min_tick = min_tick
+        self._last_tick = -float("inf")
         self._timeout = timeout
         self._sleep = sleep
         self._clock = clock
@@ -172,7 +202,7 @@ class JobPoller:
         try:
             while self._waiting:
                 now = self._clock()
-                due = min(e.due for e in self._waiting.values())
+                due = min(self._due(e) for e in self._waiting.values())
                 if due > now:
                     self._arrived.clear()
                     await self._nap(due - now, self._arrived)
@@ -183,6 +213,11 @@ class JobPoller:
             for entry in list(self._waiting.values()):
                 entry.fail(exc)
             self._waiting.clear()
+
+    def _due(self, entry: _Waiting) -> float:
+        """A job never polled yet waits for the next tick at least `min_tick` after the last:
+        it may not pull the tick earlier, however young. Polled jobs keep their own backoff."""
+        return entry.due if entry.polled else max(entry.due, self._last_tick + self._min_tick)
 
     async def _nap(self, seconds: float, arrived: asyncio.Event) -> None:
         """Sleeps `seconds`, or less if a job arrives meanwhile (it may be due sooner)."""
@@ -197,7 +232,7 @@ class JobPoller:
 
     async def _tick(self) -> None:
         """Polls the jobs due now, filling each request up with the others in flight."""
-        now = self._clock()
+        now = self._last_tick = self._clock()
         entries = sorted(self._waiting.values(), key=lambda e: e.due)
         due_count = sum(1 for e in entries if e.due <= now)
         requests = -(-due_count // SHOW_MANY_IDS)
@@ -222,6 +257,7 @@ class JobPoller:
                     self._settle(entry, error=exc)
                     continue
             entry.job = status
+            entry.polled = True
             if status.finished:
                 self._settle(entry, job=status)
             elif now - entry.started >= self._timeout:
@@ -285,6 +321,7 @@ class _Waiting:
     due: float
     delay: float
     futures: list[asyncio.Future[JobStatus]] = field(default_factory=list)
+    polled: bool = False
 
     def next_delay(self, cap: float) -> float:
         self.delay = min(self.delay * 2, cap)
@@ -333,7 +370,8 @@ def _item_result(job: JobStatus, external_id: str, result: JobResult | None) -> 
         record_id = ZendeskRecordId(result.id) if result.id else None
         return ItemResult(external_id=external_id, ok=True, record_id=record_id)
     if result is not None and (result.error or result.details):
-        return ItemResult(external_id, ok=False, error=_error_text(result))
+        code = _flatten(result.error)
+        return ItemResult(external_id, ok=False, error=_error_text(result), code=code)
     if result is not None and job.status != "failed":
         said = f" (status {result.status!r})" if result.status else ""
         return ItemResult(external_id, ok=False, error=f"job {job.id} reported a failure{said}")

@@ -6,10 +6,13 @@ only these.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NewType
 
 ZendeskRecordId = NewType("ZendeskRecordId", str)
+RECORD_NOT_FOUND = "RecordNotFound"  # an item's error code for a record Zendesk does not have
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,23 @@ class ItemResult:
     # No result of its own: the job failed as a whole, or never reported on this item. Says
     # nothing against the item (nor its lookups); worth sending again.
     unconfirmed: bool = False
+    # The item's own error code (`RecordInvalid`, `RecordNotFound`, …), if it gave one; left
+    # out of equality, as `error` already begins with it.
+    code: str = field(default="", compare=False)
+
+    @property
+    def already_gone(self) -> bool:
+        """The item's own error says Zendesk has no such record: a delete of it is done
+        already. A job that failed as a whole says nothing of the sort."""
+        return not self.ok and self.code == RECORD_NOT_FOUND
+
+    def refused_fields(self, fields: Iterable[str]) -> set[str]:
+        """Those of `fields` (lookup fields the item set) that its own error names: only these
+        count as refused (their target is gone from Zendesk). An error that names none, and a
+        job failure, refuse nothing."""
+        if self.ok or self.unconfirmed:
+            return set()
+        return {k for k in fields if re.search(rf"\b{re.escape(k)}\b", self.error)}
 
 
 @dataclass(frozen=True, slots=True)

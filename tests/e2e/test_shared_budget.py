@@ -19,6 +19,7 @@ import pytest
 from bridge import schema, wiring
 from bridge.mapping.load import load_mappings
 from bridge.mapping.order import sync_order
+from bridge.sandbox.counters import busiest_window
 from bridge.sandbox.seed import seed_demo
 from bridge.sandbox.server import Sandbox
 from tests.e2e.worker_proc import write_mappings
@@ -80,11 +81,3 @@ async def test_two_backfills_together_stay_under_the_budget_without_a_429(
     assert len(world.sandbox.zendesk.records("prospect_copy")) == 150
 
 
-def busiest_window(times: list[float], window: float) -> int:
-    """The most of `times` (sorted) inside any span of `window` seconds."""
-    most, start = 0, 0
-    for end, moment in enumerate(times):
-        while moment - times[start] > window:
-            start += 1
-        most = max(most, end - start + 1)
-    return most

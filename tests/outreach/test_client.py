@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -7,7 +8,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 import pytest
-from aioresponses import aioresponses
+from aioresponses import CallbackResult, aioresponses
 from aioresponses.core import normalize_url
 
 from bridge.errors import ApiError, RejectedError, TransientApiError
@@ -107,6 +108,79 @@ async def test_pages_follow_links_next_over_three_pages(session, mocked, fake_ti
         headers = call.kwargs["headers"]
         assert headers["Content-Type"] == headers["Accept"] == "application/vnd.api+json"
         assert headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+async def test_the_next_page_is_read_while_this_one_is_in_use(session, mocked, fake_time) -> None:
+    """The next page's request goes out as soon as this page's links are known, so the API's
+    time to answer overlaps the caller's work on this page instead of adding to it."""
+    c = client(session, fake_time)
+    first, second = c.list_url("vehicles", custom_object=True), f"{LIST}?page%5Bafter%5D=Wzk3Mjc1XQ%3D%3D"
+    asked = asyncio.Event()
+
+    def answer_second(url: Any, **kwargs: Any) -> CallbackResult:
+        asked.set()
+        return CallbackResult(payload=page_body([3], None))
+
+    mocked.get(first, payload=page_body([1, 2], second))
+    mocked.get(second, callback=answer_second)
+    read = []
+    async for page in c.pages(first):
+        if page.url == first:
+            await asyncio.wait_for(asked.wait(), timeout=10)  # while page 1 is still being used
+        read.append([r.id for r in page.records])
+    assert read == [["1", "2"], ["3"]]
+    assert len(requests_to(mocked, second)) == 1
+
+
+async def test_a_listing_left_early_cancels_the_page_it_was_reading(session, mocked, fake_time) -> None:
+    c = client(session, fake_time)
+    first, second = c.list_url("vehicles", custom_object=True), f"{LIST}?page%5Bafter%5D=Wzk3Mjc1XQ%3D%3D"
+    answered = asyncio.Event()
+    mocked.get(first, payload=page_body([1], second))
+    mocked.get(second, callback=lambda url, **kw: answered.wait())  # never answers by itself
+    pages = c.pages(first)
+    assert [r.id for r in (await anext(pages)).records] == ["1"]
+    await pages.aclose()
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+async def test_a_listing_cancelled_while_it_waits_for_a_page_leaves_no_request_behind(
+    session, mocked, fake_time
+) -> None:
+    """A run asked to stop cancels its producer while it waits for the next page."""
+    c = client(session, fake_time)
+    first, second = c.list_url("vehicles", custom_object=True), f"{LIST}?page%5Bafter%5D=Wzk3Mjc1XQ%3D%3D"
+    asked, never = asyncio.Event(), asyncio.Event()
+
+    async def hang(url: Any, **kwargs: Any) -> None:
+        asked.set()
+        await never.wait()
+
+    mocked.get(first, payload=page_body([1], second))
+    mocked.get(second, callback=hang)
+
+    async def consume() -> None:
+        async for _ in c.pages(first):
+            pass
+
+    task = asyncio.ensure_future(consume())
+    await asyncio.wait_for(asked.wait(), timeout=10)
+    task.cancel()
+    await asyncio.wait({task})
+    assert task.cancelled()
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+async def test_a_failed_next_page_surfaces_after_this_page_is_handed_on(session, mocked, fake_time) -> None:
+    c = client(session, fake_time)
+    first, second = c.list_url("vehicles", custom_object=True), f"{LIST}?page%5Bafter%5D=Wzk3Mjc1XQ%3D%3D"
+    mocked.get(first, payload=page_body([1], second))
+    mocked.get(second, status=404, payload={"errors": [{"id": "notFound", "detail": "gone"}]})
+    read = []
+    with pytest.raises(RejectedError, match="404"):
+        async for page in c.pages(first):
+            read.append(page.url)
+    assert read == [first]
 
 
 async def test_foreign_next_link_is_refused_before_any_request(session, mocked, fake_time) -> None:

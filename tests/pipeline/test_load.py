@@ -16,7 +16,7 @@ from bridge.pipeline.resolve import Resolver, Target
 from bridge.pipeline.sync import SyncOptions, sync_mapping
 from bridge.pipeline.targeted import fetch_records
 from bridge.sandbox.server import Sandbox
-from tests.fixtures_sandbox import SandboxWorld, settings_for
+from tests.fixtures_sandbox import SandboxWorld, exports_refused, settings_for
 from tests.pipeline.test_reconcile import fetch, services
 from tests.pipeline.test_redrive import NO_DIGITS, OPTIONS, broken, vehicles
 from tests.pipeline.test_relationships import actual_lookups, backfill, expected_lookups, parked_rows, prepare
@@ -54,6 +54,7 @@ async def test_a_user_search_failing_every_time_parks_the_driver_and_a_later_run
     await prepare(world)
     emails = users_found_only_by_search(world.sandbox)
     assert emails
+    exports_refused(world.sandbox)
     world.sandbox.faults.add("zendesk", "status", status=500, path_contains="/users/search", times=-1)
 
     reports = await backfill(world)
@@ -70,6 +71,7 @@ async def test_a_user_search_failing_every_time_parks_the_driver_and_a_later_run
         e: v for e, v in expected.items() if e not in waiting}
 
     world.sandbox.faults.clear()
+    exports_refused(world.sandbox)
     again = await backfill(world)
 
     assert again["vehicles"].written == 0  # filled by the fill pass, not rewritten
@@ -95,6 +97,7 @@ async def test_a_revoked_scope_on_user_search_still_stops_the_run(world: Sandbox
     world = fast(world)
     await prepare(world)
     users_found_only_by_search(world.sandbox)
+    exports_refused(world.sandbox)
     world.sandbox.faults.add("zendesk", "status", status=403, path_contains="/users/search", times=-1)
     with pytest.raises(RejectedError) as caught:
         await backfill(world)

@@ -17,7 +17,7 @@ from bridge.pipeline.reconcile import ReconcileOptions, guard, json_api_type, re
 from bridge.pipeline.services import Services
 from bridge.sandbox.server import Sandbox
 from bridge.settings import Settings
-from bridge.store import idmap
+from bridge.store import idmap, submitted_jobs
 from tests.fixtures_sandbox import SandboxWorld
 from tests.pipeline.test_sync import backfill, prepare_zendesk
 
@@ -191,6 +191,20 @@ async def test_a_record_already_gone_from_zendesk_counts_as_deleted(synced: Sand
         report = await reconcile_mapping(vehicles(synced, "delete"), s, OPTIONS)
     assert (report.status, report.deleted, report.failed) == ("succeeded", 1, 0)
     assert await fetch(synced, "SELECT 1 FROM id_map WHERE mapping = 'vehicles' AND source_id = $1", str(vid)) == []
+
+
+async def test_a_deleted_record_is_no_longer_claimed_by_a_job_stored_before_a_crash(
+    synced: SandboxWorld,
+) -> None:
+    vid = delete_in_outreach(synced.sandbox, 1)[0]
+    ext = f"outreach:vehicles:{vid}"
+    async with services(synced.settings) as s:
+        async with s.pool.acquire() as conn:
+            await submitted_jobs.record(conn, "vehicles", "J-before-crash", [ext, "other"], ["h", "h"])
+        report = await reconcile_mapping(vehicles(synced, "delete"), s, OPTIONS)
+    assert report.deleted == 1
+    rows = await fetch(synced, "SELECT external_id FROM submitted_jobs")
+    assert [r["external_id"] for r in rows] == ["other"]  # its job can no longer vouch for it
 
 
 def test_guard_arithmetic() -> None:

@@ -10,6 +10,7 @@ from bridge.mapping.load import load_mappings
 from bridge.mapping.model import FieldSpec, Mapping
 from bridge.pipeline.redrive import RedriveOptions, retry_dead_letters
 from bridge.pipeline.sync import SyncOptions, sync_mapping
+from bridge.store import submitted_jobs
 from tests.fixtures_sandbox import SandboxWorld
 from tests.pipeline.test_reconcile import fetch, services, zendesk_ids, zendesk_writes
 from tests.pipeline.test_relationships import (
@@ -73,6 +74,20 @@ async def test_fixed_mapping_retry_lands_them_and_empties_the_table(world_with_l
     assert world.sandbox.counters.count("outreach", method="GET") == 1
     run = (await fetch(world, "SELECT * FROM runs WHERE kind = 'dead_letter_retry'"))[0]
     assert (run["status"], run["actor"], run["written"]) == ("succeeded", "tester", world.seed.vehicles)
+
+
+async def test_a_retried_letter_is_no_longer_claimed_by_a_job_stored_before_a_crash(
+    world_with_letters: SandboxWorld,
+) -> None:
+    world = world_with_letters
+    [first] = await fetch(world, "SELECT source_id FROM dead_letters WHERE mapping = 'vehicles' LIMIT 1")
+    ext = f"outreach:vehicles:{first['source_id']}"
+    async with services(world.settings) as s:
+        async with s.pool.acquire() as conn:
+            await submitted_jobs.record(conn, "vehicles", "J-before-crash", [ext, "x"], ["h", "h"])
+        await retry_dead_letters(vehicles(world), s, OPTIONS)
+    rows = await fetch(world, "SELECT external_id FROM submitted_jobs")
+    assert [r["external_id"] for r in rows] == ["x"]
 
 
 async def test_a_retried_vehicle_lands_with_its_driver_and_brand_lookups(world: SandboxWorld) -> None:

@@ -12,20 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.http.budget import BudgetPolicy, SharedBudget, SharedSlots, send_offsets
+from bridge.sandbox.counters import busiest_window
 from bridge.store import budget
 from bridge.store.budget import PgBudgetStore, PgSlotStore
-
-
-def busiest_window(times: list[float], window: float) -> int:
-    """The most of `times` inside any closed span of `window` seconds."""
-    times = sorted(times)
-    most, start = 0, 0
-    for end, moment in enumerate(times):
-        while moment - times[start] > window:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
-
 
 policies = st.builds(
     lambda limit, window, share, validity: BudgetPolicy(

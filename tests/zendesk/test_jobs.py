@@ -11,8 +11,8 @@ import pytest
 from aioresponses import CallbackResult
 from yarl import URL
 
-from bridge.errors import RejectedError, TransientApiError
-from bridge.zendesk.jobs import JobPoller, match_results
+from bridge.errors import ApiError, AuthError, RejectedError, TransientApiError
+from bridge.zendesk.jobs import JobPoller, match_results, refuses_the_batch, stops_every_job
 from bridge.zendesk.models import ItemResult
 from bridge.zendesk.wire import JobStatus
 
@@ -123,6 +123,54 @@ def test_out_of_range_and_duplicate_results_are_ignored() -> None:
     matched = match_results(job(results=results), EXT[:1])
 
     assert matched == [ItemResult(EXT[0], ok=True, record_id="01A")]
+
+
+def test_an_item_error_says_which_lookups_it_refuses_and_only_its_own() -> None:
+    results = [
+        {"index": 0, "success": False, "error": "RecordInvalid", "details": {"driver": ["is not a valid user"]}},
+        {"index": 1, "success": False, "error": "RecordInvalid", "details": "drivers_license is too long"},
+        {"index": 2, "id": "9", "success": True},
+    ]
+    bad, other, fine = match_results(job(results=results), EXT)
+
+    assert bad.refused_fields(["driver", "brand"]) == {"driver"}
+    assert other.refused_fields(["driver"]) == set()  # a longer word is not the field
+    assert fine.refused_fields(["driver"]) == set()
+    [whole] = match_results(job("failed", message="driver exploded"), EXT[:1])
+    assert whole.unconfirmed and whole.refused_fields(["driver"]) == set()  # a job failure refuses nothing
+
+
+def test_an_item_zendesk_no_longer_has_is_already_gone() -> None:
+    results = [
+        {"index": 0, "success": False, "error": "RecordNotFound", "details": "no record 'x'"},
+        {"index": 1, "success": False, "error": "RecordInvalid", "details": "RecordNotFound in text"},
+        {"index": 2, "success": True, "id": "3"},
+    ]
+    gone, invalid, ok = match_results(job(results=results), EXT)
+
+    assert (gone.code, gone.already_gone) == ("RecordNotFound", True)
+    assert (invalid.code, invalid.already_gone) == ("RecordInvalid", False)
+    assert (ok.code, ok.already_gone) == ("", False)
+    [lost] = match_results(job("failed", message="RecordNotFound"), EXT[:1])
+    assert not lost.already_gone  # a job that failed whole says nothing about the record
+
+
+@pytest.mark.parametrize(
+    ("error", "stops", "refuses"),
+    [
+        (AuthError("refused", api="zendesk", method="POST", status=401), True, False),
+        (RejectedError("scope", api="zendesk", method="POST", status=403), True, False),
+        (RejectedError("no object", api="zendesk", method="POST", status=404), True, False),
+        (RejectedError("job gone", api="zendesk", method="GET", status=404), False, False),
+        (RejectedError("bad item", api="zendesk", method="POST", status=422), False, True),
+        (TransientApiError("busy", api="zendesk", method="POST", status=503), False, False),
+    ],
+    ids=["401", "403", "404-post", "404-poll", "422-post", "503"],
+)
+def test_what_a_job_error_means_for_the_other_jobs_and_for_its_batch(
+    error: ApiError, stops: bool, refuses: bool
+) -> None:
+    assert (stops_every_job(error), refuses_the_batch(error)) == (stops, refuses)
 
 
 def test_secret_in_item_error_is_redacted() -> None:
@@ -272,6 +320,27 @@ async def test_a_young_job_is_polled_soon_though_an_old_one_waits_longer(session
     assert zendesk.requests[-1] == ["NEW", "OLD"]
     assert (await held.until_done(old)).status == "completed"
     assert len(zendesk.requests) == 5
+
+
+async def test_a_job_arriving_does_not_pull_the_tick_nearer_than_min_tick(session, mock, clock) -> None:
+    held = HeldSleep(clock)
+    zendesk = Zendesk(mock, {"OLD": 4, "NEW": 1})
+    jobs = poller(session, held, clock, min_tick=0.25)
+    old = asyncio.create_task(jobs.wait(queued("OLD")))
+    for count in range(1, 4):
+        await held.sleeping(count)
+        await held.wake()
+    await held.sleeping(4)
+    assert held.delays == pytest.approx([0.05, 0.1, 0.2, 0.4])  # a lone job keeps its own backoff
+
+    new = asyncio.create_task(jobs.wait(queued("NEW")))
+    await held.sleeping(5)
+    assert held.delays[-1] == pytest.approx(0.25)  # not 0.05: the last tick was just now
+    await held.wake()
+    assert (await new).status == "completed"
+    assert sorted(zendesk.requests[-1]) == ["NEW", "OLD"]
+    assert (await held.until_done(old)).status == "completed"
+    assert len(zendesk.requests) == 4  # OLD was done at its 4th poll, with NEW
 
 
 async def test_a_cancelled_waiter_leaves_the_others_polled(session, mock, clock) -> None:
