@@ -68,7 +68,7 @@ class ZendeskConfig:
     job_timeout: float = 600.0  # give up on a job after this long -> TransientApiError
     # Zendesk allows 30 queued or running jobs per account (api/zendesk.md); every job this
     # process runs, whatever the mapping or command, waits for one of these slots.
-    max_jobs_in_flight: int = 12
+    max_jobs_in_flight: int = 20
 
 
 def object_body(
