@@ -255,6 +255,10 @@ class Transport:
         )
 
     async def _attempt(self, call: _Call, use_auth: bool) -> Response:
+        if use_auth and self._auth is not None:
+            # A token that must be fetched is fetched now, before this request's send time, so
+            # the send time is not spent waiting on the token request (which has its own).
+            await self._auth.headers()
         if self._limiter is not None:
             await self._limiter.wait()
         guard.check_write(call.method)  # after the wait: a lease may have gone meanwhile
