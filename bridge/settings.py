@@ -60,9 +60,9 @@ class Settings(BaseSettings):
     # Tuning knobs.
     bridge_page_size: int = Field(default=1000, ge=1, le=1000)
     bridge_batch_size: int = Field(default=100, ge=1, le=100)
-    bridge_job_concurrency: int = Field(default=12, ge=1, le=25)
+    bridge_job_concurrency: int = Field(default=20, ge=1, le=25)
     bridge_queue_pages: int = Field(default=2, ge=1, le=16)
-    bridge_pages_in_flight: int = Field(default=2, ge=1, le=8)
+    bridge_pages_in_flight: int = Field(default=3, ge=1, le=8)
     bridge_overlap_seconds: float = Field(default=60.0, ge=0)
     bridge_http_timeout: float = Field(default=30.0, gt=0)
     bridge_max_attempts: int = Field(default=6, ge=1, le=20)

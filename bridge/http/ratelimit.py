@@ -9,8 +9,11 @@ limits"), so one `RateLimiter` is shared by every request to one API. It keeps t
   plus a random jitter of up to one spacing, so a burst released at `t` does not earn the
   next 429. A spent quota (remaining 0) holds requests until its reset in the same way;
 - once the remaining quota drops below `reserve * limit`, requests are spread evenly over the
-  time left until the reset, so the quota is not spent before the window ends. Waiting is
-  always a sleep for a computed time, never a poll.
+  time left until the reset, so the quota is not spent before the window ends; not with a
+  shared budget, which already spreads every process's requests under the limit (Zendesk's
+  Remaining counts a fixed minute and names no reset: spread over a guessed minute, the last
+  seconds of every minute would hold each request for seconds). Waiting is always a sleep for
+  a computed time, never a poll.
 
 Headers read: Outreach `X-RateLimit-Limit/Remaining/Reset` (Remaining may be "a,b": the first
 counts; Reset is epoch seconds or seconds-until), Zendesk `X-Rate-Limit` and
@@ -140,7 +143,7 @@ class RateLimiter:
                 self.pause_until(quota.reset_at)  # spent: hold everything until the reset
         if self._paused_until > now or self._next_release > now:
             return self._take_release(now)
-        if quota is None or (quota.remaining >= self.reserve * quota.limit):
+        if quota is None or self.budget is not None or quota.remaining >= self.reserve * quota.limit:
             self._next_slot = now
             return 0.0
         slot = max(self._next_slot, now)

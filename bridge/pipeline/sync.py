@@ -61,9 +61,9 @@ class SyncOptions:
     actor: str | None = None
     overlap: timedelta = timedelta(seconds=60)
     batch_size: int = 100
-    job_concurrency: int = 12
+    job_concurrency: int = 20
     queue_pages: int = 2
-    pages_in_flight: int = 2
+    pages_in_flight: int = 3
 
 
 async def sync_mapping(

@@ -60,12 +60,15 @@ class Limit:
 class ZendeskConfig:
     base_url: str  # e.g. https://acme.zendesk.com
     poll_initial: float = 0.05  # first job-status poll delay, seconds
-    poll_max: float = 2.0  # backoff cap between polls
+    poll_max: float = 2.0  # backoff cap between polls; a due job waits no longer for company
     poll_min_tick: float = 0.25  # seconds between two status polls at least: 240/min at most
+    # a due job is polled once no other job was submitted for this long, or once the process
+    # has `max_jobs_in_flight` jobs waiting: jobs arriving meanwhile share the request
+    poll_quiet: float = 0.25
     job_timeout: float = 600.0  # give up on a job after this long -> TransientApiError
     # Zendesk allows 30 queued or running jobs per account (api/zendesk.md); every job this
     # process runs, whatever the mapping or command, waits for one of these slots.
-    max_jobs_in_flight: int = 12
+    max_jobs_in_flight: int = 20
 
 
 def object_body(
@@ -112,6 +115,8 @@ class ZendeskClient:
             poll_initial=config.poll_initial,
             poll_max=config.poll_max,
             min_tick=config.poll_min_tick,
+            quiet=config.poll_quiet,
+            capacity=config.max_jobs_in_flight,
             timeout=config.job_timeout,
             sleep=sleep,
             clock=clock,

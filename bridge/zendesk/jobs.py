@@ -108,13 +108,18 @@ class JobPoller:
     One task per poller (so per client) polls with `show_many`, at most `SHOW_MANY_IDS` ids a
     request, so a tick costs one request however many jobs wait: Zendesk's rate limit, not
     the number of jobs, is the bound. Each job keeps its own backoff (due `poll_initial`
-    after it was submitted, then doubling up to `poll_max` after each poll of it); the task
-    wakes when the earliest job is due, or when a new job arrives, and asks for every job in
-    flight, as the extra ids cost nothing. A job just arriving is first polled no sooner than
-    `min_tick` after the last tick (or with the next tick that polls the others), so jobs
-    arriving one after another, each young and due soon, cost at most one poll request per
-    `min_tick` however fast they come; after a tick every job shares one backoff again. The task ends when no job waits, so a closed client
-    or a cancelled run leaves none behind; a cancelled waiter only drops its own job.
+    after it was submitted, then doubling up to `poll_max` after each poll of it), and a tick
+    asks for every job in flight, as the extra ids cost nothing.
+
+    A due job does not pull a tick at once while more jobs keep arriving: they would share
+    it. The tick waits until no job has arrived for `quiet` seconds (the run paused, ended,
+    or waits for this poll), or `capacity` jobs wait (the process can start no more), or the
+    earliest due job has waited `poll_max` seconds; a job never polled yet is not due sooner
+    than `min_tick` after the last tick. So a steady stream of jobs costs about one poll per
+    `capacity` jobs (or per `poll_max` seconds), not one per `min_tick`, while a lone job is
+    still seen `quiet` seconds after it is due.
+    The task ends when no job waits, so a closed client or a cancelled run leaves none
+    behind; a cancelled waiter only drops its own job.
     """
 
     def __init__(
@@ -125,6 +130,8 @@ class JobPoller:
         poll_initial: float = 0.05,
         poll_max: float = 2.0,
         min_tick: float = 0.0,
+        quiet: float = 0.0,
+        capacity: int | None = None,
         timeout: float = 600.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -134,7 +141,10 @@ class JobPoller:
         self._initial = poll_initial
         self._max = poll_max
         self._min_tick = min_tick
+        self._quiet = quiet
+        self._capacity = capacity
         self._last_tick = -float("inf")
+        self._last_arrival = -float("inf")
         self._timeout = timeout
         self._sleep = sleep
         self._clock = clock
@@ -173,6 +183,7 @@ class JobPoller:
         if entry is None:
             entry = _Waiting(job, started, due=started + self._initial, delay=self._initial)
             self._waiting[job.id] = entry
+            self._last_arrival = max(self._last_arrival, started)
         answer: asyncio.Future[JobStatus] = asyncio.get_running_loop().create_future()
         entry.futures.append(answer)
         self._wake()
@@ -202,10 +213,10 @@ class JobPoller:
         try:
             while self._waiting:
                 now = self._clock()
-                due = min(self._due(e) for e in self._waiting.values())
-                if due > now:
+                at = self._next_tick()
+                if at > now:
                     self._arrived.clear()
-                    await self._nap(due - now, self._arrived)
+                    await self._nap(at - now, self._arrived)
                     continue
                 await self._tick()
         except Exception as exc:  # a bug here must not leave waiters hanging
@@ -213,6 +224,15 @@ class JobPoller:
             for entry in list(self._waiting.values()):
                 entry.fail(exc)
             self._waiting.clear()
+
+    def _next_tick(self) -> float:
+        """When to poll: once a job is due, and then only when waiting longer would bring no
+        more jobs into the request (none arriving, or no room for more) or a due job has
+        waited `poll_max`."""
+        due = min(self._due(e) for e in self._waiting.values())
+        if self._capacity is not None and len(self._waiting) >= self._capacity:
+            return due
+        return max(due, min(self._last_arrival + self._quiet, due + self._max))
 
     def _due(self, entry: _Waiting) -> float:
         """A job never polled yet waits for the next tick at least `min_tick` after the last:

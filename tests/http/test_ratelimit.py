@@ -193,3 +193,20 @@ async def test_a_request_queued_again_behind_a_new_pause_spends_the_quota_once()
     await waiter
     assert t.now - 1000.0 >= 3
     assert rl.quota is not None and rl.quota.remaining == 49
+
+
+async def test_with_a_shared_budget_a_low_per_minute_remaining_does_not_spread_requests() -> None:
+    """Zendesk's Remaining counts a fixed minute and gives no reset: near the end of each
+    minute it is low, and spreading it over a guessed minute would hold requests for seconds
+    each. The shared budget already keeps every process under the limit."""
+    from bridge.http.budget import SharedBudget
+    from tests.http.test_budget import POLICY, MemoryBudget
+
+    t = FakeTime()
+    budget = SharedBudget(MemoryBudget(t), POLICY, clock=t.clock, sleep=t.sleep)
+    rl = RateLimiter(clock=t.clock, sleep=t.sleep, wall=t.wall, rand=lambda: 0.0, budget=budget)
+    rl.update({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "20"})  # below 5 % of 700
+
+    times = await send_times(rl, t, 3)
+
+    assert times == pytest.approx([0, POLICY.interval, 2 * POLICY.interval])  # the budget's pace

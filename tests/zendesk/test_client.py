@@ -67,7 +67,7 @@ async def test_upsert_runs_a_job_and_maps_results(client, mock, sleep) -> None:
     assert call["headers"]["Content-Type"] == "application/json"
     assert call["headers"]["Accept"] == "application/json"
     assert call["headers"]["Authorization"] == "Bearer tok-test"
-    assert sleep.delays == pytest.approx([0.05, 0.1, 0.2])
+    assert sleep.delays == pytest.approx([0.25, 0.1, 0.2])  # a lone job: polled once none came for 0.25 s
     assert len(sent(mock, "GET", POLL)) == 3
     assert sent(mock, "GET", STATUS) == []
 
