@@ -107,7 +107,11 @@ async def test_sigkill_at_any_point_then_rerun_ends_exact(ready: SandboxWorld) -
     dsn = ready.settings.database_url.get_secret_value()  # type: ignore[union-attr]
     total = len(ready.sandbox.outreach.ids("vehicles"))
     assert await fetchval(dsn, "SELECT count(*) FROM id_map WHERE mapping = 'vehicles'") == total
-    assert await fetchval(dsn, "SELECT count(*) FROM runs WHERE status = 'interrupted'") >= 3  # type: ignore[operator]
+    # Every killed run is ended as interrupted by the next start, none is left running. How many
+    # there are depends on where the kills landed (a fast run may finish before a late one); the
+    # kill with jobs in flight always leaves one.
+    assert await fetchval(dsn, "SELECT count(*) FROM runs WHERE status = 'running'") == 0
+    assert await fetchval(dsn, "SELECT count(*) FROM runs WHERE status = 'interrupted'") >= 1  # type: ignore[operator]
 
 
 async def test_exit_code_1_when_records_are_dead_lettered(ready: SandboxWorld) -> None:
