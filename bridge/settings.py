@@ -136,6 +136,11 @@ class Settings(BaseSettings):
             checks.database_url(value.get_secret_value())
         return value
 
+    def webhook_secret(self) -> bytes | None:
+        """OUTREACH_WEBHOOK_SECRET as the HMAC key, or None when unset or empty (webhooks off)."""
+        value = self.outreach_webhook_secret.get_secret_value() if self.outreach_webhook_secret else ""
+        return value.encode() or None
+
     def zendesk_base_url(self) -> str:
         """ZENDESK_URL, or https://<ZENDESK_SUBDOMAIN>.zendesk.com."""
         if self.zendesk_url:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic.fields import FieldInfo
 
@@ -29,6 +29,12 @@ def log_level(value: str) -> str:
     return level
 
 
+def secure_or_loopback(parts: SplitResult) -> bool:
+    """https, or plain http to this machine (the sandbox and local tries)."""
+    host = parts.hostname or ""
+    return parts.scheme == "https" or (parts.scheme == "http" and (host in _LOOPBACK or host.startswith("127.")))
+
+
 def origin(name: str, value: str, example: str) -> str:
     """An API's address: scheme and host only (bridge adds the paths); https unless loopback."""
     text = value.strip()
@@ -41,7 +47,7 @@ def origin(name: str, value: str, example: str) -> str:
         raise ValueError(f"{name} must not carry credentials; set {name}=https://{host} and the credentials in "
                          "their own variables")  # fmt: skip
     netloc = host if parts.port is None else f"{host}:{parts.port}"
-    if parts.scheme != "https" and not (parts.scheme == "http" and host in _LOOPBACK or host.startswith("127.")):
+    if not secure_or_loopback(parts):
         raise ValueError(f"{name} must use https (the API refuses plain http); set {name}=https://{netloc}")
     extra = parts.path.rstrip("/") + (f"?{parts.query}" if parts.query else "")
     if extra:

@@ -386,10 +386,9 @@ def upkeep_config(settings: Settings, actor: str = "worker") -> UpkeepConfig:
 
 
 def worker_config(settings: Settings, holder: str) -> WorkerConfig:
-    secret = settings.outreach_webhook_secret.get_secret_value() if settings.outreach_webhook_secret else ""
     return WorkerConfig(
         port=settings.port,
-        webhook_secret=secret.encode() or None,
+        webhook_secret=settings.webhook_secret(),
         consumer=ConsumerOptions(
             actor=holder, hold=timedelta(seconds=2 * settings.bridge_lease_ttl_seconds),
             batch_size=settings.bridge_batch_size, job_concurrency=settings.bridge_job_concurrency,

@@ -32,7 +32,7 @@ async def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     print("sync order: " + " → ".join(sync_order(mappings)))
     for cycle in cycles(mappings):
         print("cycle (settled by parked links): " + " → ".join(cycle))
-    hourly, line = outreach_steady_state(mappings.values(), webhooks=bool(settings.outreach_webhook_secret))
+    hourly, line = outreach_steady_state(mappings.values(), webhooks=settings.webhook_secret() is not None)
     print(line)
     if hourly > OUTREACH_HOURLY_LIMIT / 2:
         print(

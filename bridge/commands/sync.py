@@ -95,15 +95,15 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     from bridge import web
 
-    secret = settings.outreach_webhook_secret.get_secret_value() if settings.outreach_webhook_secret else ""
-    if not secret:
+    secret = settings.webhook_secret()
+    if secret is None:
         raise ConfigError(
             "OUTREACH_WEBHOOK_SECRET is not set; `bridge web` only serves the webhook intake, "
             "so set it (the same value as for `bridge webhooks ensure`) or run no web process"
         )
     async with wiring.open_pool(settings) as pool:
         await require_migrated(settings, pool)
-        await web.serve(pool, settings.port, secret.encode())
+        await web.serve(pool, settings.port, secret)
     return EXIT_OK
 
 
@@ -113,7 +113,7 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     except ConfigError:
         mappings = {}
     webhooks = frozenset(
-        name for name, m in mappings.items() if settings.outreach_webhook_secret and not m.source.custom_object
+        name for name, m in mappings.items() if settings.webhook_secret() and not m.source.custom_object
     )
     async with wiring.open_pool(settings) as pool:
         await require_migrated(settings, pool)

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from bridge import settings_checks
 from bridge.commands.common import EXIT_FATAL, EXIT_OK, open_apis
 from bridge.errors import ConfigError
 from bridge.mapping.load import load_mappings
@@ -20,8 +21,6 @@ from bridge.settings import Settings
 from bridge.store import inbox
 from bridge.webhooks import intake
 from bridge.webhooks.consumer import readers
-
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,20 +38,20 @@ def target(settings: Settings) -> Target:
             "e.g. https://bridge.example.com (Outreach posts to <it>/webhooks/outreach)"
         )
     parts = urlsplit(base)
-    if not (parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK)):
+    if not settings_checks.secure_or_loopback(parts):
         raise ConfigError(
             f"BRIDGE_PUBLIC_URL must be an https URL (Outreach refuses others), got "
             f"{parts.scheme or 'no scheme'}://{parts.hostname or ''}; e.g. https://bridge.example.com"
         )
     if parts.query or parts.fragment:
         raise ConfigError("BRIDGE_PUBLIC_URL must be a base URL without ?query or #fragment")
-    secret = settings.outreach_webhook_secret.get_secret_value() if settings.outreach_webhook_secret else ""
-    if not secret:
+    secret = settings.webhook_secret()
+    if secret is None:
         raise ConfigError(
             "OUTREACH_WEBHOOK_SECRET is not set; set it to a long random string (e.g. "
             "`openssl rand -hex 32`) in the worker's and this command's environment"
         )
-    return Target(base + intake.PATH, secret)
+    return Target(base + intake.PATH, secret.decode())
 
 
 def wanted_resources(settings: Settings) -> list[str]:
