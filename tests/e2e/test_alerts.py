@@ -23,6 +23,7 @@ from aiohttp import web
 from tests.e2e.test_worker import dsn_of, prepare, runs_of
 from tests.e2e.worker_proc import WorkerProc, query, wait_for, write_mappings
 from tests.fixtures_sandbox import SandboxWorld
+from tests.loopback import receiving
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -72,18 +73,10 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     found = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", found.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    found.url = f"http://127.0.0.1:{port}/hook"
-    yield found
-    if found.hold is not None:
-        found.hold.set()
-    await runner.cleanup()
+    async with receiving(found.handle) as found.url:
+        yield found
+        if found.hold is not None:
+            found.hold.set()
 
 
 def assert_signed(entry: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from bridge.sandbox import outreach_webhooks
+from tests.loopback import receiving
 from tests.sandbox.conftest import World
 
 JSONAPI = "application/vnd.api+json"
@@ -33,15 +34,8 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", rec.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    rec.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"  # type: ignore[union-attr]
-    yield rec
-    await runner.cleanup()
+    async with receiving(rec.handle) as rec.url:
+        yield rec
 
 
 async def o_send(world: World, method: str, path: str, body: Any = None) -> tuple[int, Any]:
