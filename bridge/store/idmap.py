@@ -9,11 +9,14 @@ settled page's rows in one statement inside the page's transaction. Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
+import msgspec
 
 from bridge.store.pool import Connection
 
@@ -24,16 +27,22 @@ WHERE mapping = $1 AND source_id = ANY($2::text[]) AND gone_at IS NULL
 # unnest() of parallel arrays: one round trip for a whole page (measured faster than
 # executemany; see tests/store/test_idmap.py).
 UPSERT_MANY_SQL = """
-INSERT INTO id_map (mapping, source_id, zendesk_id, external_id, payload_hash, synced_at, gone_at)
-SELECT $1, t.source_id, t.zendesk_id, t.external_id, t.payload_hash, now(), NULL
-FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])
-     AS t(source_id, zendesk_id, external_id, payload_hash)
+INSERT INTO id_map (mapping, source_id, zendesk_id, external_id, payload_hash, synced_at, gone_at,
+                    written_payload, source_record, source_updated_at)
+SELECT $1, t.source_id, t.zendesk_id, t.external_id, t.payload_hash, now(), NULL,
+       t.written_payload, t.source_record, t.source_updated_at
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[], $8::timestamptz[])
+     AS t(source_id, zendesk_id, external_id, payload_hash, written_payload, source_record,
+          source_updated_at)
 ON CONFLICT (mapping, source_id) DO UPDATE SET
-    zendesk_id   = COALESCE(EXCLUDED.zendesk_id, id_map.zendesk_id),
-    external_id  = EXCLUDED.external_id,
-    payload_hash = EXCLUDED.payload_hash,
-    synced_at    = now(),
-    gone_at      = NULL
+    zendesk_id        = COALESCE(EXCLUDED.zendesk_id, id_map.zendesk_id),
+    external_id       = EXCLUDED.external_id,
+    payload_hash      = EXCLUDED.payload_hash,
+    synced_at         = now(),
+    gone_at           = NULL,
+    written_payload   = EXCLUDED.written_payload,
+    source_record     = EXCLUDED.source_record,
+    source_updated_at = EXCLUDED.source_updated_at
 """
 LOOKUP_SQL = """
 SELECT source_id, zendesk_id, external_id, payload_hash FROM id_map
@@ -52,6 +61,11 @@ class IdMapRow:
     zendesk_id: str | None
     external_id: str
     payload_hash: str
+    # What was sent (`pack_payload`), the Outreach record it came from (`pack`) and its
+    # updatedAt; None when not known (rows read back by `lookup`, which leave them out).
+    written_payload: bytes | None = None
+    source_record: bytes | None = None
+    source_updated_at: datetime | None = None
 
 
 def _from_row(row: asyncpg.Record) -> IdMapRow:
@@ -81,6 +95,9 @@ async def upsert_many(
         [r.zendesk_id for r in values],
         [r.external_id for r in values],
         [r.payload_hash for r in values],
+        [r.written_payload for r in values],
+        [r.source_record for r in values],
+        [r.source_updated_at for r in values],
     )
 
 
@@ -181,3 +198,79 @@ async def clear_gone(conn: Connection, mapping: str, live_ids: Sequence[str]) ->
 
 async def gone_count(conn: Connection, mapping: str) -> int:
     return int(await conn.fetchval(GONE_COUNT_SQL, mapping))
+
+
+# --- what was written (bridge explain, backfill --dry-run --diff, bridge verify) ------------
+# The payload last sent is kept compressed: about a third of its JSON size for typical
+# records, read back only when a person or a verify pass asks.
+_ENCODER = msgspec.json.Encoder(order="sorted")
+WRITTEN_SQL = """
+SELECT source_id, zendesk_id, external_id, written_payload, source_record, source_updated_at,
+       synced_at, gone_at
+FROM id_map WHERE mapping = $1 AND source_id = ANY($2::text[])
+"""
+WRITTEN_BY_ZENDESK_ID_SQL = """
+SELECT source_id, zendesk_id, external_id, written_payload, source_record, source_updated_at,
+       synced_at, gone_at
+FROM id_map WHERE mapping = $1 AND zendesk_id = ANY($2::text[])
+"""
+
+
+def pack(value: Mapping[str, Any]) -> bytes:
+    """The stored form of a JSON object: canonical JSON, zlib-compressed."""
+    return zlib.compress(_ENCODER.encode(value), 1)
+
+
+def unpack(packed: bytes) -> dict[str, Any]:
+    """The JSON object `pack` stored."""
+    value = msgspec.json.decode(zlib.decompress(packed))
+    if not isinstance(value, dict):
+        raise ValueError("a stored payload is not a JSON object")
+    return value
+
+
+def pack_payload(name: str, fields: Mapping[str, Any]) -> bytes:
+    """The stored form of a payload sent to Zendesk: `{"name", "fields"}`."""
+    return pack({"name": name, "fields": fields})
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenRecord:
+    """What bridge last wrote for a record, as the id map keeps it."""
+
+    source_id: str
+    zendesk_id: str | None
+    external_id: str
+    payload: dict[str, Any] | None  # {"name", "fields"}; None: written before payloads were kept
+    source: dict[str, Any] | None  # the Outreach record as read for that write, or None
+    source_updated_at: datetime | None
+    synced_at: datetime
+    gone_at: datetime | None
+
+
+def _written(row: asyncpg.Record) -> WrittenRecord:
+    packed, source = row["written_payload"], row["source_record"]
+    return WrittenRecord(
+        row["source_id"],
+        row["zendesk_id"],
+        row["external_id"],
+        unpack(packed) if packed is not None else None,
+        unpack(source) if source is not None else None,
+        row["source_updated_at"],
+        row["synced_at"],
+        row["gone_at"],
+    )
+
+
+async def written(conn: Connection, mapping: str, source_ids: Sequence[str]) -> dict[str, WrittenRecord]:
+    """source_id → what was last written for it, for the ids the map knows."""
+    rows = await conn.fetch(WRITTEN_SQL, mapping, list(source_ids))
+    return {row["source_id"]: _written(row) for row in rows}
+
+
+async def written_by_zendesk_id(
+    conn: Connection, mapping: str, zendesk_ids: Sequence[str]
+) -> dict[str, WrittenRecord]:
+    """Zendesk record id → what was last written to it."""
+    rows = await conn.fetch(WRITTEN_BY_ZENDESK_ID_SQL, mapping, list(zendesk_ids))
+    return {row["zendesk_id"]: _written(row) for row in rows}

@@ -60,3 +60,31 @@ async def test_lookup_by_external_id(db_conn: Connection) -> None:
     await idmap.upsert_many(db_conn, "m", _rows(3))
     got = await idmap.lookup_external(db_conn, "m", ["ext-2", "ext-9"])
     assert got == {"ext-2": idmap.IdMapRow("2", "z2", "ext-2", "h2")}
+
+
+async def test_the_payload_written_is_kept_compressed_and_read_back(db_conn: Connection) -> None:
+    from datetime import UTC, datetime
+
+    fields = {"speed": 120, "driver": "z-user-9", "notes": "é" * 200, "tags": ["a", "b"]}
+    packed = idmap.pack_payload("Car 1", fields)
+    assert len(packed) < len(str(fields))  # compressed
+    updated = datetime(2026, 11, 2, tzinfo=UTC)
+    await idmap.upsert_many(
+        db_conn,
+        "m",
+        [
+            idmap.IdMapRow("1", "z1", "ext-1", "h1", packed, idmap.pack({"attributes": {"speed": "120"}}), updated),
+            idmap.IdMapRow("2", None, "ext-2", "h2"),
+        ],
+    )
+    got = await idmap.written(db_conn, "m", ["1", "2", "3"])
+    assert set(got) == {"1", "2"}
+    assert got["1"].payload == {"name": "Car 1", "fields": fields}
+    assert got["1"].source == {"attributes": {"speed": "120"}}
+    assert (got["1"].zendesk_id, got["1"].external_id, got["1"].source_updated_at) == ("z1", "ext-1", updated)
+    assert got["2"].payload is None and got["2"].source is None and got["2"].gone_at is None
+    assert set(await idmap.written_by_zendesk_id(db_conn, "m", ["z1", "zx"])) == {"z1"}
+    # a later write replaces the payload; the Zendesk id is kept as before
+    await idmap.upsert_many(db_conn, "m", [idmap.IdMapRow("1", None, "ext-1", "h9", idmap.pack_payload("Car 1", {}))])
+    again = (await idmap.written(db_conn, "m", ["1"]))["1"]
+    assert again.payload == {"name": "Car 1", "fields": {}} and again.zendesk_id == "z1"
