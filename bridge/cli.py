@@ -125,6 +125,18 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument("--full", action="store_true", help="ignore checkpoints, read everything")
     backfill.add_argument("--since", type=_iso_time, metavar="TIME", help="read records updated since ISO8601")
     backfill.add_argument("--dry-run", action="store_true", help="translate and count, write nothing")
+    backfill.add_argument("--diff", action="store_true",
+                          help="with --dry-run: per record, whether a run would create, update, leave it "
+                               "unchanged or dead-letter it, and each update field by field against the "
+                               "payload last written; makes no Zendesk request and writes nothing. "
+                               "Lookups are resolved from Postgres only (the id map, the people "
+                               "directory); others show as (unresolved: would park) or (unresolved: "
+                               "would ask Zendesk, else park). Items Zendesk would refuse are known "
+                               "only by writing: they count as creates or updates")  # fmt: skip
+    backfill.add_argument("--json", action="store_true",
+                          help="with --diff: JSON Lines, one object per record and one summary per mapping")
+    backfill.add_argument("--limit", type=int, metavar="N",
+                          help="with --diff: updates and dead letters shown per mapping (default 20)")
     backfill.set_defaults(handler=sync.cmd_backfill)
     st = _command(sub, "status", "where each mapping stands",
                   "Per mapping: records synced, dead letters, parked links, watermark, the last\n"

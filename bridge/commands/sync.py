@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 
 from bridge import status, status_check, wiring
+from bridge.commands import preview
 from bridge.commands.common import EXIT_DEAD_LETTERS, EXIT_FATAL, EXIT_OK, require_migrated, select
 from bridge.errors import ConfigError
 from bridge.mapping.load import load_mappings
@@ -33,6 +34,8 @@ async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    if getattr(args, "diff", False) or getattr(args, "json", False) or getattr(args, "limit", None) is not None:
+        return await preview.cmd_backfill_diff(args, settings)
     mappings = load_mappings(settings.bridge_mappings)
     names = select(mappings, args.mappings)
     options = wiring.sync_options(

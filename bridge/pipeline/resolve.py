@@ -213,7 +213,7 @@ class Resolver:
         zen: list[tuple[tuple[targets.Kind, str], list[Target]]] = []
         for (kind, key), group in sorted(by_kind.items()):
             if targets.Kind(kind).resolution is targets.Resolution.ID_MAP:
-                found.update(await _from_id_map(conn, key, group))
+                found.update(await from_id_map(conn, key, group))
             else:
                 zen.append(((kind, key), group))
         answers = await asyncio.gather(*(self._zen(kind, key, group) for (kind, key), group in zen))
@@ -331,7 +331,8 @@ def _unless_fatal(exc: ApiError, kind: str, match: str, targets: int) -> None:
                 error=str(exc))  # fmt: skip
 
 
-async def _from_id_map(conn: Any, mapping: str, group: list[Target]) -> dict[Target, str]:
+async def from_id_map(conn: Any, mapping: str, group: list[Target]) -> dict[Target, str]:
+    """Zendesk ids of `mapping:` targets bridge wrote and Zendesk has not refused (read only)."""
     ids = sorted({t.value for t in group})
     rows = await idmap.lookup(conn, mapping, ids)
     refused = await links.refused_ids(conn, mapping, ids)

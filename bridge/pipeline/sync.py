@@ -325,11 +325,14 @@ async def _extract(
 async def _produce(
     mapping: Mapping, outreach: OutreachClient, start: StartPoint, queue: asyncio.Queue[Page | object]
 ) -> None:
-    async for page in _pages(mapping, outreach, start):
+    async for page in source_pages(mapping, outreach, start):
         await queue.put(page)
 
 
-async def _pages(mapping: Mapping, outreach: OutreachClient, start: StartPoint) -> AsyncIterator[Page]:
+async def source_pages(
+    mapping: Mapping, outreach: OutreachClient, start: StartPoint
+) -> AsyncIterator[Page]:
+    """The listing a run reads from `start` (the dry-run preview reads the same one)."""
     if start.resume_url:
         try:
             async for page in outreach.pages(start.resume_url):
