@@ -21,10 +21,13 @@ from typing import Any, TextIO
 from bridge import wiring
 from bridge.commands.common import EXIT_DEAD_LETTERS, EXIT_OK, require_migrated, select
 from bridge.errors import ConfigError
+from bridge.logs import get_logger
 from bridge.mapping.load import load_mappings
 from bridge.pipeline.diff import Action, RecordDiff, Tally, Unresolved
 from bridge.pipeline.preview import preview_mapping
 from bridge.settings import Settings
+
+log = get_logger(__name__)
 
 DEFAULT_LIMIT = 20
 NOTE = ("Nothing was written. A record Zendesk would refuse is counted as a create or an update: "
@@ -62,6 +65,7 @@ async def cmd_backfill_diff(args: argparse.Namespace, settings: Settings) -> int
                     tally.add(record)
                     out.record(record)
                 out.mapping_done(tally)
+                log.info("preview_finished", mapping=name, **{a.value: n for a, n in tally.counts.items()})
                 dead += tally.counts[Action.DEAD_LETTER]
     out.finish()
     return EXIT_DEAD_LETTERS if dead else EXIT_OK

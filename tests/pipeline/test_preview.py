@@ -3,23 +3,30 @@ and the preview reports exactly those changes while writing nothing anywhere."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bridge import wiring
 from bridge.mapping.load import load_mappings
 from bridge.mapping.order import sync_order
+from bridge.outreach.models import OutreachId, Page, SourceRecord
 from bridge.pipeline import diff
 from bridge.pipeline.diff import Action, FieldChange, RecordDiff
-from bridge.pipeline.preview import preview_mapping
+from bridge.pipeline.preview import StoredLookups, preview_mapping, preview_page
 from bridge.pipeline.sync import SyncOptions
 from bridge.sandbox.seed import seed_demo
 from bridge.sandbox.server import Sandbox
 from bridge.store import idmap
+from bridge.store.idmap import IdMapRow
+from bridge.translate import translate
 from tests.fixtures_sandbox import SandboxWorld, settings_for
 from tests.pipeline.test_sync import OBJECTS, backfill, prepare_zendesk
 
@@ -227,3 +234,66 @@ async def test_rows_written_before_payloads_were_kept_say_only_that_they_change(
     update = by_action(records, Action.UPDATE)[str(vid)]
     assert not update.previous_kept and update.changes == ()
     assert update.as_json()["previous_kept"] is False
+
+
+# ---- the classification over random edits (one page, no HTTP) -------------------------------
+
+BRANDS = load_mappings(Path(__file__).resolve().parents[2] / "mappings")["vehicle_brands"]
+IDS = [str(i) for i in range(1, 13)]
+words = st.text(alphabet="abcXY ", min_size=1, max_size=5).filter(lambda w: w.strip() != "")
+edits_st = st.dictionaries(st.sampled_from(IDS), st.tuples(st.one_of(st.none(), words),
+                                                          st.one_of(st.none(), st.integers(1800, 2030))))
+
+
+def _brand(sid: str, attributes: dict[str, Any]) -> SourceRecord:
+    return SourceRecord("vehicle_brands", OutreachId(sid), attributes, {}, None)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(edits=edits_st, unwritten=st.sets(st.sampled_from(IDS), max_size=3), broken=st.sets(st.sampled_from(IDS), max_size=2))
+def test_random_edits_are_reported_as_exactly_those_updates_creates_and_dead_letters(
+    db_dsn: str, edits: dict[str, tuple[str | None, int | None]], unwritten: set[str], broken: set[str]
+) -> None:
+    """Write a page, edit some records (country, founded), forget some rows and break some
+    records: the preview reports exactly those, the edits field by field."""
+    first = {sid: {"name": f"Brand {sid}", "country": "Home", "founded": 1900} for sid in IDS}
+    now = {sid: dict(a) for sid, a in first.items()}
+    for sid, (country, founded) in edits.items():
+        now[sid].update({k: v for k, v in (("country", country), ("founded", founded)) if v is not None})
+    for sid in broken:
+        now[sid]["founded"] = "not a year"
+    page = Page([_brand(sid, now[sid]) for sid in IDS], "u", None)
+
+    records = asyncio.run(_preview_page(db_dsn, first, unwritten, page))
+
+    changed = {sid: {"country": (a["country"], now[sid]["country"].strip()),
+                     "founded": (a["founded"], now[sid]["founded"])}
+               for sid, a in first.items()}  # fmt: skip
+    expected_updates = {
+        sid: {k: v for k, v in fields.items() if v[0] != v[1]}
+        for sid, fields in changed.items() if sid not in unwritten | broken
+    }  # fmt: skip
+    expected_updates = {sid: f for sid, f in expected_updates.items() if f}
+    got = {r.source_id: r for r in records}
+    assert {s for s, r in got.items() if r.action is Action.DEAD_LETTER} == broken
+    assert {s for s, r in got.items() if r.action is Action.CREATE} == unwritten - broken
+    assert {s: {c.field: (c.before, c.after) for c in r.changes} for s, r in got.items()
+            if r.action is Action.UPDATE} == expected_updates  # fmt: skip
+    assert len(records) == len(IDS)
+
+
+async def _preview_page(dsn: str, first: dict[str, dict[str, Any]], unwritten: set[str], page: Page) -> list[RecordDiff]:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute("DELETE FROM id_map")
+            rows = []
+            for sid, attributes in first.items():
+                t = translate(BRANDS, _brand(sid, attributes))
+                rows.append(IdMapRow(sid, f"z{sid}", t.external_id, t.payload_hash,
+                                     idmap.pack_payload(t.name, t.fields)))
+            await idmap.upsert_many(conn, BRANDS.name, [r for r in rows if r.source_id not in unwritten])
+        return await preview_page(BRANDS, pool, page, StoredLookups(frozenset()))
+    finally:
+        await pool.close()
