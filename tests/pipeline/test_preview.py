@@ -184,6 +184,9 @@ async def test_lookups_resolve_from_the_id_map_and_the_directory_or_show_unresol
     prospects = world.sandbox.outreach.ids("prospect")
     driver = prospects[0]  # the seed gives a Zendesk user to every prospect but each fifth
     world.sandbox.outreach.set_relationship("vehicles", redriver, "main_driver", driver)
+    with_driver = next(v for v in ids[8:] if vehicle_in_zendesk(world, v)["driver"] is not None)
+    userless = prospects[4]  # no Zendesk user: the directory does not know it
+    world.sandbox.outreach.set_relationship("vehicles", with_driver, "main_driver", userless)
 
     records = await preview(world, ["vehicles"])
 
@@ -195,6 +198,7 @@ async def test_lookups_resolve_from_the_id_map_and_the_directory_or_show_unresol
     previous_driver = vehicle_in_zendesk(world, redriver)["driver"]
     assert previous_driver != users[f"outreach:prospect:{driver}"]
     assert changes[str(redriver)] == {"driver": (previous_driver, users[f"outreach:prospect:{driver}"])}
+    assert changes[str(with_driver)] == {"driver": (vehicle_in_zendesk(world, with_driver)["driver"], diff.WOULD_ASK)}
     assert_no_zendesk_request(world)
 
 
