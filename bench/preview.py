@@ -20,16 +20,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.harness import bridge, bridge_env, fresh_database, sandbox_process, server_dsn  # noqa: E402
-from bench.measure import Measured, attribute_only_mappings, run_measured  # noqa: E402
+from bench.measure import Measured, attribute_only_mappings  # noqa: E402
 
 MAPPING = "vehicles"
 
@@ -56,34 +58,62 @@ def scenario(server: str, records: int, page_size: int) -> list[tuple[str, Measu
         env = bridge_env(info, dsn, attribute_only_mappings(Path(tmp)), BRIDGE_PAGE_SIZE=str(page_size))
         bridge(["migrate"], env)
         base = ["backfill", MAPPING, "--full", "--dry-run"]
-        rows.append(("dry-run", _bridge([*base], env)))
-        creates = _bridge([*base, "--diff", "--json"], env)
-        rows.append(("diff-creates", creates))
-        asyncio.run(_stale_rows(dsn, [json.loads(line) for line in creates.stdout.splitlines()]))
-        rows.append(("diff-updates", _bridge([*base, "--diff", "--json"], env)))
-        rows.append(("diff-text", _bridge([*base, "--diff"], env)))
+        rows.append(("dry-run", _quiet(base, env)))
+        rows.append(("diff-creates", _quiet([*base, "--diff", "--json"], env)))
+        # In a child of its own: a parent grown by 100,000 lines would lend its size to the
+        # peak RSS of every child it starts later (ru_maxrss survives exec).
+        subprocess.run([sys.executable, __file__, "--stale-rows", dsn], env=env, check=True, cwd=REPO)
+        rows.append(("diff-updates", _quiet([*base, "--diff", "--json"], env)))
+        rows.append(("diff-text", _quiet([*base, "--diff"], env)))
     return rows
 
 
-def _bridge(args: list[str], env: dict[str, str]) -> Measured:
-    return run_measured([sys.executable, "-m", "bridge", *args], env)
+def _quiet(args: list[str], env: dict[str, str]) -> Measured:
+    """`bridge args` measured alone, its output thrown away (a pipe read here would grow this
+    process, and through it the children started after)."""
+    with tempfile.TemporaryFile("w+") as err:
+        started = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "bridge", *args], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.monotonic() - started
+        err.seek(0)
+        if os.waitstatus_to_exitcode(status) not in (0, 1):
+            raise SystemExit(f"bridge {' '.join(args)} failed:\n{err.read()[-3000:]}")
+    return Measured(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, "", "")
 
 
-async def _stale_rows(dsn: str, lines: list[dict[str, Any]]) -> None:
-    """An id-map row for every record read, as if written long ago with other values."""
+async def _stale_rows(dsn: str) -> None:
+    """An id-map row for every record a preview reads, as if written long ago with other
+    values; the records come from a preview's JSON Lines, read as they stream."""
     import asyncpg
 
     from bridge.store import idmap, pool
 
+    stale = idmap.pack_payload("old", {})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "backfill", MAPPING, "--full", "--dry-run", "--diff", "--json",
+        cwd=REPO, stdout=asyncio.subprocess.PIPE, limit=2**20,
+    )  # fmt: skip
+    assert proc.stdout is not None
     conn = await asyncpg.connect(pool.normalise_dsn(dsn))
     try:
-        stale = idmap.pack_payload("old", {})
-        rows = [idmap.IdMapRow(r["source_id"], f"z{r['source_id']}", r["external_id"], "stale", stale)
-                for r in lines if r["type"] == "record"]  # fmt: skip
-        await idmap.upsert_many(conn, MAPPING, rows)
+        batch: list[idmap.IdMapRow] = []
+        async for line in proc.stdout:
+            r = json.loads(line)
+            if r["type"] == "record":
+                batch.append(idmap.IdMapRow(r["source_id"], f"z{r['source_id']}", r["external_id"], "stale", stale))
+            if len(batch) == 1000:
+                await idmap.upsert_many(conn, MAPPING, batch)
+                batch = []
+        await idmap.upsert_many(conn, MAPPING, batch)
     finally:
         await conn.close()
+        await proc.wait()
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--stale-rows"]:
+        asyncio.run(_stale_rows(sys.argv[2]))
+    else:
+        main()
