@@ -130,8 +130,8 @@ def _parser() -> argparse.ArgumentParser:
                                "unchanged or dead-letter it, and each update field by field against the "
                                "payload last written; makes no Zendesk request and writes nothing. "
                                "Lookups are resolved from Postgres only (the id map, the people "
-                               "directory); others show as (unresolved: would park) or (unresolved: "
-                               "would ask Zendesk, else park). Items Zendesk would refuse are known "
+                               "directory); others show as (unresolved: would park ...) or (unresolved: "
+                               "would ask Zendesk, else park): see the README. Items Zendesk would refuse are known "
                                "only by writing: they count as creates or updates")  # fmt: skip
     backfill.add_argument("--json", action="store_true",
                           help="with --diff: JSON Lines, one object per record and one summary per mapping")

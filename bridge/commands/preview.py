@@ -61,7 +61,7 @@ async def cmd_backfill_diff(args: argparse.Namespace, settings: Settings) -> int
         async with wiring.open_services(settings, pool) as services:
             for name in names:
                 tally = Tally(name)
-                async for record in preview_mapping(mappings[name], pool, services.outreach, options):
+                async for record in preview_mapping(mappings[name], pool, services.outreach, options, running=names):
                     tally.add(record)
                     out.record(record)
                 out.mapping_done(tally)

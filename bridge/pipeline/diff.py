@@ -52,6 +52,9 @@ class Unresolved:
 # The run would park it: a `mapping:` target bridge has not written (or Zendesk refused),
 # or a `zen:` match value the page does not carry.
 WOULD_PARK = Unresolved("would park")
+# A `mapping:` target not written yet, of a mapping this same run writes: parked, then set
+# by the run's fill if the run writes the target.
+WOULD_PARK_OR_FILL = Unresolved("would park; set if this run writes the target")
 # A `zen:` target the people directory does not answer: the run asks Zendesk (a batched
 # check, or a search when there is no directory) and parks the link if Zendesk has none.
 WOULD_ASK = Unresolved("would ask Zendesk, else park")

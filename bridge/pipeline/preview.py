@@ -45,12 +45,19 @@ DIRECTORY_KINDS: dict[str, people.Kind] = {"zen:user": "users", "zen:organizatio
 
 
 async def preview_mapping(
-    mapping: Mapping, pool: asyncpg.Pool, outreach: OutreachClient, options: SyncOptions
+    mapping: Mapping,
+    pool: asyncpg.Pool,
+    outreach: OutreachClient,
+    options: SyncOptions,
+    *,
+    running: Iterable[str] = (),
 ) -> AsyncIterator[RecordDiff]:
-    """Every record a run of `mapping` with `options` would read, with what it would do."""
+    """Every record a run of `mapping` with `options` would read, with what it would do.
+    `running`: the mappings the previewed backfill runs (its final fill sets lookups to
+    the targets it writes)."""
     async with pool.acquire() as conn:
         stored = await checkpoints.load(conn, mapping.name)
-        lookups = await StoredLookups.open(conn)
+        lookups = await StoredLookups.open(conn, running)
     cp = Checkpoint(stored.watermark, stored.resume_url) if stored else None
     start = start_point(cp, full=options.full, since=options.since, overlap=options.overlap)
     async for page in _ahead(mapping, outreach, start):
@@ -98,17 +105,18 @@ def _record_diff(
 class StoredLookups:
     """Lookup values as far as Postgres knows them, for the records a run would send."""
 
-    def __init__(self, loaded: frozenset[str]) -> None:
+    def __init__(self, loaded: frozenset[str], running: frozenset[str] = frozenset()) -> None:
         self._loaded = loaded  # directory kinds whose first load is complete
+        self._running = running  # mappings the previewed run writes
 
     @classmethod
-    async def open(cls, conn: Connection) -> StoredLookups:
+    async def open(cls, conn: Connection, running: Iterable[str] = ()) -> StoredLookups:
         loaded = set()
         for kind in DIRECTORY_KINDS.values():
             cursor = await people.load_cursor(conn, kind)
             if cursor is not None and cursor.complete:
                 loaded.add(kind)
-        return cls(frozenset(loaded))
+        return cls(frozenset(loaded), frozenset(running))
 
     async def values(self, conn: Connection, records: Sequence[Translated], included: Included) -> Values:
         """source_id → lookup field → what the run would send (None clears it)."""
@@ -127,9 +135,13 @@ class StoredLookups:
                     wanted[(record.source_id, link.field)] = target
         found = await self._find(conn, set(wanted.values()))
         for (source_id, key), target in wanted.items():
-            unknown = diff.WOULD_PARK if target.kind is targets.Kind.MAPPING else diff.WOULD_ASK
-            values[source_id][key] = found.get(target, unknown)
+            values[source_id][key] = found.get(target, self._unknown(target))
         return values
+
+    def _unknown(self, target: Target) -> diff.Unresolved:
+        if target.kind is not targets.Kind.MAPPING:
+            return diff.WOULD_ASK
+        return diff.WOULD_PARK_OR_FILL if target.key in self._running else diff.WOULD_PARK
 
     async def _find(self, conn: Connection, wanted: Iterable[Target]) -> dict[Target, str]:
         groups: dict[tuple[targets.Kind, str], list[Target]] = {}

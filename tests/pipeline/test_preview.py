@@ -81,8 +81,9 @@ async def preview(world: SandboxWorld, names: list[str] | None = None, **options
     opts = SyncOptions(dry_run=True, overlap=timedelta(seconds=1), **options)
     found: list[RecordDiff] = []
     async with wiring.open_pool(world.settings) as pool, wiring.open_services(world.settings, pool) as s:
-        for name in names or sync_order(mappings):
-            found += [r async for r in preview_mapping(mappings[name], pool, s.outreach, opts)]
+        running = names or sync_order(mappings)
+        for name in running:
+            found += [r async for r in preview_mapping(mappings[name], pool, s.outreach, opts, running=running)]
     return found
 
 
@@ -199,6 +200,10 @@ async def test_lookups_resolve_from_the_id_map_and_the_directory_or_show_unresol
     assert previous_driver != users[f"outreach:prospect:{driver}"]
     assert changes[str(redriver)] == {"driver": (previous_driver, users[f"outreach:prospect:{driver}"])}
     assert changes[str(with_driver)] == {"driver": (vehicle_in_zendesk(world, with_driver)["driver"], diff.WOULD_ASK)}
+    both = await preview(world)  # this run writes the new brand first, and fills the link
+    assert by_action(both, Action.CREATE).keys() == {str(fresh)}
+    link = next(r for r in both if r.mapping == "vehicles" and r.source_id == str(unwritten_brand))
+    assert {c.field: c.after for c in link.changes}["brand"] is diff.WOULD_PARK_OR_FILL
     assert_no_zendesk_request(world)
 
 
