@@ -75,3 +75,17 @@ def test_diff_flags_without_a_dry_run_are_refused_before_anything_runs(
 ) -> None:
     assert cli.main(argv) == 2
     assert "--" in capsys.readouterr().err
+
+
+def test_an_update_whose_sent_values_are_all_the_same_says_why_it_is_listed() -> None:
+    out = io.StringIO()
+    _run(TextReport(out, limit=5), [RecordDiff("vehicles", "3", "outreach:vehicles:3", Action.UPDATE, "z3")])
+    assert "vehicles update 3 outreach:vehicles:3 (Zendesk z3): changed, yet no value sent differs" in out.getvalue()
+
+
+def test_limit_zero_prints_only_the_table() -> None:
+    out = io.StringIO()
+    _run(TextReport(out, limit=0), _updates(4))
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "vehicles: … and 4 more updates (--limit 0; --json lists every record)"
+    assert lines[1].split()[0] == "mapping" and lines[2].split()[:4] == ["vehicles", "4", "0", "4"]
