@@ -135,9 +135,9 @@ def _run_backfill(info: dict[str, Any], env: dict[str, str], mapping: str, recor
     return {
         "rate": records / run.seconds,
         "run_rate": records / _run_seconds(run.stderr, mapping),
-        "outreach_per_1k": totals["outreach"] * 1000 / records,
-        "zendesk_per_1k": totals["zendesk"] * 1000 / records,
-        "zendesk_per_min": totals["zendesk"] * 60 / run.seconds,
+        "outreach_per_1k": totals.get("outreach", 0) * 1000 / records,
+        "zendesk_per_1k": totals.get("zendesk", 0) * 1000 / records,
+        "zendesk_per_min": totals.get("zendesk", 0) * 60 / run.seconds,
         "cpu_us": run.cpu_us_per(records),
         "rss_mb": run.peak_rss_mb,
         "seconds": run.seconds,
