@@ -99,7 +99,8 @@ def with_sources(rows: list[IdMapRow], page: Page) -> list[IdMapRow]:
             out.append(row)
             continue
         kept = packed(snapshot(record, page.included))
-        out.append(replace(row, source_record=kept, source_updated_at=record.updated_at))
+        out.append(IdMapRow(row.source_id, row.zendesk_id, row.external_id, row.payload_hash,
+                            row.written_payload, kept, record.updated_at))  # fmt: skip
     return out
 
 
