@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import structlog
 
 from bridge import cli
 from bridge.commands.preview import JsonLines, TextReport
@@ -66,15 +69,28 @@ def test_json_lines_list_every_record_then_the_summary() -> None:
                          "unchanged": 0, "dead_letter": 0}
 
 
-@pytest.mark.parametrize("argv", [
-    ["backfill", "--diff"], ["backfill", "--json"], ["backfill", "--dry-run", "--limit", "5"],
-    ["backfill", "--dry-run", "--diff", "--limit", "-1"],
+@pytest.fixture
+def _logging_restored() -> Iterator[None]:
+    """cli.main points structlog at this test's captured stderr; later tests must not log there."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["backfill", "--diff"], "--diff previews a dry run and writes nothing: add --dry-run"),
+    (["backfill", "--json"], "--json and --limit shape the output of --diff"),
+    (["backfill", "--dry-run", "--limit", "5"], "--json and --limit shape the output of --diff"),
+    (["backfill", "--dry-run", "--diff", "--limit", "-1"], "--limit -1: expected 0 or more"),
 ])  # fmt: skip
+@pytest.mark.usefixtures("_logging_restored")
 def test_diff_flags_without_a_dry_run_are_refused_before_anything_runs(
-    argv: list[str], capsys: pytest.CaptureFixture[str]
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env file
+    monkeypatch.setenv("DATABASE_URL", "postgresql://bridge@127.0.0.1:9/bridge")  # never reached
     assert cli.main(argv) == 2
-    assert "--" in capsys.readouterr().err
+    assert says in capsys.readouterr().err
 
 
 def test_an_update_whose_sent_values_are_all_the_same_says_why_it_is_listed() -> None:

@@ -1,10 +1,10 @@
-"""The dry-run preview in process: a real backfill writes, records change in the sandbox,
-and the preview reports exactly those changes while writing nothing anywhere."""
+"""The dry-run preview in process: a real backfill writes (keeping each payload it sent),
+records change in the sandbox, and the preview reports exactly those changes while writing
+nothing anywhere."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from bridge.store import idmap
 from bridge.store.idmap import IdMapRow
 from bridge.translate import translate
 from tests.fixtures_sandbox import SandboxWorld, settings_for
-from tests.pipeline.test_sync import OBJECTS, backfill, prepare_zendesk
+from tests.pipeline.test_sync import backfill, prepare_zendesk
 
 # Tables a preview may write: the shared rate budget counts the Outreach requests it makes.
 MAY_CHANGE = {"rate_budgets", "schema_migrations"}
@@ -45,30 +45,10 @@ async def small(sandbox: Sandbox, db_dsn: str) -> SandboxWorld:
 
 @pytest.fixture
 async def synced(small: SandboxWorld) -> SandboxWorld:
-    """Backfilled, with the payload last written kept for every record."""
+    """Backfilled: the id map keeps the payload written for every record."""
     await backfill(small)
-    await keep_payloads(small)
     small.sandbox.counters.reset()
     return small
-
-
-async def keep_payloads(world: SandboxWorld) -> None:
-    """Where the id map holds no written payload, stores the record as Zendesk holds it: what
-    was sent (the pipeline keeps it itself once it stores payloads; then this does nothing)."""
-    conn = await asyncpg.connect(dsn(world))
-    try:
-        for mapping, key in OBJECTS.items():
-            in_zendesk = {r["external_id"]: r for r in world.sandbox.zendesk.records(key)}
-            ids = [str(i) for i in world.sandbox.outreach.ids(mapping)]
-            rows = await idmap.lookup(conn, mapping, ids)
-            kept = await idmap.written(conn, mapping, ids)
-            await idmap.upsert_many(conn, mapping, [
-                replace(row, written_payload=idmap.pack_payload(
-                    in_zendesk[row.external_id]["name"], in_zendesk[row.external_id]["custom_object_fields"]))
-                for sid, row in rows.items() if kept[sid].payload is None
-            ])  # fmt: skip
-    finally:
-        await conn.close()
 
 
 def dsn(world: SandboxWorld) -> str:
@@ -306,3 +286,29 @@ async def _preview_page(dsn: str, first: dict[str, dict[str, Any]], unwritten: s
         return await preview_page(BRANDS, pool, page, StoredLookups(frozenset()))
     finally:
         await pool.close()
+
+
+async def test_after_a_real_backfill_the_preview_compares_with_what_that_backfill_sent(small: SandboxWorld) -> None:
+    """The backfill itself keeps what it sent, lookups included, and the preview compares
+    with exactly that."""
+    world = small
+    await backfill(world)
+    ids = world.sandbox.outreach.ids("vehicles")
+    conn = await asyncpg.connect(dsn(world))
+    try:
+        kept = await idmap.written(conn, "vehicles", [str(v) for v in ids])
+    finally:
+        await conn.close()
+    assert all(row.payload is not None for row in kept.values())
+    sent = vehicle_in_zendesk(world, ids[9])
+    assert kept[str(ids[9])].payload == {"name": vehicle(world, ids[9])["attributes"]["vehicle_name"], "fields": sent}
+    world.sandbox.outreach.update("vehicles", ids[9], speed="12 mph", electric=not sent["electric"])
+    world.sandbox.counters.reset()
+
+    records = await preview(world)
+
+    updates = by_action(records, Action.UPDATE)
+    assert list(updates) == [str(ids[9])]
+    assert updates[str(ids[9])].changes == (FieldChange("electric", sent["electric"], not sent["electric"]),
+                                            FieldChange("top_speed_mph", sent["top_speed_mph"], 12))
+    assert_no_zendesk_request(world)
