@@ -119,7 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     backfill = _command(sub, "backfill", "sync mappings once, then exit",
                         "Syncs the mappings once, in dependency order, from where their last run\n"
                         "stopped (their checkpoints), then exits. Start with --dry-run to see what\n"
-                        "would be written.")  # fmt: skip
+                        "would be written, and --dry-run --diff to see it record by record, field\n"
+                        "by field.")  # fmt: skip
     backfill.add_argument("mappings", nargs="*", metavar="MAPPING",
                           help="mapping names (file names without .yaml); default: all")  # fmt: skip
     backfill.add_argument("--full", action="store_true", help="ignore checkpoints, read everything")
