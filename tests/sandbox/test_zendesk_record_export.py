@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .conftest import World
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bridge.sandbox import ZendeskSandbox
+from bridge.sandbox.zendesk_record_export import DELETED
+
+from .conftest import FakeClock, World
 
 EXPORT = "/api/v2/incremental/custom_objects/vehicle/cursor"
 
@@ -154,3 +160,52 @@ async def test_control_requests_for_missing_records_or_bad_values_are_refused(wo
     assert status == 422 and body["error"] == "RecordInvalid"
     status, _, _ = await world.z("POST", "/_sandbox/zendesk/exports", {"record_export_unavailable": 500})
     assert status == 400
+
+
+OPS = st.lists(st.one_of(st.just(("create", 0)), st.tuples(st.sampled_from(["update", "delete", "mark"]), st.integers(0, 30))), max_size=40)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(ops=OPS, per_page=st.integers(1, 5))
+def test_reading_from_any_cursor_to_the_end_gives_each_record_changed_since_once(ops: list[tuple[str, int]], per_page: int) -> None:
+    """Whatever happened, a cursor taken at any moment reads back exactly the records changed
+    since, each once, as they are now: live with their values, or deleted."""
+    clock = FakeClock()
+    zd = ZendeskSandbox(clock=clock)
+    zd.add_object("vehicle", "Vehicle", "Vehicles")
+    zd.add_field("vehicle", {"key": "n", "type": "integer", "title": "N"})
+    changes = zd.record_changes
+    made: list[str] = []
+    changed_at: dict[str, int] = {}  # record id → index of its latest change
+    marks: list[tuple[int, str]] = [(-1, changes.cursor(0))]
+    for step, (op, i) in enumerate(ops):
+        clock.advance(1)
+        if op == "create":
+            made.append(zd.create_record("vehicle", {"name": f"r{step}", "custom_object_fields": {"n": step}})["id"])
+            changed_at[made[-1]] = step
+        elif op == "mark":
+            _, last, _ = changes.page("vehicle", zd.record_table("vehicle"), 0, None, 10_000, False)
+            marks.append((step, changes.cursor(last)))
+        elif made and zd.record("vehicle", made[i % len(made)]) is not None:
+            rid = made[i % len(made)]
+            if op == "update":
+                zd.update_record("vehicle", rid, {"custom_object_fields": {"n": step}})
+            else:
+                zd.delete_record("vehicle", rid)
+            changed_at[rid] = step
+    for step, cursor in marks:
+        after = changes.uncursor(cursor)
+        assert after is not None
+        seen: list[dict[str, Any]] = []
+        while True:
+            rows, last, more = changes.page("vehicle", zd.record_table("vehicle"), after, None, per_page, False)
+            seen += rows
+            after = changes.uncursor(changes.cursor(last))
+            assert after is not None
+            if not more:
+                break
+        assert [r["id"] for r in seen] == sorted((rid for rid, at in changed_at.items() if at > step), key=changed_at.__getitem__)
+        for row in seen:
+            live = zd.record("vehicle", row["id"])
+            assert (DELETED in row) == (live is None)
+            assert live is None or row["custom_object_fields"] == live["custom_object_fields"]
