@@ -25,6 +25,7 @@ Invariants:
 from __future__ import annotations
 
 import base64
+import bisect
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -52,12 +53,19 @@ class RecordChanges:
         self.unavailable: int | None = None  # 403 or 404: the account has no such export
         self._seq = 0
         self._epoch = 0
-        self._changed: dict[str, dict[str, int]] = {}  # object key → record id → seq
+        self._changed: dict[str, dict[str, int]] = {}  # object key → record id → latest seq
+        # object key → (seq, record id) of every change in order; stale ones skipped, then pruned
+        self._log: dict[str, list[tuple[int, str]]] = {}
+        self.compact_slack = 10_000  # stale change-log entries kept before pruning them
         self._tombstones: dict[str, dict[str, dict[str, Any]]] = {}
 
     def touch(self, key: str, record_id: str) -> None:
         self._seq += 1
-        self._changed.setdefault(key, {})[record_id] = self._seq
+        latest, log = self._changed.setdefault(key, {}), self._log.setdefault(key, [])
+        latest[record_id] = self._seq
+        log.append((self._seq, record_id))
+        if len(log) > len(latest) + self.compact_slack:
+            log[:] = [(seq, rid) for seq, rid in log if latest[rid] == seq]
 
     def bury(self, key: str, record: dict[str, Any], now: str) -> None:
         """Keeps a deleted record's tombstone, listed at its deletion."""
@@ -67,6 +75,7 @@ class RecordChanges:
     def forget(self, key: str) -> None:
         """An object deleted: its records leave the export with it."""
         self._changed.pop(key, None)
+        self._log.pop(key, None)
         self._tombstones.pop(key, None)
 
     def expire_cursors(self) -> None:
@@ -91,10 +100,13 @@ class RecordChanges:
         """Records changed after sequence `after` (at or after `start_time`): (rows, last seq,
         has more). A row is a stored record, or a tombstone under the key `DELETED`."""
         kept_since = (self.clock() - timedelta(days=TOMBSTONE_DAYS)).timestamp()
-        changes = sorted((seq, rid) for rid, seq in self._changed.get(key, {}).items() if seq > after)
+        latest, log = self._changed.get(key, {}), self._log.get(key, [])
         rows: list[dict[str, Any]] = []
         last = after
-        for seq, rid in changes:
+        for n in range(bisect.bisect_right(log, (after, "\uffff")), len(log)):
+            seq, rid = log[n]
+            if latest[rid] != seq:
+                continue  # changed again later: listed there
             if len(rows) == per_page:
                 return rows, last, True
             last = seq
