@@ -10,6 +10,7 @@ from typing import Any
 
 from bridge import wiring
 from bridge.commands.common import EXIT_OK, require_migrated, select
+from bridge.errors import ConfigError
 from bridge.mapping.load import load_mappings
 from bridge.mapping.model import Mapping
 from bridge.outreach.models import SourceRecord
@@ -60,7 +61,11 @@ class _LazyRemote:
 
     async def _open(self) -> ApiRemote:
         if self._remote is None:
-            wiring.check_api_settings(self._settings)
+            try:
+                wiring.check_api_settings(self._settings)
+            except ConfigError as exc:
+                raise ConfigError(f"explain must ask Outreach (--live, or bridge has no state for the "
+                                  f"record), and cannot: {exc}") from exc
             services = await self._stack.enter_async_context(wiring.open_services(self._settings, self._pool))
             self._remote = ApiRemote(services.outreach, services.zendesk)
         return self._remote
