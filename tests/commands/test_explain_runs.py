@@ -21,7 +21,6 @@ from bridge.sandbox.server import Sandbox
 from tests.fixtures_sandbox import REPO, SandboxWorld, settings_for
 from tests.pipeline.test_sync import backfill, prepare_zendesk
 
-
 LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[")  # structlog's console lines
 
 
