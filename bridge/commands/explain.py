@@ -95,8 +95,7 @@ async def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
 def render(e: Explanation) -> str:
     """The explanation for a person on a terminal: compact and aligned."""
     lines = [f"{e.mapping} {e.source_id}  ({e.external_id})"]
-    where = f"in Zendesk as record {e.zendesk_id}" if e.in_zendesk else "not in Zendesk"
-    lines.append(_kv("status", f"{e.status.replace('_', ' ')}: {where}"))
+    lines.append(_kv("status", _status(e)))
     if e.reason:
         lines.append(_kv("why", e.reason))
     if e.last_read is not None:
@@ -119,6 +118,14 @@ def render(e: Explanation) -> str:
     return "\n".join(lines)
 
 
+def _status(e: Explanation) -> str:
+    if e.status == "in_zendesk":
+        return f"in Zendesk as record {e.zendesk_id or '(id unknown)'}"
+    if e.status == "deleted_kept":
+        return f"deleted in Outreach, kept in Zendesk as record {e.zendesk_id or '(id unknown)'}"
+    return f"not in Zendesk: {e.status.replace('_', ' ')}"
+
+
 def _t(iso: str | None) -> str:
     """An ISO time from the explanation, compact: `2026-11-28 10:05:02Z`."""
     if not iso:
@@ -138,15 +145,15 @@ def _fields(e: Explanation) -> list[str]:
         return ["fields: nothing read or written to compare"]
     else:
         head = []
-    source = "Outreach now" if e.would_write_from == "outreach" else "stored read"
-    titles = ["field", f"would write ({source})", "last written"]
+    titles = ["field", "Outreach now → would write" if e.would_write_from == "outreach" else "would write now",
+              "last written"]  # fmt: skip
     if e.live is not None:
         titles.append("Zendesk now")
     table = [titles] + [_row(r, e.live is not None) for r in e.fields]
     widths = [min(max(len(row[i]) for row in table), 32) for i in range(len(titles))]
     out = head
     for n, row in enumerate(table):
-        mark = "  " if n == 0 else _mark(e.fields[n - 1])
+        mark = "   " if n == 0 else _mark(e.fields[n - 1]) + " "
         cells = [cell[:32].ljust(widths[i]) for i, cell in enumerate(row)]
         note = e.fields[n - 1].note if n else None
         out.append((mark + "  ".join(cells) + (f"  ({note})" if note else "")).rstrip())
@@ -167,7 +174,9 @@ def _row(r: FieldRow, live: bool) -> list[str]:
 def _show(value: Any) -> str:
     if value is None:
         return "-"
-    return value if isinstance(value, str) else json.dumps(value)
+    if isinstance(value, str) and value and value.strip() == value:
+        return value
+    return json.dumps(value, ensure_ascii=False)  # quoted when spaces at its ends matter
 
 
 def _changelog(e: Explanation) -> list[str]:
