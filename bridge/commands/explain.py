@@ -14,9 +14,10 @@ from bridge.errors import ConfigError
 from bridge.mapping.load import load_mappings
 from bridge.mapping.model import Mapping
 from bridge.outreach.models import SourceRecord
-from bridge.pipeline.explain import Explanation, FieldRow, explain
+from bridge.pipeline.explain import Explanation, explain
 from bridge.pipeline.peek import ApiRemote
 from bridge.pipeline.resolve import Included
+from bridge.pipeline.would_write import FieldRow
 from bridge.settings import Settings
 from bridge.zendesk.models import ZendeskRecord
 

@@ -18,27 +18,24 @@ Nothing is written anywhere: lookups are resolved read-only (`pipeline/would_wri
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping as AbcMapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from bridge import targets
 from bridge.errors import ConfigError
 from bridge.mapping.model import Mapping
 from bridge.mapping.templates import Template
-from bridge.outreach.models import OutreachId, RelatedRef, SourceRecord
+from bridge.outreach.models import OutreachId, SourceRecord
+from bridge.pipeline.missing import IN_ZENDESK, RecordState, Status, status_of
 from bridge.pipeline.resolve import Included
-from bridge.pipeline.would_write import Preview, would_write
+from bridge.pipeline.would_write import FieldRow, Preview, field_rows, restore, would_write
 from bridge.store import changelog, checkpoints, dead_letters, idmap, links
 from bridge.store.pool import Connection
 from bridge.zendesk.models import ZendeskRecord
 
-Status = Literal[
-    "in_zendesk", "deleted_kept", "deleted_removed", "dead_lettered", "filtered_out",
-    "not_read_yet", "never_seen",
-]  # fmt: skip
 CHANGELOG_ROWS = 20
+Origin = Literal["stored", "dead_letter", "outreach", "none"]
 _OUTREACH_ID = re.compile(r"[0-9]{1,19}")
 
 
@@ -58,20 +55,6 @@ class LastRead:
     at: str | None
     run_id: int | None
     action: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class FieldRow:
-    """One field (or the record's name) in each version; `differs`: would write ≠ last written;
-    `zendesk_differs` (with --live): Zendesk now ≠ last written, e.g. edited by hand."""
-
-    field: str
-    would_write: Any
-    last_written: Any
-    differs: bool
-    note: str | None = None
-    zendesk_now: Any = None
-    zendesk_differs: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +109,9 @@ class Explanation:
     zendesk_id: str | None
     last_read: LastRead | None
     last_written_at: str | None
-    would_write_from: Literal["stored", "outreach", "none"]  # which source record was translated
+    # Which version of the record "would write" translates: the one stored with the last write,
+    # the attributes kept with a translation's dead letter, or Outreach's now (--live).
+    would_write_from: Origin
     would_write_error: str | None
     fields: list[FieldRow]
     changelog: list[ChangeRow]
@@ -166,7 +151,7 @@ async def source_id_of(conn: Connection, mapping: Mapping, ident: str) -> str:
     if text in known:
         return known[text].source_id
     found = external_id_pattern(mapping).fullmatch(text)
-    if found and _OUTREACH_ID.fullmatch(found.group(1)):
+    if found and found.lastindex and _OUTREACH_ID.fullmatch(found.group(1)):
         return found.group(1)
     convention = re.fullmatch(r"outreach:([^:]+):([0-9]+)", text)
     if convention and convention.group(1) != mapping.source.type:
@@ -192,20 +177,6 @@ def external_id_for(mapping: Mapping, source_id: str) -> str:
 # --- the explanation ------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _State:
-    written: idmap.WrittenRecord | None
-    letter: dead_letters.DeadLetterRow | None
-    changes: list[changelog.Entry]
-    last: changelog.Entry | None
-    parked: list[tuple[links.ParkedLink, datetime]]
-    refused: list[str]
-    checkpoint: checkpoints.StoredCheckpoint | None
-
-    def known(self) -> bool:
-        return bool(self.written or self.letter or self.changes or self.parked)
-
-
 async def explain(
     conn: Connection, mapping: Mapping, ident: str, *, remote: Remote | None = None, live: bool = False
 ) -> Explanation:
@@ -223,18 +194,18 @@ async def explain(
     zendesk: ZendeskRecord | None = None
     if live and remote is not None:
         zendesk = await remote.zendesk_record(mapping.target.object, external_id)
-    status, reason = _status(mapping, source_id, state, asked, found)
-    origin: Literal["stored", "outreach", "none"]
+    status, reason = status_of(mapping, source_id, state, asked, found)
+    origin: Origin
     if live:
         record, origin = found, "outreach"
     else:
-        record, included, origin = _stored_source(state.written)
+        record, included, origin = _stored_source(mapping, source_id, state)
     preview = await would_write(conn, mapping, record, included) if record is not None else Preview(None)
     written = state.written.payload if state.written else None
     notes = _notes(state, live, found, status)
     return Explanation(
         mapping=mapping.name, source_id=source_id, external_id=external_id, status=status,
-        in_zendesk=status in ("in_zendesk", "deleted_kept"), reason=reason,
+        in_zendesk=status in IN_ZENDESK, reason=reason,
         zendesk_id=state.written.zendesk_id if state.written else None,
         last_read=_last_read(state), last_written_at=_iso(state.written.synced_at) if state.written else None,
         would_write_from=origin if record is not None else "none", would_write_error=preview.error,
@@ -246,10 +217,10 @@ async def explain(
     )  # fmt: skip
 
 
-async def _load(conn: Connection, mapping: str, source_id: str) -> _State:
+async def _load(conn: Connection, mapping: str, source_id: str) -> RecordState:
     written = (await idmap.written(conn, mapping, [source_id])).get(source_id)
     refused = sorted(zid for _, zid in await links.refused_ids(conn, mapping, [source_id]))
-    return _State(
+    return RecordState(
         written=written,
         letter=await dead_letters.for_record(conn, mapping, source_id),
         changes=await changelog.for_record(conn, mapping, source_id, CHANGELOG_ROWS),
@@ -260,168 +231,34 @@ async def _load(conn: Connection, mapping: str, source_id: str) -> _State:
     )
 
 
-def _status(
-    mapping: Mapping, source_id: str, state: _State, asked: bool, found: SourceRecord | None
-) -> tuple[Status, str | None]:
-    """The record's status and, unless it is simply in Zendesk, the one sentence saying why."""
-    row, letter, what = state.written, state.letter, f"{mapping.source.type} {source_id}"
-    if row is not None and row.gone_at is None:
-        return "in_zendesk", None
-    if row is not None:
-        return "deleted_kept", (
-            f"Deleted in Outreach: reconcile marked it gone at {_when(row.gone_at)}, and its Zendesk "
-            f"record {row.zendesk_id or '(id unknown)'} is kept, as on_delete: keep says."
-        )
-    if letter is not None:
-        return "dead_lettered", (
-            f"Dead-lettered: it could not be written ({letter.attempts} attempt(s) since "
-            f"{_when(letter.first_failed_at)}): {letter.error}"
-        )
-    deleted = next((e for e in state.changes if e.change.action == "deleted"), None)
-    if deleted is not None:
-        return "deleted_removed", (
-            f"Deleted in Outreach: bridge deleted its Zendesk record at {_when(deleted.at)}, "
-            "as on_delete: delete says."
-        )
-    if not asked:
-        return "never_seen", f"Never seen: bridge has no state for {what} (no run has read it)."
-    return _from_outreach(mapping, what, state.checkpoint, found)
-
-
-def _from_outreach(
-    mapping: Mapping, what: str, cp: checkpoints.StoredCheckpoint | None, found: SourceRecord | None
-) -> tuple[Status, str]:
-    """The status of a record bridge has no state for, from what Outreach says of it now."""
-    if found is None:
-        return "never_seen", (
-            f"Never seen: bridge never read {what} and Outreach has no such record "
-            "(deleted before a run reached it, or a wrong id)."
-        )
-    excluded = outside_filter(mapping, found)
-    if excluded is not None:
-        return "filtered_out", f"Filtered out by source.filter: {excluded}."
-    updated = found.updated_at
-    watermark = cp.watermark if cp is not None else None
-    if watermark is None:
-        return "not_read_yet", (
-            f"Not read yet: no run of {mapping.name} has settled a page yet (no watermark); "
-            "the next run reads it."
-        )
-    if updated is None or updated > watermark:
-        return "not_read_yet", (
-            f"Not read yet: updated in Outreach at {_when(updated)}, after the watermark "
-            f"{_when(watermark)}; the next run of {mapping.name} reads it."
-        )
-    if mapping.source.filter:
-        return "filtered_out", (
-            f"Filtered out by source.filter: updated at {_when(updated)}, before the watermark "
-            f"{_when(watermark)}, yet no run listed it under the filter {mapping.source.query_filters()}."
-        )
-    return "never_seen", (
-        f"Never seen: Outreach has it (updated at {_when(updated)}, before the watermark "
-        f"{_when(watermark)}) but no run read it; `bridge backfill {mapping.name} --full` reads everything again."
-    )
-
-
-def outside_filter(mapping: Mapping, record: SourceRecord) -> str | None:
-    """Which `source.filter` condition the record fails, for the plain ones bridge can check
-    itself (an attribute or a relationship id equal to a value or to one of a list); None when
-    it passes them all or a condition is of another kind (a range, a related name, null tests)."""
-    for key, wanted in mapping.source.filter.items():
-        path = re.findall(r"\[([^\]]+)\]", key)
-        values = [str(v) for v in wanted] if isinstance(wanted, list) else str(wanted).split(",")
-        if any(".." in v or v.startswith("__") for v in values):
-            continue
-        if len(path) == 1 and path[0] in record.attributes:
-            have = _text(record.attributes[path[0]])
-        elif len(path) == 2 and path[1] == "id" and path[0] in record.relationships:
-            ref = record.relationships[path[0]]
-            have = str(ref.id) if ref is not None else None
-        else:
-            continue
-        if have not in values:
-            return f"{'.'.join(path)} is {have!r} in Outreach, the filter wants {' or '.join(map(repr, values))}"
-    return None
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-# --- versions side by side ------------------------------------------------------------------
-
-
-def field_rows(
-    mapping: Mapping, preview: Preview, written: AbcMapping[str, Any] | None, zendesk: ZendeskRecord | None
-) -> list[FieldRow]:
-    """`name`, then each mapped field (mapping order), then any other field a version has."""
-    would = preview.payload
-    would_fields = would.get("fields", {}) if would else {}
-    last_fields = written.get("fields", {}) if written else {}
-    zen_fields = zendesk.fields if zendesk else {}
-    keys = ["name", *mapping.fields, *mapping.relationships]
-    keys += [k for k in (*would_fields, *last_fields) if k not in keys]
-    rows = []
-    for key in dict.fromkeys(keys):
-        if key == "name":
-            now, last = (would or {}).get("name"), (written or {}).get("name")
-            zen = zendesk.name if zendesk else None
-        else:
-            now, last, zen = would_fields.get(key), last_fields.get(key), zen_fields.get(key)
-        known = would is not None and key not in preview.unknown
-        rows.append(FieldRow(
-            field=key, would_write=now, last_written=last,
-            differs=known and written is not None and not _same(now, last), note=preview.notes.get(key),
-            zendesk_now=zen, zendesk_differs=zendesk is not None and written is not None and not _same(zen, last),
-        ))  # fmt: skip
-    return rows
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal as Zendesk would store them (a lookup id may come back as a number or text)."""
-    if isinstance(a, int | str) and isinstance(b, int | str) and not isinstance(a, bool) and not isinstance(b, bool):
-        return str(a) == str(b)
-    return bool(a == b)
-
-
 # --- small conversions ------------------------------------------------------------------------
 
 
-def restore(source: AbcMapping[str, Any]) -> tuple[SourceRecord, Included]:
-    """The record (and the included resources its lookups read) from the stored snapshot."""
-    rels: dict[str, RelatedRef | None] = {}
-    for name, ref in (source.get("relationships") or {}).items():
-        rels[name] = RelatedRef(str(ref["type"]), OutreachId(str(ref["id"]))) if ref else None
-    included: dict[tuple[str, OutreachId], dict[str, Any]] = {}
-    for item in source.get("included") or []:
-        included[(str(item["type"]), OutreachId(str(item["id"])))] = dict(item.get("attributes") or {})
-    updated = source.get("updated_at")
-    record = SourceRecord(
-        str(source.get("type", "")), OutreachId(str(source["id"])), dict(source.get("attributes") or {}), rels,
-        datetime.fromisoformat(updated) if isinstance(updated, str) else None,
-    )  # fmt: skip
-    return record, included
-
-
 def _stored_source(
-    row: idmap.WrittenRecord | None,
-) -> tuple[SourceRecord | None, Included, Literal["stored", "outreach", "none"]]:
-    if row is None or row.source is None:
-        return None, {}, "none"
-    record, included = restore(row.source)
-    return record, included, "stored"
+    mapping: Mapping, source_id: str, state: RecordState
+) -> tuple[SourceRecord | None, Included, Origin]:
+    """The record as bridge last read it: kept with the last write or, for a record that
+    could not be translated, with its dead letter (attributes only: its lookups are unknown)."""
+    row, letter = state.written, state.letter
+    if row is not None and row.source is not None:
+        record, included = restore(row.source)
+        return record, included, "stored"
+    attributes = letter.payload.get("attributes") if letter is not None and letter.payload else None
+    if isinstance(attributes, dict):
+        return SourceRecord(mapping.source.type, OutreachId(source_id), attributes, {}, None), {}, "dead_letter"
+    return None, {}, "none"
 
 
-def _notes(state: _State, live: bool, found: SourceRecord | None, status: Status) -> list[str]:
+def _notes(state: RecordState, live: bool, found: SourceRecord | None, status: Status) -> list[str]:
     notes = []
     if state.written is not None and state.written.payload is None:
         notes.append("the payload last written was not kept (written before bridge kept payloads)")
     if state.written is not None and state.written.source is None and not live:
         notes.append("the record as read was not kept, so what would be written now is unknown; try --live")
+    read = state.written.source_updated_at if state.written is not None else None
+    if live and found is not None and found.updated_at and read and found.updated_at > read:
+        notes.append(f"Outreach has a newer version (updatedAt {_iso(found.updated_at)}) than bridge last "
+                     "wrote: the next run writes it")  # fmt: skip
     if live and found is None and status == "in_zendesk":
         notes.append("Outreach has no such record now: deleted there since the last run; reconcile handles it")
     if state.letter is not None and status == "in_zendesk":
@@ -429,7 +266,7 @@ def _notes(state: _State, live: bool, found: SourceRecord | None, status: Status
     return notes
 
 
-def _last_read(state: _State) -> LastRead | None:
+def _last_read(state: RecordState) -> LastRead | None:
     if state.last is not None:
         e = state.last
         return LastRead(_iso(e.change.source_updated_at), _iso(e.at), e.run_id, e.change.action)
@@ -470,8 +307,3 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
-def _when(moment: datetime | None) -> str:
-    """A time as a sentence gives it: UTC, to the second."""
-    if moment is None:
-        return "an unknown time"
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")

@@ -11,17 +11,20 @@ explain sends no request it was not asked to send.
 
 from __future__ import annotations
 
+from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 
 from bridge import targets
 from bridge.errors import RecordError
 from bridge.mapping.model import Mapping
-from bridge.outreach.models import SourceRecord
+from bridge.outreach.models import OutreachId, RelatedRef, SourceRecord
 from bridge.pipeline.resolve import Included, match_value
 from bridge.store import directory, idmap, links
 from bridge.store.pool import Connection
 from bridge.translate import Link, translate
+from bridge.zendesk.models import ZendeskRecord
 
 # The people directory's table for each `zen:` kind (bridge/directory.py keeps them).
 KINDS: dict[str, directory.Kind] = {"zen:user": "users", "zen:organization": "organizations"}
@@ -84,3 +87,69 @@ async def _lookup_now(conn: Connection, link: Link, included: Included) -> tuple
     if found is None:
         return None, f"parked: no {target.kind.value} with {link.match} {value!r} in the people directory", True
     return found, "", True
+
+
+# --- versions side by side ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRow:
+    """One field (or the record's name) in each version; `differs`: would write ≠ last written;
+    `zendesk_differs` (with --live): Zendesk now ≠ last written, e.g. edited by hand."""
+
+    field: str
+    would_write: Any
+    last_written: Any
+    differs: bool
+    note: str | None = None
+    zendesk_now: Any = None
+    zendesk_differs: bool = False
+
+
+def field_rows(
+    mapping: Mapping, preview: Preview, written: AbcMapping[str, Any] | None, zendesk: ZendeskRecord | None
+) -> list[FieldRow]:
+    """`name`, then each mapped field (mapping order), then any other field a version has."""
+    would = preview.payload
+    would_fields = would.get("fields", {}) if would else {}
+    last_fields = written.get("fields", {}) if written else {}
+    zen_fields = zendesk.fields if zendesk else {}
+    keys = ["name", *mapping.fields, *mapping.relationships]
+    keys += [k for k in (*would_fields, *last_fields) if k not in keys]
+    rows = []
+    for key in dict.fromkeys(keys):
+        if key == "name":
+            now, last = (would or {}).get("name"), (written or {}).get("name")
+            zen = zendesk.name if zendesk else None
+        else:
+            now, last, zen = would_fields.get(key), last_fields.get(key), zen_fields.get(key)
+        known = would is not None and key not in preview.unknown
+        rows.append(FieldRow(
+            field=key, would_write=now, last_written=last,
+            differs=known and written is not None and not _same(now, last), note=preview.notes.get(key),
+            zendesk_now=zen, zendesk_differs=zendesk is not None and written is not None and not _same(zen, last),
+        ))  # fmt: skip
+    return rows
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as Zendesk would store them (a lookup id may come back as a number or text)."""
+    if isinstance(a, int | str) and isinstance(b, int | str) and not isinstance(a, bool) and not isinstance(b, bool):
+        return str(a) == str(b)
+    return bool(a == b)
+
+
+def restore(source: AbcMapping[str, Any]) -> tuple[SourceRecord, Included]:
+    """The record (and the included resources its lookups read) from the stored snapshot."""
+    rels: dict[str, RelatedRef | None] = {}
+    for name, ref in (source.get("relationships") or {}).items():
+        rels[name] = RelatedRef(str(ref["type"]), OutreachId(str(ref["id"]))) if ref else None
+    included: dict[tuple[str, OutreachId], dict[str, Any]] = {}
+    for item in source.get("included") or []:
+        included[(str(item["type"]), OutreachId(str(item["id"])))] = dict(item.get("attributes") or {})
+    updated = source.get("updated_at")
+    record = SourceRecord(
+        str(source.get("type", "")), OutreachId(str(source["id"])), dict(source.get("attributes") or {}), rels,
+        datetime.fromisoformat(updated) if isinstance(updated, str) else None,
+    )  # fmt: skip
+    return record, included

@@ -26,11 +26,12 @@ T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 def vehicles(**extra: Any) -> Mapping:
     color = extra.pop("color", {"from": "color", "type": "text"})
+    speed = extra.pop("speed", {"from": "speed", "type": "integer", "transform": ["digits"]})
     return Mapping.model_validate({
         "name": "vehicles", "source": {"type": "vehicles", **extra.pop("source", {})},
         "target": {"object": "vehicle", "name": "{vehicle_name}"},
         "fields": {"vehicle_name": "vehicle_name", "color": color,
-                   "top_speed_mph": {"from": "speed", "type": "integer", "transform": ["digits"]}},
+                   "top_speed_mph": speed},
         "relationships": {"brand": {"from": "brand", "target": "mapping:vehicle_brands"}},
         **extra,
     })  # fmt: skip
@@ -227,3 +228,24 @@ async def test_the_json_keys_are_stable(db_conn: Connection) -> None:
         "last_written_at", "would_write_from", "would_write_error", "fields", "changelog", "dead_letter",
         "parked_links", "refused_lookup_ids", "asked_outreach", "live", "notes",
     ])  # fmt: skip
+
+
+async def test_a_translation_dead_letter_shows_what_the_current_mapping_would_write(db_conn: Connection) -> None:
+    attributes = {"vehicle_name": "Herbie", "color": "white", "speed": "55mph"}
+    letter = DeadLetter("16", None, "field 'top_speed_mph': cannot use '55mph' as integer", {"attributes": attributes})
+    await dead_letters.add_many(db_conn, "vehicles", 7, [letter])
+    still = await explain(db_conn, vehicles(speed={"from": "speed", "type": "integer"}), "16")
+    assert still.would_write_from == "dead_letter" and "cannot use '55mph'" in (still.would_write_error or "")
+    text, data = both(await explain(db_conn, vehicles(), "16"))  # the mapping fixed: digits first
+    assert data["would_write_error"] is None and data["status"] == "dead_lettered"
+    assert {r["field"]: r["would_write"] for r in data["fields"]}["top_speed_mph"] == 55
+    assert "would write now" in text
+
+
+async def test_live_says_when_outreach_has_a_newer_version(db_conn: Connection) -> None:
+    await brand_written(db_conn)
+    await written(db_conn, source(), LAST)
+    remote = FakeRemote(source(updated=T0 + timedelta(hours=1)), None)
+    text, data = both(await explain(db_conn, vehicles(), "7", remote=remote, live=True))
+    assert any("newer version" in n for n in data["notes"]) and "newer version" in text
+    assert data["live"]["zendesk_found"] is False and "Zendesk has no record" in text
