@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bridge import wiring
@@ -132,3 +133,46 @@ async def test_live_costs_one_request_per_api(small: SandboxWorld, capsys: pytes
     assert requests(small, "outreach") == 1 and requests(small, "zendesk") == 1
     assert data["live"]["outreach_found"] and data["live"]["zendesk_found"]
     assert "Zendesk now" in text
+
+
+async def edit_by_hand(world: SandboxWorld, external_id: str, fields: dict[str, Any]) -> None:
+    """A person changes the record in Zendesk: PATCH through the API, as an agent's tool would."""
+    record = world.sandbox.zendesk.record_by_external_id("vehicle", external_id)
+    assert record is not None
+    url = f"{world.sandbox.zendesk_url}/api/v2/custom_objects/vehicle/records/{record['id']}"
+    headers = {"Authorization": f"Bearer {world.seed.zendesk_token}"}
+    async with aiohttp.ClientSession() as session:
+        body = {"custom_object_record": {"custom_object_fields": fields}}
+        async with session.patch(url, json=body, headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+
+
+async def test_live_shows_a_hand_edit_in_zendesk_against_the_last_written(
+    small: SandboxWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await backfill(small)
+    vid = small.sandbox.outreach.ids("vehicles")[5]
+    await edit_by_hand(small, f"outreach:vehicles:{vid}", {"color": "hot pink"})
+    data, text = await explain(small, capsys, vid, live=True)
+    assert requests(small, "outreach") == 1 and requests(small, "zendesk") == 1
+    assert [r["field"] for r in data["fields"] if r["zendesk_differs"]] == ["color"]
+    assert not any(r["differs"] for r in data["fields"])  # nothing changed in Outreach or the mapping
+    color = next(r for r in data["fields"] if r["field"] == "color")
+    assert color["zendesk_now"] == "hot pink" and color["last_written"] == color["would_write"]
+    line = next(x for x in text.splitlines() if x[3:].startswith("color"))
+    assert line.startswith(" !") and "hot pink" in line
+
+
+async def test_a_mapping_change_shows_as_the_field_it_changes(
+    small: SandboxWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await backfill(small)
+    path = small.settings.bridge_mappings / "vehicles.yaml"
+    path.write_text(path.read_text().replace("color: {from: color, type: text, transform: [strip, lower]}",
+                                             "color: {from: color, type: text, transform: [strip, upper]}"))
+    vid = small.sandbox.outreach.ids("vehicles")[6]
+    data, _ = await explain(small, capsys, vid)
+    assert [r["field"] for r in data["fields"] if r["differs"]] == ["color"]
+    color = next(r for r in data["fields"] if r["field"] == "color")
+    assert color["would_write"] == color["last_written"].upper()
+    assert small.sandbox.counters.total("outreach") == 0  # rebuilt from the stored read
