@@ -31,11 +31,11 @@ read yet, dead-lettered, deleted in Outreach (kept or removed per on_delete), or
 
 ID is an Outreach id (123) or an external id (outreach:vehicles:123, or the mapping's own).
 
-When it asks the APIs: a record bridge has state for (id map, dead letter, changelog, parked
-links) is explained from Postgres alone, with no request. A record bridge has no state for
-costs ONE Outreach request (the record by id), which tells never seen, filtered out and not
-read yet apart. --live costs one Outreach and one Zendesk request, whatever the state. It
-writes nothing anywhere.
+When it asks the APIs: a record bridge's state settles (an id-map row, a dead letter, or a
+changelog row saying bridge deleted it) is explained from Postgres alone, with no request and
+no credentials. Any other record costs ONE Outreach request (the record by id), which tells
+never seen, filtered out and not read yet apart. --live costs one Outreach and one Zendesk
+request, whatever the state. It writes nothing anywhere.
 
 exit codes: 0 explained (also when the record is not in Zendesk); 2 unknown mapping or an ID
 that is neither; 3 the database or an API failed."""

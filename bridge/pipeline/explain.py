@@ -5,8 +5,8 @@ The answer is an `Explanation`, a plain dataclass that both the text and the JSO
 of `bridge explain` print, so the two never disagree.
 
 When explain asks Outreach (the rule `bridge explain --help` states):
-- bridge has state for the record (an id-map row, a dead letter, changelog rows or parked
-  links): the answer comes from Postgres alone, no request;
+- bridge's state settles it (an id-map row, a dead letter, or a changelog row saying bridge
+  deleted its Zendesk record): the answer comes from Postgres alone, no request;
 - bridge has none: ONE Outreach request (the record by id, listed as a run lists it) tells
   "never seen" (Outreach has no such record), "filtered out by source.filter" and "not read
   yet" (updated after the watermark, or no run has reached it) apart;
@@ -185,7 +185,7 @@ async def explain(
     source_id = await source_id_of(conn, mapping, ident)
     state = await _load(conn, mapping.name, source_id)
     external_id = state.written.external_id if state.written else external_id_for(mapping, source_id)
-    asked = remote is not None and (live or not state.known())
+    asked = remote is not None and (live or not state.settles_it())
     found: SourceRecord | None = None
     included: Included = {}
     if asked:

@@ -41,8 +41,15 @@ class RecordState:
     refused: list[str]
     checkpoint: checkpoints.StoredCheckpoint | None
 
-    def known(self) -> bool:
-        return bool(self.written or self.letter or self.changes or self.parked)
+    def deleted(self) -> changelog.Entry | None:
+        """The changelog row of bridge deleting the record's Zendesk record, if one is kept."""
+        return next((e for e in self.changes if e.change.action == "deleted"), None)
+
+    def settles_it(self) -> bool:
+        """Whether this state alone says where the record stands: an id-map row, a dead letter
+        or a kept `deleted` row. Other changelog rows alone (their id-map row and dead letter
+        gone since: a purge, a reset) do not, so Outreach is asked."""
+        return self.written is not None or self.letter is not None or self.deleted() is not None
 
 
 def status_of(
@@ -64,7 +71,7 @@ def status_of(
             f"Dead-lettered: it could not be written ({letter.attempts} attempt(s) since "
             f"{_when(letter.first_failed_at)}): {letter.error}"
         )
-    deleted = next((e for e in state.changes if e.change.action == "deleted"), None)
+    deleted = state.deleted()
     if deleted is not None:
         return "deleted_removed", (
             f"Deleted in Outreach: bridge deleted its Zendesk record at {_when(deleted.at)}, "
@@ -72,7 +79,15 @@ def status_of(
         )
     if not asked:
         return "never_seen", f"Never seen: bridge has no state for {what} (no run has read it)."
-    return _from_outreach(mapping, what, state.checkpoint, found)
+    status, reason = _from_outreach(mapping, what, state.checkpoint, found)
+    if status == "never_seen" and state.changes:  # read once, its id-map row and letter gone since
+        last = state.changes[0]
+        now = "has no such record" if found is None else f"has it (updated at {_when(found.updated_at)})"
+        reason = (
+            f"Not written: a run read it ({last.change.action.replace('_', ' ')} at {_when(last.at)}), but "
+            f"bridge keeps no id-map row or dead letter for it now (a dead letter purged?), and Outreach {now}."
+        )
+    return status, reason
 
 
 def _from_outreach(

@@ -249,3 +249,11 @@ async def test_live_says_when_outreach_has_a_newer_version(db_conn: Connection) 
     text, data = both(await explain(db_conn, vehicles(), "7", remote=remote, live=True))
     assert any("newer version" in n for n in data["notes"]) and "newer version" in text
     assert data["live"]["zendesk_found"] is False and "Zendesk has no record" in text
+
+
+async def test_changelog_rows_alone_ask_outreach_and_are_mentioned(db_conn: Connection) -> None:
+    await changelog.add_many(db_conn, "vehicles", 60, [Change("17", "dead_lettered", T0, None, "RecordInvalid")])
+    remote = FakeRemote(None)
+    _, data = both(await explain(db_conn, vehicles(), "17", remote=remote))
+    assert remote.calls["outreach"] == 1 and data["status"] == "never_seen"
+    assert "a run read it (dead lettered at" in data["reason"] and "Outreach has no such record." in data["reason"]
