@@ -202,7 +202,7 @@ async def explain(
         record, included, origin = _stored_source(mapping, source_id, state)
     preview = await would_write(conn, mapping, record, included) if record is not None else Preview(None)
     written = state.written.payload if state.written else None
-    notes = _notes(state, live, found, status)
+    notes = _notes(state, live, found, zendesk, status)
     return Explanation(
         mapping=mapping.name, source_id=source_id, external_id=external_id, status=status,
         in_zendesk=status in IN_ZENDESK, reason=reason,
@@ -249,7 +249,9 @@ def _stored_source(
     return None, {}, "none"
 
 
-def _notes(state: RecordState, live: bool, found: SourceRecord | None, status: Status) -> list[str]:
+def _notes(
+    state: RecordState, live: bool, found: SourceRecord | None, zendesk: ZendeskRecord | None, status: Status
+) -> list[str]:
     notes = []
     if state.written is not None and state.written.payload is None:
         notes.append("the payload last written was not kept (written before bridge kept payloads)")
@@ -259,6 +261,8 @@ def _notes(state: RecordState, live: bool, found: SourceRecord | None, status: S
     if live and found is not None and found.updated_at and read and found.updated_at > read:
         notes.append(f"Outreach has a newer version (updatedAt {_iso(found.updated_at)}) than bridge last "
                      "wrote: the next run writes it")  # fmt: skip
+    if live and zendesk is None and status == "in_zendesk":
+        notes.append("Zendesk has no record with this external id: deleted there by hand since bridge wrote it")
     if live and found is None and status == "in_zendesk":
         notes.append("Outreach has no such record now: deleted there since the last run; reconcile handles it")
     if state.letter is not None and status == "in_zendesk":
