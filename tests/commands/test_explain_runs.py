@@ -49,6 +49,13 @@ async def explain(world: SandboxWorld, capsys: pytest.CaptureFixture[str], ident
     return json.loads(runs[0]), runs[1]
 
 
+async def reconcile(world: SandboxWorld) -> None:
+    mapping = load_mappings(world.settings.bridge_mappings)["vehicles"]
+    async with wiring.open_pool(world.settings) as pool, wiring.open_services(world.settings, pool) as services:
+        report = await reconcile_mapping(mapping, services, ReconcileOptions(force=True))
+    assert report.status == "succeeded"
+
+
 def requests(world: SandboxWorld, api: str) -> int:
     """Requests for records (not for tokens) each of two explain calls sent, on average."""
     counters = world.sandbox.counters
@@ -117,10 +124,7 @@ async def test_a_record_deleted_in_outreach_and_kept(small: SandboxWorld, capsys
     await backfill(small)
     vid = small.sandbox.outreach.ids("vehicles")[0]
     small.sandbox.outreach.delete("vehicles", vid)
-    mapping = load_mappings(small.settings.bridge_mappings)["vehicles"]
-    async with wiring.open_pool(small.settings) as pool, wiring.open_services(small.settings, pool) as services:
-        report = await reconcile_mapping(mapping, services, ReconcileOptions(force=True))
-    assert report.status == "succeeded"
+    await reconcile(small)
     data, text = await explain(small, capsys, vid)
     assert data["status"] == "deleted_kept" and "on_delete: keep" in data["reason"]
     assert data["reason"] in text
@@ -176,3 +180,17 @@ async def test_a_mapping_change_shows_as_the_field_it_changes(
     color = next(r for r in data["fields"] if r["field"] == "color")
     assert color["would_write"] == color["last_written"].upper()
     assert small.sandbox.counters.total("outreach") == 0  # rebuilt from the stored read
+
+
+async def test_a_record_deleted_in_outreach_and_removed(small: SandboxWorld, capsys: pytest.CaptureFixture[str]) -> None:
+    path = small.settings.bridge_mappings / "vehicles.yaml"
+    path.write_text(path.read_text().replace("on_delete: keep", "on_delete: delete"))
+    await backfill(small)
+    vid = small.sandbox.outreach.ids("vehicles")[1]
+    small.sandbox.outreach.delete("vehicles", vid)
+    await reconcile(small)
+    assert small.sandbox.zendesk.record_by_external_id("vehicle", f"outreach:vehicles:{vid}") is None
+    data, text = await explain(small, capsys, vid)
+    assert data["status"] == "deleted_removed" and "on_delete: delete" in data["reason"]
+    assert requests(small, "outreach") == 0 and data["changelog"][0]["action"] == "deleted"
+    assert data["reason"] in text
