@@ -29,7 +29,8 @@ from bridge.mapping.templates import Template
 from bridge.outreach.models import OutreachId, SourceRecord
 from bridge.pipeline.missing import IN_ZENDESK, RecordState, Status, status_of
 from bridge.pipeline.resolve import Included
-from bridge.pipeline.would_write import FieldRow, Preview, field_rows, restore, would_write
+from bridge.pipeline.snapshot import restore
+from bridge.pipeline.would_write import FieldRow, Preview, field_rows, would_write
 from bridge.store import changelog, checkpoints, dead_letters, idmap, links
 from bridge.store.pool import Connection
 from bridge.zendesk.models import ZendeskRecord

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, cast
 
 from bridge import targets
 from bridge.errors import RecordError
 from bridge.mapping.model import Mapping
-from bridge.outreach.models import OutreachId, RelatedRef, SourceRecord
+from bridge.outreach.models import SourceRecord
 from bridge.pipeline.resolve import Included, match_value
 from bridge.store import directory, idmap, links
 from bridge.store.pool import Connection
@@ -137,19 +136,3 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, int | str) and isinstance(b, int | str) and not isinstance(a, bool) and not isinstance(b, bool):
         return str(a) == str(b)
     return bool(a == b)
-
-
-def restore(source: AbcMapping[str, Any]) -> tuple[SourceRecord, Included]:
-    """The record (and the included resources its lookups read) from the stored snapshot."""
-    rels: dict[str, RelatedRef | None] = {}
-    for name, ref in (source.get("relationships") or {}).items():
-        rels[name] = RelatedRef(str(ref["type"]), OutreachId(str(ref["id"]))) if ref else None
-    included: dict[tuple[str, OutreachId], dict[str, Any]] = {}
-    for item in source.get("included") or []:
-        included[(str(item["type"]), OutreachId(str(item["id"])))] = dict(item.get("attributes") or {})
-    updated = source.get("updated_at")
-    record = SourceRecord(
-        str(source.get("type", "")), OutreachId(str(source["id"])), dict(source.get("attributes") or {}), rels,
-        datetime.fromisoformat(updated) if isinstance(updated, str) else None,
-    )  # fmt: skip
-    return record, included

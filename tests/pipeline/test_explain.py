@@ -12,6 +12,7 @@ from bridge.commands.explain import render
 from bridge.errors import ConfigError
 from bridge.mapping.model import Mapping
 from bridge.outreach.models import OutreachId, RelatedRef, SourceRecord
+from bridge.pipeline import snapshot
 from bridge.pipeline.explain import Explanation, explain
 from bridge.pipeline.resolve import Included
 from bridge.store import changelog, checkpoints, dead_letters, idmap, links
@@ -43,20 +44,11 @@ def source(sid: str = "7", updated: datetime = T0, **attributes: Any) -> SourceR
                         updated)  # fmt: skip
 
 
-def snapshot(record: SourceRecord) -> dict[str, Any]:
-    """The stored form of a record as read (what a run keeps in id_map.source_record)."""
-    return {
-        "type": record.type, "id": record.id, "attributes": record.attributes,
-        "relationships": {k: ({"type": v.type, "id": v.id} if v else None) for k, v in record.relationships.items()},
-        "updated_at": record.updated_at.isoformat() if record.updated_at else None, "included": [],
-    }  # fmt: skip
-
-
 async def written(conn: Connection, record: SourceRecord, fields: dict[str, Any], zid: str = "Z7") -> None:
     """A record written by a run: id map row with its payload and source, changelog row."""
     row = IdMapRow(record.id, zid, f"outreach:vehicles:{record.id}", "h",
                    idmap.pack_payload(record.attributes["vehicle_name"], fields),
-                   idmap.pack(snapshot(record)), record.updated_at)  # fmt: skip
+                   idmap.pack(snapshot.snapshot(record, {})), record.updated_at)  # fmt: skip
     await idmap.upsert_many(conn, "vehicles", [row])
     await changelog.add_many(conn, "vehicles", 41, [Change(record.id, "created", record.updated_at, "J1", zid)])
 
