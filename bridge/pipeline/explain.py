@@ -200,7 +200,11 @@ async def explain(
     if live:
         record, origin = found, "outreach"
     else:
-        record, included, origin = _stored_source(mapping, source_id, state)
+        record, kept, origin = _stored_source(mapping, source_id, state)
+        if record is None and found is not None:  # asked Outreach anyway: show what it would write
+            record, origin = found, "outreach"
+        else:
+            included = kept
     preview = await would_write(conn, mapping, record, included) if record is not None else Preview(None)
     written = state.written.payload if state.written else None
     notes = _notes(state, live, found, zendesk, status)

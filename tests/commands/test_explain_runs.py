@@ -84,6 +84,8 @@ async def test_a_record_created_after_the_run_is_not_read_yet(
     data, text = await explain(small, capsys, vid)
     assert data["status"] == "not_read_yet" and "after the watermark" in data["reason"]
     assert requests(small, "outreach") == 1 and requests(small, "zendesk") == 0
+    assert data["would_write_from"] == "outreach"  # the one answer serves the preview too
+    assert {r["field"]: r["would_write"] for r in data["fields"]}["vehicle_name"] == "Ecto-1"
     assert data["reason"] in text
 
 
