@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge import logs
-from bridge.commands import repair, schema, sync, webhooks
+from bridge.commands import explain, repair, schema, sync, webhooks
 from bridge.commands import sandbox as sandbox_cmd
 from bridge.commands.common import EXIT_CONFIG, EXIT_FATAL
 from bridge.errors import BridgeError, ConfigError
@@ -155,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
                       "between) until SIGTERM or SIGINT, then stops cleanly. Serves /healthz,\n"
                       "/readyz and /metrics on $PORT. Several replicas may share one database.")  # fmt: skip
     worker.set_defaults(handler=sync.cmd_worker)
+    explain.add_parser(sub, _command)
     _add_local_commands(sub)
     _add_repair_commands(sub)
     _add_webhook_commands(sub)

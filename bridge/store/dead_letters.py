@@ -48,6 +48,11 @@ WHERE $1::text IS NULL OR mapping = $1
 ORDER BY last_failed_at DESC, mapping, source_id
 LIMIT $2
 """
+FOR_RECORD_SQL = """
+SELECT mapping, source_id, external_id, error, payload::text AS payload, attempts,
+       first_failed_at, last_failed_at, run_id
+FROM dead_letters WHERE mapping = $1 AND source_id = $2
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +125,12 @@ async def list_letters(
 ) -> list[DeadLetterRow]:
     """The most recently failed first."""
     return [_letter(row) for row in await conn.fetch(LIST_SQL, mapping, limit)]
+
+
+async def for_record(conn: Connection, mapping: str, source_id: str) -> DeadLetterRow | None:
+    """One record's dead letter, if it has one (`bridge explain`)."""
+    row = await conn.fetchrow(FOR_RECORD_SQL, mapping, source_id)
+    return None if row is None else _letter(row)
 
 
 # --- retry and purge (pipeline/redrive.py, `bridge dead-letters`) ----------------------------

@@ -108,6 +108,11 @@ SELECT source_id, field, target, match, target_type, target_source_id, match_val
        failed_zendesk_id, parked_at
 FROM parked_links WHERE mapping = $1 ORDER BY source_id, field
 """
+FOR_RECORD_SQL = """
+SELECT source_id, field, target, match, target_type, target_source_id, match_value,
+       failed_zendesk_id, parked_at
+FROM parked_links WHERE mapping = $1 AND source_id = $2 ORDER BY field
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +233,15 @@ async def summary(conn: Connection) -> dict[str, ParkedSummary]:
 
 
 async def list_parked(conn: Connection, mapping: str) -> list[tuple[ParkedLink, datetime]]:
-    rows: list[asyncpg.Record] = await conn.fetch(LIST_SQL, mapping)
+    return _parked(await conn.fetch(LIST_SQL, mapping))
+
+
+async def for_record(conn: Connection, mapping: str, source_id: str) -> list[tuple[ParkedLink, datetime]]:
+    """One record's parked links and when each was parked (`bridge explain`)."""
+    return _parked(await conn.fetch(FOR_RECORD_SQL, mapping, source_id))
+
+
+def _parked(rows: list[asyncpg.Record]) -> list[tuple[ParkedLink, datetime]]:
     return [
         (ParkedLink(r["source_id"], r["field"], r["target"], r["target_type"], r["target_source_id"],
                     r["match"], r["match_value"], r["failed_zendesk_id"]), r["parked_at"])
