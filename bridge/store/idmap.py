@@ -201,9 +201,14 @@ async def gone_count(conn: Connection, mapping: str) -> int:
 
 
 # --- what was written (bridge explain, backfill --dry-run --diff, bridge verify) ------------
-# The payload last sent is kept compressed: about a third of its JSON size for typical
-# records, read back only when a person or a verify pass asks.
+# The payload last sent and the source record are kept as canonical JSON, read back only when a
+# person or a verify pass asks. One of at least PACK_COMPRESS_FROM bytes is zlib-compressed
+# (a third of its size, typically); a smaller one is kept as it is: setting up a compressor
+# costs more than the record takes to write (tens of µs against a few for the JSON), and
+# Postgres compresses a row past 2 KB itself (TOAST). `unpack` tells the two apart by the
+# first byte: `{` for JSON, never the first byte of a zlib stream.
 _ENCODER = msgspec.json.Encoder(order="sorted")
+PACK_COMPRESS_FROM = 1024
 WRITTEN_SQL = """
 SELECT source_id, zendesk_id, external_id, written_payload, source_record, source_updated_at,
        synced_at, gone_at
@@ -216,22 +221,24 @@ FROM id_map WHERE mapping = $1 AND zendesk_id = ANY($2::text[])
 """
 
 
-# zlib's defaults (a 32 KB window, memLevel 8) allocate and clear about 256 KB per call, which
-# costs more than compressing a record of a few hundred bytes; an 8 KB window and memLevel 6
-# (about 64 KB) compress such records as well, in a fifth of the time. The stream is plain
-# zlib either way: `unpack` reads both.
+# zlib's defaults (a 32 KB window, memLevel 8) allocate and clear about 256 KB per call; an
+# 8 KB window and memLevel 6 (about 64 KB) compress records as well, several times faster.
 _WINDOW_BITS, _MEM_LEVEL = 13, 6
 
 
 def pack(value: Mapping[str, Any]) -> bytes:
-    """The stored form of a JSON object: canonical JSON, zlib-compressed."""
+    """The stored form of a JSON object: canonical JSON, zlib-compressed from
+    PACK_COMPRESS_FROM bytes."""
+    text = _ENCODER.encode(value)
+    if len(text) < PACK_COMPRESS_FROM:
+        return text
     compressor = zlib.compressobj(1, zlib.DEFLATED, _WINDOW_BITS, _MEM_LEVEL)
-    return compressor.compress(_ENCODER.encode(value)) + compressor.flush()
+    return compressor.compress(text) + compressor.flush()
 
 
 def unpack(packed: bytes) -> dict[str, Any]:
     """The JSON object `pack` stored."""
-    value = msgspec.json.decode(zlib.decompress(packed))
+    value = msgspec.json.decode(packed if packed[:1] == b"{" else zlib.decompress(packed))
     if not isinstance(value, dict):
         raise ValueError("a stored payload is not a JSON object")
     return value

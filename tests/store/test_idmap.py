@@ -65,9 +65,11 @@ async def test_lookup_by_external_id(db_conn: Connection) -> None:
 async def test_the_payload_written_is_kept_compressed_and_read_back(db_conn: Connection) -> None:
     from datetime import UTC, datetime
 
-    fields = {"speed": 120, "driver": "z-user-9", "notes": "é" * 200, "tags": ["a", "b"]}
+    fields = {"speed": 120, "driver": "z-user-9", "notes": "é" * 600, "tags": ["a", "b"]}
     packed = idmap.pack_payload("Car 1", fields)
-    assert len(packed) < len(str(fields))  # compressed
+    assert len(packed) < len(str(fields))  # compressed (its JSON is past PACK_COMPRESS_FROM)
+    small = idmap.pack({"attributes": {"speed": "120"}})
+    assert small == b'{"attributes":{"speed":"120"}}'  # too small to be worth compressing
     updated = datetime(2026, 11, 2, tzinfo=UTC)
     await idmap.upsert_many(
         db_conn,

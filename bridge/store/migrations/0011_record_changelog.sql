@@ -3,7 +3,7 @@
 -- Never edit this file once merged: put changes in a new NNNN_<what>.sql.
 
 -- written_payload:   the payload last sent to Zendesk ({"name", "fields"} with the lookup values
---                    sent), canonical JSON compressed with zlib (store/idmap.pack_payload); NULL
+--                    sent), canonical JSON, zlib-compressed past 1 KB (store/idmap.pack); NULL
 --                    for rows written before this migration
 -- source_record:     the Outreach record as read for that write (attributes, relationships and
 --                    the included resources its lookups used), packed the same way, so that what
