@@ -16,7 +16,8 @@ every mapping target, which settles cycles such as A → B → A). Invariants:
 - a run fails only for what every later job would hit too (auth, a missing object, 403),
   never for a link;
 - each link filled is a `filled_link` changelog row, each refused a `parked_link` row
-  naming the refused id, in the transaction that settles the parked rows.
+  naming the refused id, and each value set joins the record's payload last written, all in
+  the transaction that settles the parked rows.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Mapping as AbcMapping
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -35,7 +37,7 @@ from bridge.logs import get_logger
 from bridge.mapping.model import Mapping
 from bridge.pipeline.load import by_halving, refused_lookups, stops_the_run
 from bridge.pipeline.resolve import Resolver, Target
-from bridge.store import changelog, leases, links
+from bridge.store import changelog, idmap, leases, links
 from bridge.store.changelog import Change
 from bridge.store.links import Fillable
 from bridge.zendesk.client import ZendeskClient
@@ -128,6 +130,8 @@ class Filler:
         async with self._pool.acquire() as conn, conn.transaction():
             await links.remove_filled(conn, filled)
             await links.mark_refused(conn, refused)
+            for mapping, values in _values_set(filled).items():
+                await idmap.set_written_fields(conn, mapping, values)
             for mapping, changes in fill_changes(done, bad).items():
                 await changelog.add_many(conn, mapping, self._run_id, changes)
         if filled or refused:
@@ -167,6 +171,14 @@ class Filler:
             log.warning("link_fill_failed", object=object_key, fields=sorted(named),
                         error=result.error)  # fmt: skip
         return filled, refused
+
+
+def _values_set(filled: Sequence[Fillable]) -> dict[str, dict[str, dict[str, Any]]]:
+    """mapping → source id → the lookup fields the fill set, and to what."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for f in filled:
+        out.setdefault(f.mapping, {}).setdefault(f.source_id, {})[f.field] = f.value
+    return out
 
 
 def fill_changes(

@@ -289,3 +289,34 @@ async def written_by_zendesk_id(
     """Zendesk record id → what was last written to it."""
     rows = await conn.fetch(WRITTEN_BY_ZENDESK_ID_SQL, mapping, list(zendesk_ids))
     return {row["zendesk_id"]: _written(row) for row in rows}
+
+
+PAYLOADS_FOR_UPDATE_SQL = """
+SELECT source_id, written_payload FROM id_map
+WHERE mapping = $1 AND source_id = ANY($2::text[]) AND written_payload IS NOT NULL
+FOR UPDATE
+"""
+SET_PAYLOADS_SQL = """
+UPDATE id_map m SET written_payload = t.written_payload
+FROM unnest($2::text[], $3::bytea[]) AS t(source_id, written_payload)
+WHERE m.mapping = $1 AND m.source_id = t.source_id
+"""
+
+
+async def set_written_fields(
+    conn: Connection, mapping: str, values: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """Folds fields set later by an update (a link filled) into each record's payload last
+    written, so that what bridge says it wrote stays what Zendesk holds (call inside the
+    transaction that records the update). Rows without a kept payload are left as they are."""
+    if not values:
+        return
+    rows = await conn.fetch(PAYLOADS_FOR_UPDATE_SQL, mapping, list(values))
+    ids, packed = [], []
+    for row in rows:
+        payload = unpack(row["written_payload"])
+        payload["fields"] = {**payload.get("fields", {}), **values[row["source_id"]]}
+        ids.append(row["source_id"])
+        packed.append(pack(payload))
+    if ids:
+        await conn.execute(SET_PAYLOADS_SQL, mapping, ids, packed)

@@ -85,3 +85,22 @@ async def test_the_fill_pass_logs_each_link_it_fills_under_its_run(ready: Sandbo
     referrers = await fetch(ready, "SELECT source_id, zendesk_id FROM id_map WHERE source_id = ANY($1::text[])",
                             sorted(waiting))  # fmt: skip
     assert {r["source_id"]: r["item_result"] for r in filled} == {r["source_id"]: r["zendesk_id"] for r in referrers}
+
+
+async def test_a_link_the_fill_pass_sets_is_part_of_the_payload_last_written(ready: SandboxWorld) -> None:
+    from bridge.store import idmap
+
+    await backfill(ready)
+    parked = await fetch(ready, "SELECT * FROM parked_links WHERE mapping = $1 AND field = 'driver'", VEHICLES)
+    email = parked[0]["match_value"]
+    waiting = sorted({r["source_id"] for r in parked if r["match_value"] == email})
+    user = str(ready.sandbox.zendesk.add_user("Late Comer", email))
+    await backfill(ready)
+    rows = await fetch(ready, "SELECT source_id, zendesk_id, written_payload FROM id_map WHERE mapping = $1 "
+                              "AND source_id = ANY($2::text[])", VEHICLES, waiting)  # fmt: skip
+    assert {r["source_id"]: idmap.unpack(r["written_payload"])["fields"]["driver"] for r in rows} == dict.fromkeys(
+        waiting, user
+    )
+    zd = ready.sandbox.zendesk  # and Zendesk holds the same
+    held = {rec["id"]: rec for key in zd.objects for rec in zd.records(key)}
+    assert {str(held[r["zendesk_id"]]["custom_object_fields"]["driver"]) for r in rows} == {user}
