@@ -14,7 +14,11 @@ each mapping, in this order:
    end-of-pass fill: it catches targets that appeared outside a completed sync of theirs, e.g.
    a run stopped or failed after settling pages, or a dead letter retried);
 4. bulk jobs stored for pages that never settled and too old to poll now (Zendesk keeps a
-   job's status for a day: `store/submitted_jobs.py`) are forgotten.
+   job's status for a day: `store/submitted_jobs.py`) are forgotten;
+5. when the mapping asks for it (`verify: {every: 1d}`) and it is due (that long after the
+   last verify finished, by anyone), its Zendesk records are compared with what bridge wrote
+   (`pipeline/verify.py`). Report only: a person decides on `bridge verify --repair`. The
+   figures go to the log (`worker_verify_finished`) and to `bridge status`.
 Invariants:
 - everything here writes only this mapping's Zendesk records and rows, so the mapping's own
   lease (taken by the worker around `run`) is the right one, and it never overlaps a sync of
@@ -38,7 +42,8 @@ from bridge.pipeline.park import Filler
 from bridge.pipeline.reconcile import ReconcileOptions, reconcile_mapping
 from bridge.pipeline.redrive import RedriveOptions, retry_dead_letters
 from bridge.pipeline.services import Services
-from bridge.store import runs, submitted_jobs
+from bridge.pipeline.verify import save_report, verify_mapping
+from bridge.store import runs, submitted_jobs, verify_state
 
 log = get_logger(__name__)
 
@@ -67,6 +72,7 @@ class Upkeep:
             ("reconcile", self.reconcile_if_due),
             ("fill", self.fill_parked_links),
             ("prune_submitted_jobs", self.prune_submitted_jobs),
+            ("verify", self.verify_if_due),
         ]
         error: Exception | None = None
         structlog.contextvars.bind_contextvars(mapping=self.mapping.name)
@@ -121,3 +127,14 @@ class Upkeep:
             pruned = await submitted_jobs.prune(conn, self.mapping.name)
         if pruned:
             log.info("submitted_jobs_pruned", items=pruned)
+
+    async def verify_if_due(self) -> None:
+        spec = self.mapping.verify
+        if spec is None:
+            return
+        async with self.services.pool.acquire() as conn:
+            if not await verify_state.due(conn, self.mapping.name, spec.seconds()):
+                return
+        report = await verify_mapping(self.mapping, self.services)
+        await save_report(self.services, report)
+        log.info("worker_verify_finished", **report.counts())

@@ -38,7 +38,6 @@ from bridge.pipeline.redrive import RedriveOptions
 from bridge.pipeline.services import Services
 from bridge.pipeline.sync import SyncOptions
 from bridge.pipeline.verify import VerifyOptions
-from bridge.pipeline.verify_read import Reader
 from bridge.scheduler import ScheduleConfig
 from bridge.settings import Settings
 from bridge.status_check import StatusThresholds
@@ -374,12 +373,6 @@ def verify_options(settings: Settings, actor: str, *, job_concurrency: int | Non
     """`bridge verify --repair`: how the rewrites are sent."""
     return VerifyOptions(actor=actor, batch_size=settings.bridge_batch_size,
                          job_concurrency=job_concurrency or settings.bridge_job_concurrency)  # fmt: skip
-
-
-def record_export(services: Services) -> Reader | None:
-    """The reader of the custom object record export `bridge verify` uses; None: the
-    listing instead."""
-    return None
 
 
 def upkeep_config(settings: Settings, actor: str = "worker") -> UpkeepConfig:

@@ -13,6 +13,7 @@ import asyncpg
 
 from bridge.outreach.client import OutreachClient
 from bridge.pipeline.resolve import PeopleDirectory
+from bridge.pipeline.verify_read import Reader
 from bridge.zendesk.client import ZendeskClient
 
 
@@ -22,3 +23,4 @@ class Services:
     zendesk: ZendeskClient
     pool: asyncpg.Pool
     directory: PeopleDirectory | None = None  # Zendesk users/organizations kept in Postgres
+    record_export: Reader | None = None  # custom object record export (bridge verify); None: list

@@ -132,13 +132,12 @@ def _absent_dict(row: Absent) -> dict[str, str]:
     return {"source_id": row.source_id, "zendesk_id": row.zendesk_id, "external_id": row.external_id}
 
 
-async def verify_mapping(
-    mapping: Mapping, services: Services, export: Reader | None = None
-) -> VerifyReport:
-    """One pass over `mapping`'s Zendesk records, from the stored cursor; with no `export`
-    reader (or one the account refuses) the records are listed instead."""
+async def verify_mapping(mapping: Mapping, services: Services) -> VerifyReport:
+    """One pass over `mapping`'s Zendesk records, from the stored cursor; with no record
+    export (`Services.record_export`), or one the account refuses, the records are listed."""
     report = VerifyReport(mapping.name)
     started = time.monotonic()
+    export = services.record_export
     reader: Reader = export or ListingReader(services.zendesk)
     if export is None:
         report.notes.append("the record export is not configured; listed every record instead")

@@ -61,6 +61,12 @@ WHERE v.mapping = $1 AND starts_with(v.external_id, $2)
   AND NOT EXISTS (SELECT 1 FROM id_map m WHERE m.mapping = $1 AND m.external_id = v.external_id)
 ORDER BY v.external_id
 """
+# The worker verifies a mapping `every` after the last verify finished (by anyone), or at once
+# when it never was; on the database clock, so replicas agree.
+DUE_SQL = """
+SELECT coalesce(max(finished_at) <= now() - make_interval(secs => $2), true)
+FROM verify_state WHERE mapping = $1
+"""
 # Id-map rows written before the pass began whose Zendesk id is not among the live records.
 ABSENT_SQL = """
 SELECT m.source_id, m.zendesk_id, m.external_id, m.gone_at IS NOT NULL AS gone FROM id_map m
@@ -107,6 +113,11 @@ async def state(conn: Connection, mapping: str) -> VerifyState | None:
     report = json.loads(row["report"]) if row["report"] is not None else None
     return VerifyState(row["cursor"], row["complete"], row["source"], row["started_at"],
                        row["finished_at"], report)  # fmt: skip
+
+
+async def due(conn: Connection, mapping: str, every_seconds: float) -> bool:
+    """Whether the worker should verify `mapping` now."""
+    return bool(await conn.fetchval(DUE_SQL, mapping, every_seconds))
 
 
 async def begin(conn: Connection, mapping: str, source: str) -> datetime:

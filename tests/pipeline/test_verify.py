@@ -3,7 +3,7 @@ sandbox's Zendesk, found, repaired, and found no more."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -21,6 +21,11 @@ from tests.pipeline.test_sync import backfill, expected_vehicle, prepare_zendesk
 
 @pytest.fixture
 async def synced(sandbox: Sandbox, db_dsn: str) -> SandboxWorld:
+    return await synced_world(sandbox, db_dsn)
+
+
+async def synced_world(sandbox: Sandbox, db_dsn: str) -> SandboxWorld:
+    """40 vehicles (and their brands) backfilled into the sandbox's Zendesk; counters reset."""
     seed = seed_demo(sandbox, vehicles=40, brands=3, prospects=10)
     world = SandboxWorld(sandbox, seed, settings_for(sandbox, seed, db_dsn))
     await prepare_zendesk(world)
@@ -58,7 +63,9 @@ def vehicles(world: SandboxWorld) -> Mapping:
 async def verify(world: SandboxWorld, export: Reader | None = None, *, fix: bool = False) -> VerifyReport:
     mapping = vehicles(world)
     async with services(world.settings) as s:
-        report = await verify_mapping(mapping, s, export)
+        if export is not None:
+            s = replace(s, record_export=export)
+        report = await verify_mapping(mapping, s)
         if fix:
             await repair(mapping, s, report, VerifyOptions(actor="tester"))
     return report
