@@ -1,5 +1,5 @@
-"""What every pipeline step works with: both API clients, the database pool and the people
-directory.
+"""What every pipeline step works with: both API clients, the database pool, the people
+directory and the record export.
 
 Built once per process by `wiring.open_services`; sync, targeted syncs, reconcile, dead-letter
 retry and the fill take it, so none of them imports another to get it.
@@ -13,8 +13,8 @@ import asyncpg
 
 from bridge.outreach.client import OutreachClient
 from bridge.pipeline.resolve import PeopleDirectory
-from bridge.pipeline.verify_read import Reader
 from bridge.zendesk.client import ZendeskClient
+from bridge.zendesk.record_export import RecordExport
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,4 +23,5 @@ class Services:
     zendesk: ZendeskClient
     pool: asyncpg.Pool
     directory: PeopleDirectory | None = None  # Zendesk users/organizations kept in Postgres
-    record_export: Reader | None = None  # custom object record export (bridge verify); None: list
+    # custom object records changed since a cursor (`bridge verify`); paced with the directory's
+    record_export: RecordExport | None = None

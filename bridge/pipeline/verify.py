@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bridge.errors import ExportCursorInvalid, ExportUnavailable
 from bridge.logs import get_logger
 from bridge.mapping.model import Mapping
 from bridge.mapping.templates import Template
@@ -37,14 +38,7 @@ from bridge.pipeline import targeted
 from bridge.pipeline.drift import Difference, differences
 from bridge.pipeline.load import PageLoader
 from bridge.pipeline.services import Services
-from bridge.pipeline.verify_read import (
-    EXPORT,
-    CursorRefused,
-    ExportUnavailable,
-    ListingReader,
-    Reader,
-    ZendeskPage,
-)
+from bridge.pipeline.verify_read import EXPORT, ExportReader, ListingReader, Reader, ZendeskPage
 from bridge.store import idmap, runs, verify_state
 from bridge.store.idmap import WrittenRecord
 from bridge.store.verify_state import Absent, Seen
@@ -138,7 +132,7 @@ async def verify_mapping(mapping: Mapping, services: Services) -> VerifyReport:
     report = VerifyReport(mapping.name)
     started = time.monotonic()
     export = services.record_export
-    reader: Reader = export or ListingReader(services.zendesk)
+    reader: Reader = ExportReader(export) if export is not None else ListingReader(services.zendesk)
     if export is None:
         report.notes.append("the record export is not configured; listed every record instead")
     try:
@@ -167,7 +161,7 @@ async def _pass(mapping: Mapping, services: Services, reader: Reader, report: Ve
             await verify_state.restart(conn, name)
     try:
         await _read(mapping, services, reader, cursor, report)
-    except CursorRefused:
+    except ExportCursorInvalid:
         report.notes.append(
             "Zendesk refused the stored export cursor (invalid or expired); read every record "
             "again from the beginning"

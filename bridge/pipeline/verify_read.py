@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bridge.errors import ApiError, BridgeError, RejectedError
 from bridge.zendesk.client import MAX_PAGE_SIZE, ZendeskClient
 from bridge.zendesk.models import ZendeskRecord
+from bridge.zendesk.record_export import RecordExport
 
 EXPORT, LISTING = "export", "listing"
 
@@ -30,14 +30,6 @@ class ZendeskPage:
     deleted: list[str] = field(default_factory=list)  # Zendesk ids
     cursor: str | None = None  # where the next pass starts; None: from the beginning
     end: bool = False  # the page reached the present
-
-
-class CursorRefused(BridgeError):
-    """Zendesk refused the stored export cursor (invalid or expired)."""
-
-
-class ExportUnavailable(BridgeError):
-    """The account does not offer the record export (Zendesk answered an error)."""
 
 
 class Reader(Protocol):
@@ -64,15 +56,14 @@ class ListingReader:
         yield ZendeskPage(batch, end=True)
 
 
-def refused_cursor(exc: ApiError) -> bool:
-    """A 400 `InvalidCursor`: the cursor is invalid or expired (api/zendesk.md)."""
-    return isinstance(exc, RejectedError) and exc.status == 400 and "InvalidCursor" in (
-        f"{exc.detail or ''} {exc}"
-    )
+class ExportReader:
+    """The record export from `cursor` (from the beginning without one, tombstones included)."""
 
+    source = EXPORT
 
-def export_unavailable(exc: ApiError) -> bool:
-    """An answer that says the account has no record export: refused or not found (403, 404),
-    or not offered (any other 4xx but a refused cursor or the rate limit)."""
-    return isinstance(exc, RejectedError) and exc.status is not None and 400 <= exc.status < 500 \
-        and exc.status != 429 and not refused_cursor(exc)
+    def __init__(self, export: RecordExport) -> None:
+        self._export = export
+
+    async def pages(self, object_key: str, cursor: str | None) -> AsyncIterator[ZendeskPage]:
+        async for page in self._export.pages(object_key, cursor, start_time=0):
+            yield ZendeskPage(page.records, [str(i) for i in page.deleted], page.cursor, page.end_of_stream)

@@ -11,7 +11,6 @@ from bridge.commands.verify import summary
 from bridge.mapping.load import load_mappings
 from bridge.mapping.model import Mapping
 from bridge.pipeline.verify import VerifyOptions, VerifyReport, external_id_affixes, repair, verify_mapping
-from bridge.pipeline.verify_read import Reader
 from bridge.sandbox.seed import seed_demo
 from bridge.sandbox.server import Sandbox
 from tests.fixtures_sandbox import SandboxWorld, settings_for
@@ -27,7 +26,8 @@ async def synced(sandbox: Sandbox, db_dsn: str) -> SandboxWorld:
 async def synced_world(sandbox: Sandbox, db_dsn: str) -> SandboxWorld:
     """40 vehicles (and their brands) backfilled into the sandbox's Zendesk; counters reset."""
     seed = seed_demo(sandbox, vehicles=40, brands=3, prospects=10)
-    world = SandboxWorld(sandbox, seed, settings_for(sandbox, seed, db_dsn))
+    sandbox.zendesk.exports.rate_limit = 1000  # the export's own limit: not what these tests are about
+    world = SandboxWorld(sandbox, seed, settings_for(sandbox, seed, db_dsn, bridge_directory_exports_per_minute=60_000))
     await prepare_zendesk(world)
     await backfill(world)
     await _fill_written(world)  # TEMPORARY until the changelog wiring lands on main
@@ -47,11 +47,11 @@ def plant(sandbox: Sandbox) -> Planted:
     convention that bridge never wrote, and one of somebody else's (not bridge's business)."""
     zd = sandbox.zendesk
     records = zd.records("vehicle")
-    zd.update_record("vehicle", records[1]["id"], {"custom_object_fields": {"color": "hand-painted"}})
-    zd.update_record("vehicle", records[2]["id"], {"name": "Renamed by hand"})
+    zd.update_record("vehicle", records[1]["id"], {"custom_object_fields": {"color": "hand-painted"}}, by_hand=True)
+    zd.update_record("vehicle", records[2]["id"], {"name": "Renamed by hand"}, by_hand=True)
     zd.delete_record("vehicle", records[3]["id"])
-    zd.create_record("vehicle", {"name": "stray", "external_id": "outreach:vehicles:999999"})
-    zd.create_record("vehicle", {"name": "theirs", "external_id": "crm:42"})
+    zd.create_record("vehicle", {"name": "stray", "external_id": "outreach:vehicles:999999"}, by_hand=True)
+    zd.create_record("vehicle", {"name": "theirs", "external_id": "crm:42"}, by_hand=True)
     return Planted({records[1]["external_id"], records[2]["external_id"]}, {records[3]["external_id"]},
                    {"outreach:vehicles:999999"})  # fmt: skip
 
@@ -60,11 +60,11 @@ def vehicles(world: SandboxWorld) -> Mapping:
     return load_mappings(world.settings.bridge_mappings)["vehicles"]
 
 
-async def verify(world: SandboxWorld, export: Reader | None = None, *, fix: bool = False) -> VerifyReport:
+async def verify(world: SandboxWorld, *, fix: bool = False, listing: bool = False) -> VerifyReport:
     mapping = vehicles(world)
     async with services(world.settings) as s:
-        if export is not None:
-            s = replace(s, record_export=export)
+        if listing:  # as on an account whose record export is not wired
+            s = replace(s, record_export=None)
         report = await verify_mapping(mapping, s)
         if fix:
             await repair(mapping, s, report, VerifyOptions(actor="tester"))
@@ -78,7 +78,7 @@ def found(report: VerifyReport) -> Planted:
 
 async def test_a_clean_mapping_verifies_clean_and_writes_nothing(synced: SandboxWorld) -> None:
     report = await verify(synced)
-    assert (report.status, report.found, report.records_read) == ("clean", 0, 40)
+    assert (report.status, report.found, report.records_read, report.source) == ("clean", 0, 40, "export")
     assert zendesk_writes(synced.sandbox) == 0
     assert "Zendesk matches what bridge wrote" in summary(report)
 
@@ -87,7 +87,7 @@ async def test_verify_finds_exactly_the_planted_records_text_and_json(synced: Sa
     planted = plant(synced.sandbox)
     report = await verify(synced)
     assert found(report) == planted and report.stale == []
-    assert report.status == "differences" and report.source == "listing"
+    assert report.status == "differences" and report.source == "export" and report.notes == []
     colour = next(e for e in report.edited if any(d.field == "color" for d in e.differences))
     assert [(d.field, d.zendesk) for d in colour.differences] == [("color", "hand-painted")]
     text = summary(report)
@@ -128,7 +128,7 @@ async def test_repair_writes_from_outreach_current_version(synced: SandboxWorld)
     zd, out = synced.sandbox.zendesk, synced.sandbox.outreach
     record = zd.records("vehicle")[5]
     vid = record["external_id"].rsplit(":", 1)[1]
-    zd.update_record("vehicle", record["id"], {"custom_object_fields": {"color": "by hand"}})
+    zd.update_record("vehicle", record["id"], {"custom_object_fields": {"color": "by hand"}}, by_hand=True)
     out.update("vehicles", int(vid), color="Teal")  # changed in Outreach meanwhile, not synced yet
     await verify(synced, fix=True)
     assert (zd.record_by_external_id("vehicle", record["external_id"]) or {})["custom_object_fields"]["color"] == "teal"
@@ -164,3 +164,52 @@ async def _fill_written(world: SandboxWorld) -> None:
                                idmap.pack_payload(r["name"], fields), r["external_id"])
     finally:
         await conn.close()
+
+
+def export_requests(sandbox: Sandbox) -> int:
+    return sandbox.counters.count("zendesk", route="incremental_custom_object_records")
+
+
+async def test_a_repeat_reads_only_the_export_pages_since_the_cursor(synced: SandboxWorld) -> None:
+    sandbox = synced.sandbox
+    first = await verify(synced)
+    assert (first.status, first.records_read, export_requests(sandbox)) == ("clean", 40, 1)
+    assert sandbox.counters.count("zendesk", route="list_records") == 0
+    again = await verify(synced)  # nothing changed: one request, answered with nothing new
+    assert (again.status, again.records_read, again.pages, export_requests(sandbox)) == ("clean", 0, 1, 2)
+    planted = plant(sandbox)
+    third = await verify(synced)  # the five planted changes only, still in one request
+    assert found(third) == planted and third.records_read == 4 and third.deletions_read == 1
+    assert export_requests(sandbox) == 3 and sandbox.counters.count("zendesk", route="list_records") == 0
+
+
+async def test_verify_from_page_to_page_keeps_its_cursor_in_postgres(synced: SandboxWorld) -> None:
+    from tests.pipeline.test_reconcile import fetch
+
+    await verify(synced)
+    rows = await fetch(synced, "SELECT cursor, complete, source FROM verify_state WHERE mapping = 'vehicles'")
+    assert rows[0]["cursor"] and rows[0]["complete"] and rows[0]["source"] == "export"
+    seen = await fetch(synced, "SELECT count(*) AS n FROM verify_records WHERE mapping = 'vehicles'")
+    assert seen[0]["n"] == 40
+
+
+async def test_a_refused_cursor_reads_from_the_beginning_and_says_so(synced: SandboxWorld) -> None:
+    await verify(synced)
+    planted = plant(synced.sandbox)
+    synced.sandbox.zendesk.record_changes.expire_cursors()
+    report = await verify(synced)
+    assert found(report) == planted and report.records_read == 40 + 2 - 1
+    assert any("refused the stored export cursor" in note for note in report.notes)
+    assert "read every record again from the beginning" in summary(report)
+
+
+async def test_without_the_export_it_lists_says_so_and_finds_the_same(synced: SandboxWorld) -> None:
+    planted = plant(synced.sandbox)
+    synced.sandbox.zendesk.record_changes.unavailable = 403
+    report = await verify(synced)
+    assert found(report) == planted and report.source == "listing"
+    assert any("not available on this Zendesk account" in note for note in report.notes)
+    assert "listed every record instead" in summary(report)
+    assert synced.sandbox.counters.count("zendesk", route="list_records") == 1
+    unwired = await verify(synced, listing=True)
+    assert found(unwired) == planted and "not configured" in summary(unwired)
