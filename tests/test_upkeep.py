@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 from structlog.testing import capture_logs
 
+from bridge import status
 from bridge.mapping.load import load_mappings
 from bridge.mapping.model import VerifySpec
 from bridge.pipeline.sync import SyncOptions, sync_mapping
@@ -22,7 +23,7 @@ from tests.pipeline.test_relationships import (
     parked_rows,
 )
 from tests.pipeline.test_sync import prepare_zendesk
-from tests.pipeline.test_verify import plant, synced_world
+from tests.pipeline.test_verify import export_requests, plant, synced_world
 
 
 async def test_upkeep_fills_links_whose_target_appeared_outside_a_completed_run(world: SandboxWorld) -> None:
@@ -100,12 +101,14 @@ async def test_upkeep_verifies_a_mapping_that_asks_when_due_and_reports_only(san
     world.sandbox.counters.reset()
     async with services(world.settings) as s:
         await Upkeep(plain, s, config, asyncio.Event()).run()  # off by default
-        assert world.sandbox.counters.count("zendesk", route="list_records") == 0
+        assert export_requests(world.sandbox) == 0
         with capture_logs() as logs:
             await Upkeep(daily, s, config, asyncio.Event()).run()
-        assert world.sandbox.counters.count("zendesk", route="list_records") == 1
+        assert export_requests(world.sandbox) == 1
         await Upkeep(daily, s, config, asyncio.Event()).run()  # verified a moment ago: not due
-        assert world.sandbox.counters.count("zendesk", route="list_records") == 1
+        assert export_requests(world.sandbox) == 1
+        shown = next(r for r in await status.collect(s.pool, ["vehicles"]) if r.mapping == "vehicles").last_verify
+    assert shown is not None and (shown["edited"], shown["deleted"], shown["unknown"]) == (2, 1, 1)
     line = next(e for e in logs if e["event"] == "worker_verify_finished")
     assert (line["edited"], line["deleted"], line["unknown"], line["status"]) == (2, 1, 1, "differences")
     assert zendesk_writes(world.sandbox) == 0
