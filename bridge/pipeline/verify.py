@@ -192,7 +192,7 @@ async def _store_page(mapping: Mapping, services: Services, page: ZendeskPage, f
     async with services.pool.acquire() as conn, conn.transaction():
         written = await idmap.written_by_zendesk_id(conn, name, [r.id for r in page.live])
         seen = [
-            Seen(r.id, r.external_id, _differs(mapping, written.get(r.id), r, fetched_at))
+            Seen(r.id, r.external_id, differing_values(mapping, written.get(r.id), r, fetched_at))
             for r in page.live
         ]
         await verify_state.save_page(conn, name, seen, page.deleted, page.cursor)
@@ -200,7 +200,7 @@ async def _store_page(mapping: Mapping, services: Services, page: ZendeskPage, f
             await verify_state.mark_complete(conn, name)
 
 
-def _differs(
+def differing_values(
     mapping: Mapping, written: WrittenRecord | None, record: ZendeskRecord, fetched_at: datetime
 ) -> dict[str, Any] | None:
     """The record's Zendesk name and the fields bridge writes, when they differ from what was

@@ -213,3 +213,29 @@ async def test_without_the_export_it_lists_says_so_and_finds_the_same(synced: Sa
     assert synced.sandbox.counters.count("zendesk", route="list_records") == 1
     unwired = await verify(synced, listing=True)
     assert found(unwired) == planted and "not configured" in summary(unwired)
+
+
+def test_a_record_written_after_its_page_was_fetched_is_not_judged_yet() -> None:
+    """A sync that writes while verify reads: the page shows the old version, the id map the
+    new one. Not a hand edit; the new version comes later in the stream."""
+    from datetime import UTC, datetime, timedelta
+
+    from bridge.mapping.model import Mapping
+    from bridge.pipeline.verify import differing_values
+    from bridge.store.idmap import WrittenRecord
+    from bridge.zendesk.models import ZendeskRecord, ZendeskRecordId
+
+    mapping = Mapping.model_validate({
+        "name": "v", "source": {"type": "vehicles"}, "target": {"object": "vehicle", "name": "{n}"},
+        "fields": {"color": "color"}})  # fmt: skip
+    fetched = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    record = ZendeskRecord(ZendeskRecordId("z1"), "outreach:vehicles:1", "Car", {"color": "red", "extra": 1})
+
+    def written(color: str, synced: datetime) -> WrittenRecord:
+        return WrittenRecord("1", "z1", "outreach:vehicles:1", {"name": "Car", "fields": {"color": color}},
+                             None, None, synced, None)  # fmt: skip
+
+    before, after = fetched - timedelta(seconds=1), fetched + timedelta(milliseconds=1)
+    assert differing_values(mapping, written("red", before), record, fetched) is None
+    assert differing_values(mapping, written("blue", before), record, fetched) == {"name": "Car", "fields": {"color": "red"}}
+    assert differing_values(mapping, written("blue", after), record, fetched) is None
