@@ -239,3 +239,48 @@ def test_a_record_written_after_its_page_was_fetched_is_not_judged_yet() -> None
     assert differing_values(mapping, written("red", before), record, fetched) is None
     assert differing_values(mapping, written("blue", before), record, fetched) == {"name": "Car", "fields": {"color": "red"}}
     assert differing_values(mapping, written("blue", after), record, fetched) is None
+
+
+async def test_any_walk_of_hand_changes_and_passes_finds_exactly_what_differs_now(synced: SandboxWorld) -> None:
+    """A seeded walk of hand edits (some putting the written value back), deletes, strays,
+    verifies and repairs: every verify, resuming from its cursor, reports exactly what differs
+    from what bridge wrote at that moment (the model: the records as the backfill left them)."""
+    import random
+
+    zd = synced.sandbox.zendesk
+    written = {r["external_id"]: (r["name"], r["custom_object_fields"]["color"]) for r in zd.records("vehicle")}
+    steps, rng = random.Random(2), random.Random(13)  # the walk, and the records it picks
+    done: list[str] = []
+
+    def truth() -> Planted:
+        live = {r["external_id"]: r for r in zd.records("vehicle")}
+        edited = {x for x, (name, color) in written.items()
+                  if x in live and (live[x]["name"], live[x]["custom_object_fields"]["color"]) != (name, color)}
+        unknown = {x for x in live if x.startswith("outreach:vehicles:") and x not in written}
+        return Planted(edited, set(written) - set(live), unknown)  # fmt: skip
+
+    for step in range(24):
+        live = zd.records("vehicle")
+        record = rng.choice([r for r in live if r["external_id"] in written])
+        name, color = written[record["external_id"]]
+        action = steps.choice(["colour", "colour", "back", "rename", "delete", "stray", "verify", "verify", "repair"])
+        done.append(action)
+        if action == "colour":
+            zd.update_record("vehicle", record["id"], {"custom_object_fields": {"color": rng.choice(["red", color])}}, by_hand=True)
+        elif action == "back":  # a person undoes their edit: no longer a difference
+            zd.update_record("vehicle", record["id"], {"name": name, "custom_object_fields": {"color": color}}, by_hand=True)
+        elif action == "rename":
+            zd.update_record("vehicle", record["id"], {"name": f"{name} #{step}"}, by_hand=True)
+        elif action == "delete":
+            zd.delete_record("vehicle", record["id"])
+        elif action == "stray":
+            zd.create_record("vehicle", {"name": "stray", "external_id": f"outreach:vehicles:{900000 + step}"}, by_hand=True)
+        else:
+            before = truth()
+            report = await verify(synced, fix=action == "repair")
+            assert found(report) == before, (step, action)
+            if action == "repair":
+                assert (truth().edited, truth().deleted) == (set(), set())
+    final = await verify(synced)
+    assert found(final) == truth()
+    assert all(done.count(a) >= 2 for a in ("colour", "back", "delete", "stray", "verify", "repair")), done
