@@ -15,7 +15,10 @@ each mapping, in this order:
    a run stopped or failed after settling pages, or a dead letter retried);
 4. bulk jobs stored for pages that never settled and too old to poll now (Zendesk keeps a
    job's status for a day: `store/submitted_jobs.py`) are forgotten;
-5. when the mapping asks for it (`verify: {every: 1d}`) and it is due (that long after the
+5. the mapping's changelog rows older than BRIDGE_CHANGELOG_DAYS (30 by default, by the
+   database clock) are pruned, in batches of their own statements: a run only ever inserts
+   rows, never waits on old ones, so pruning never holds up a page commit;
+6. when the mapping asks for it (`verify: {every: 1d}`) and it is due (that long after the
    last verify finished, by anyone), its Zendesk records are compared with what bridge wrote
    (`pipeline/verify.py`). Report only: a person decides on `bridge verify --repair`. The
    figures go to the log (`worker_verify_finished`) and to `bridge status`.
@@ -33,6 +36,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import structlog
 
@@ -43,7 +47,7 @@ from bridge.pipeline.reconcile import ReconcileOptions, reconcile_mapping
 from bridge.pipeline.redrive import RedriveOptions, retry_dead_letters
 from bridge.pipeline.services import Services
 from bridge.pipeline.verify import save_report, verify_mapping
-from bridge.store import runs, submitted_jobs, verify_state
+from bridge.store import changelog, idmap, runs, submitted_jobs, verify_state
 
 log = get_logger(__name__)
 
@@ -56,6 +60,7 @@ class UpkeepConfig:
     redrive: RedriveOptions
     batch_size: int = 100
     job_concurrency: int = 4
+    changelog_retention: timedelta = changelog.DEFAULT_RETENTION
 
 
 class Upkeep:
@@ -72,6 +77,7 @@ class Upkeep:
             ("reconcile", self.reconcile_if_due),
             ("fill", self.fill_parked_links),
             ("prune_submitted_jobs", self.prune_submitted_jobs),
+            ("prune_changelog", self.prune_changelog),
             ("verify", self.verify_if_due),
         ]
         error: Exception | None = None
@@ -138,3 +144,10 @@ class Upkeep:
         report = await verify_mapping(self.mapping, self.services)
         await save_report(self.services, report)
         log.info("worker_verify_finished", **report.counts())
+
+    async def prune_changelog(self) -> None:
+        async with self.services.pool.acquire() as conn:
+            before = await idmap.database_now(conn) - self.config.changelog_retention
+            pruned = await changelog.prune(conn, before, mapping=self.mapping.name)
+        if pruned:
+            log.info("changelog_pruned", rows=pruned)

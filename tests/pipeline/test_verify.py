@@ -30,7 +30,6 @@ async def synced_world(sandbox: Sandbox, db_dsn: str) -> SandboxWorld:
     world = SandboxWorld(sandbox, seed, settings_for(sandbox, seed, db_dsn, bridge_directory_exports_per_minute=60_000))
     await prepare_zendesk(world)
     await backfill(world)
-    await _fill_written(world)  # TEMPORARY until the changelog wiring lands on main
     sandbox.counters.reset()
     return world
 
@@ -151,19 +150,6 @@ def test_external_id_affixes_follow_the_mapping_template(synced: SandboxWorld) -
     custom = mapping.model_copy(update={"target": mapping.target.model_copy(update={"external_id": "o-{type}-{id}-x"})})
     assert external_id_affixes(custom) == ("o-vehicles-", "-x")
 
-
-async def _fill_written(world: SandboxWorld) -> None:
-    import asyncpg
-
-    from bridge.store import idmap
-    conn = await asyncpg.connect(world.settings.database_url.get_secret_value())  # type: ignore[union-attr]
-    try:
-        for r in world.sandbox.zendesk.records("vehicle"):
-            fields = {k: v for k, v in r["custom_object_fields"].items()}
-            await conn.execute("UPDATE id_map SET written_payload = $1 WHERE external_id = $2",
-                               idmap.pack_payload(r["name"], fields), r["external_id"])
-    finally:
-        await conn.close()
 
 
 def export_requests(sandbox: Sandbox) -> int:
