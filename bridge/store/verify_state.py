@@ -34,6 +34,7 @@ RESTART_SQL = "UPDATE verify_state SET cursor = NULL, complete = false WHERE map
 FORGET_RECORDS_SQL = "DELETE FROM verify_records WHERE mapping = $1"
 SAVE_CURSOR_SQL = "UPDATE verify_state SET cursor = $2 WHERE mapping = $1"
 COMPLETE_SQL = "UPDATE verify_state SET complete = true WHERE mapping = $1"
+REPORTS_SQL = "SELECT mapping, report::text AS report FROM verify_state WHERE report IS NOT NULL"
 FINISH_SQL = "UPDATE verify_state SET finished_at = now(), report = $2::text::jsonb WHERE mapping = $1"
 SEEN_SQL = """
 INSERT INTO verify_records (mapping, zendesk_id, external_id, zendesk_record)
@@ -113,6 +114,11 @@ async def state(conn: Connection, mapping: str) -> VerifyState | None:
     report = json.loads(row["report"]) if row["report"] is not None else None
     return VerifyState(row["cursor"], row["complete"], row["source"], row["started_at"],
                        row["finished_at"], report)  # fmt: skip
+
+
+async def last_reports(conn: Connection) -> dict[str, dict[str, Any]]:
+    """Per mapping, the figures of its last verify (for /metrics)."""
+    return {row["mapping"]: json.loads(row["report"]) for row in await conn.fetch(REPORTS_SQL)}
 
 
 async def due(conn: Connection, mapping: str, every_seconds: float) -> bool:
