@@ -139,10 +139,10 @@ async def verify_mapping(mapping: Mapping, services: Services) -> VerifyReport:
         await _pass(mapping, services, reader, report)
     except ExportUnavailable as exc:
         report.notes.append(
-            f"the record export is not available on this Zendesk account ({exc}); listed every "
-            "record instead (page[size]=100), which reads them all on every pass"
+            f"the record export is not available on this Zendesk account (HTTP {exc.status}); "
+            "listed every record instead (page[size]=100), which reads them all on every pass"
         )
-        log.warning("verify_export_unavailable", error=str(exc))
+        log.warning("verify_export_unavailable", status=exc.status, error=str(exc))
         await _pass(mapping, services, ListingReader(services.zendesk), report)
     await _judge(mapping, services, report)
     report.seconds = time.monotonic() - started
