@@ -12,9 +12,11 @@ them here (under `/_sandbox/zendesk/...`, so never counted nor faulted):
 - `POST /_sandbox/zendesk/records/delete` `{"object", "id" | "external_id"}` → 200
   `{"deleted": id}`: the record goes, its tombstone stays in the export for 30 days;
 - `POST /_sandbox/zendesk/exports` `{"rate_limit"?, "record_export_unavailable"?: 403 | 404 |
-  null, "expire_cursors"?: true}` → 200 `{"rate_limit", "record_export_unavailable"}`: the
-  exports' shared per-minute limit, the record export switched off as on an account without
-  it, every record-export cursor handed out so far made invalid.
+  null, "expire_cursors"?: true, "hold_back_seconds"?}` → 200 `{"rate_limit",
+  "record_export_unavailable", "hold_back_seconds"}`: the exports' shared per-minute limit,
+  the record export switched off as on an account without it, every record-export cursor
+  handed out so far made invalid, changes younger than this left out of the record export
+  until they are older (0, the default, serves every change at once).
 
 A missing object or record is 404, a bad body 400, a change Zendesk would refuse 422 with the
 `RecordInvalid` body.
@@ -121,4 +123,7 @@ class _Control:
             changes.unavailable = status
         if body.get("expire_cursors"):
             changes.expire_cursors()
-        return {"rate_limit": self.zd.exports.rate_limit, "record_export_unavailable": changes.unavailable}
+        if "hold_back_seconds" in body:
+            changes.hold_back = max(float(body["hold_back_seconds"]), 0.0)
+        return {"rate_limit": self.zd.exports.rate_limit, "record_export_unavailable": changes.unavailable,
+                "hold_back_seconds": changes.hold_back}  # fmt: skip

@@ -17,6 +17,9 @@ Invariants:
 - a deleted record is listed as a tombstone for 30 days: its `id`, `created_at` and
   `updated_at` (the deletion time) kept, `name`, `external_id` and every field `"[DELETED]"`;
 - `expire_cursors()` makes every cursor handed out so far answer `InvalidCursor`;
+- with `hold_back` seconds set, changes younger than that are not served yet (a page stops
+  before the first of them), as Zendesk may hold back the last minute: nothing is skipped,
+  the same cursor serves them later;
 - the export shares its limit with the user and organization exports (`Exports.rate_hit`);
 - `unavailable` set to 403 or 404 answers every request as an account without the export
   would (a plan or role without it), before anything else is looked at.
@@ -25,6 +28,7 @@ Invariants:
 from __future__ import annotations
 
 import base64
+import bisect
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -52,12 +56,22 @@ class RecordChanges:
         self.unavailable: int | None = None  # 403 or 404: the account has no such export
         self._seq = 0
         self._epoch = 0
-        self._changed: dict[str, dict[str, int]] = {}  # object key → record id → seq
+        self._changed: dict[str, dict[str, int]] = {}  # object key → record id → latest seq
+        # object key → (seq, record id) of every change in order; stale ones skipped, then pruned
+        self._log: dict[str, list[tuple[int, str]]] = {}
+        self.compact_slack = 10_000  # stale change-log entries kept before pruning them
+        # Zendesk may leave out the last minute's changes ("data isn't provided for the most
+        # recent minute"); off by default so that a change shows at once in tests and the demo
+        self.hold_back = 0.0
         self._tombstones: dict[str, dict[str, dict[str, Any]]] = {}
 
     def touch(self, key: str, record_id: str) -> None:
         self._seq += 1
-        self._changed.setdefault(key, {})[record_id] = self._seq
+        latest, log = self._changed.setdefault(key, {}), self._log.setdefault(key, [])
+        latest[record_id] = self._seq
+        log.append((self._seq, record_id))
+        if len(log) > len(latest) + self.compact_slack:
+            log[:] = [(seq, rid) for seq, rid in log if latest[rid] == seq]
 
     def bury(self, key: str, record: dict[str, Any], now: str) -> None:
         """Keeps a deleted record's tombstone, listed at its deletion."""
@@ -67,6 +81,7 @@ class RecordChanges:
     def forget(self, key: str) -> None:
         """An object deleted: its records leave the export with it."""
         self._changed.pop(key, None)
+        self._log.pop(key, None)
         self._tombstones.pop(key, None)
 
     def expire_cursors(self) -> None:
@@ -90,21 +105,30 @@ class RecordChanges:
     ) -> tuple[list[dict[str, Any]], int, bool]:  # fmt: skip
         """Records changed after sequence `after` (at or after `start_time`): (rows, last seq,
         has more). A row is a stored record, or a tombstone under the key `DELETED`."""
-        kept_since = (self.clock() - timedelta(days=TOMBSTONE_DAYS)).timestamp()
-        changes = sorted((seq, rid) for rid, seq in self._changed.get(key, {}).items() if seq > after)
+        now = self.clock()
+        kept_since = (now - timedelta(days=TOMBSTONE_DAYS)).timestamp()
+        held_from = (now - timedelta(seconds=self.hold_back)).timestamp() if self.hold_back else float("inf")
+        latest, log = self._changed.get(key, {}), self._log.get(key, [])
         rows: list[dict[str, Any]] = []
         last = after
-        for seq, rid in changes:
+        for n in range(bisect.bisect_right(log, (after, "\uffff")), len(log)):
+            seq, rid = log[n]
+            if latest[rid] != seq:
+                continue  # changed again later: listed there
+            gone = None if rid in live else self._tombstones.get(key, {}).get(rid, {})
+            changed = live[rid]["updated_at"] if gone is None else gone.get("updated_at", "1970-01-01T00:00:00Z")
+            if _epoch(changed) > held_from:
+                break  # too fresh: served once it is `hold_back` seconds old, from this cursor
             if len(rows) == per_page:
                 return rows, last, True
             last = seq
-            row = live.get(rid)
-            if row is None:
-                gone = self._tombstones.get(key, {}).get(rid)
-                if gone is None or exclude_deleted or _epoch(gone["updated_at"]) < kept_since:
+            if gone is not None:
+                if not gone or exclude_deleted or _epoch(changed) < kept_since:
                     continue
                 row = {DELETED: True, **gone}
-            if start_time is not None and _epoch(row["updated_at"]) < start_time:
+            else:
+                row = live[rid]
+            if start_time is not None and _epoch(changed) < start_time:
                 continue
             rows.append(row)
         return rows, last, False

@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from bridge.errors import ExportCursorInvalid, ExportUnavailable, RejectedError
@@ -111,20 +112,20 @@ class RecordExport:
 
 def _refusal(exc: RejectedError, object_key: str, with_cursor: bool) -> RejectedError:
     """The caller's own error for a refusal it acts on, else the refusal as it was."""
-    context = {"api": exc.api, "method": exc.method, "path": exc.path, "status": exc.status, "detail": exc.detail}
+    context: dict[str, Any] = {"api": exc.api, "method": exc.method, "path": exc.path, "status": exc.status, "detail": exc.detail}
     if exc.status in UNAVAILABLE_STATUSES:
         return ExportUnavailable(
             f"Zendesk refused the record export of {object_key!r} (HTTP {exc.status}: {exc.detail}): "
             "the account or token has no incremental export of custom object records, or no such "
             "object; read the records with the cursor listing instead",
-            **context,  # type: ignore[arg-type]
+            **context,
         )
     # the API's error code opens its detail (wire.error_detail: "InvalidCursor: …")
     if with_cursor and exc.status == 400 and exc.detail.startswith("InvalidCursor"):
         return ExportCursorInvalid(
             f"Zendesk refused the stored cursor of the record export of {object_key!r} "
             f"({exc.detail}); start the export again from a start time",
-            **context,  # type: ignore[arg-type]
+            **context,
         )
     return exc
 

@@ -124,6 +124,22 @@ async def test_start_time_too_recent_and_bad_or_expired_cursors_are_400(world: W
     assert status == 400
 
 
+async def test_held_back_changes_are_served_later_from_the_same_cursor(world: World) -> None:
+    ids = make_vehicles(world, 3)
+    _, all_, _ = await world.z("GET", f"{EXPORT}?start_time=0")
+    status, body, _ = await world.z("POST", "/_sandbox/zendesk/exports", {"hold_back_seconds": 60})
+    assert status == 200 and body["hold_back_seconds"] == 60
+    world.sandbox.zendesk.update_record("vehicle", ids[0], {"name": "Old news"})
+    world.clock.advance(30)
+    world.sandbox.zendesk.update_record("vehicle", ids[1], {"name": "Fresh"})
+    world.clock.advance(31)
+    _, early, _ = await world.z("GET", f"{EXPORT}?cursor={all_['after_cursor']}")
+    assert [r["name"] for r in early["custom_object_records"]] == ["Old news"] and early["meta"]["has_more"] is False
+    world.clock.advance(30)
+    _, later, _ = await world.z("GET", f"{EXPORT}?cursor={early['after_cursor']}")
+    assert [r["name"] for r in later["custom_object_records"]] == ["Fresh"]
+
+
 async def test_the_export_limit_is_shared_with_the_user_export(world: World) -> None:
     make_vehicles(world, 1)
     status, _, _ = await world.z("POST", "/_sandbox/zendesk/exports", {"rate_limit": 2})
@@ -166,15 +182,19 @@ OPS = st.lists(st.one_of(st.just(("create", 0)), st.tuples(st.sampled_from(["upd
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, database=None)
-@given(ops=OPS, per_page=st.integers(1, 5))
-def test_reading_from_any_cursor_to_the_end_gives_each_record_changed_since_once(ops: list[tuple[str, int]], per_page: int) -> None:
+@given(ops=OPS, per_page=st.integers(1, 5), hold_back=st.sampled_from([0, 3]))
+def test_reading_from_any_cursor_to_the_end_gives_each_record_changed_since_once(
+    ops: list[tuple[str, int]], per_page: int, hold_back: int
+) -> None:
     """Whatever happened, a cursor taken at any moment reads back exactly the records changed
-    since, each once, as they are now: live with their values, or deleted."""
+    since, each once, as they are now: live with their values, or deleted; changes held back
+    for being too fresh come from the cursor where the read stopped, once they are old enough."""
     clock = FakeClock()
     zd = ZendeskSandbox(clock=clock)
     zd.add_object("vehicle", "Vehicle", "Vehicles")
     zd.add_field("vehicle", {"key": "n", "type": "integer", "title": "N"})
     changes = zd.record_changes
+    changes.compact_slack = 0  # prune stale change-log entries as often as possible
     made: list[str] = []
     changed_at: dict[str, int] = {}  # record id → index of its latest change
     marks: list[tuple[int, str]] = [(-1, changes.cursor(0))]
@@ -193,7 +213,9 @@ def test_reading_from_any_cursor_to_the_end_gives_each_record_changed_since_once
             else:
                 zd.delete_record("vehicle", rid)
             changed_at[rid] = step
-    for step, cursor in marks:
+    changes.hold_back = hold_back
+    stopped = []
+    for _, cursor in marks:
         after = changes.uncursor(cursor)
         assert after is not None
         seen: list[dict[str, Any]] = []
@@ -202,6 +224,14 @@ def test_reading_from_any_cursor_to_the_end_gives_each_record_changed_since_once
             seen += rows
             after = changes.uncursor(changes.cursor(last))
             assert after is not None
+            if not more:
+                break
+        stopped.append((seen, after))
+    clock.advance(hold_back + 1)
+    for (step, _), (seen, after) in zip(marks, stopped, strict=True):
+        while True:
+            rows, after, more = changes.page("vehicle", zd.record_table("vehicle"), after, None, per_page, False)
+            seen += rows
             if not more:
                 break
         assert [r["id"] for r in seen] == sorted((rid for rid, at in changed_at.items() if at > step), key=changed_at.__getitem__)
