@@ -46,7 +46,7 @@ from bridge.pipeline.park import Filler
 from bridge.pipeline.reconcile import ReconcileOptions, reconcile_mapping
 from bridge.pipeline.redrive import RedriveOptions, retry_dead_letters
 from bridge.pipeline.services import Services
-from bridge.pipeline.verify import save_report, verify_mapping
+from bridge.pipeline.verify import VerifyOptions, save_report, verify_mapping
 from bridge.store import changelog, idmap, runs, submitted_jobs, verify_state
 
 log = get_logger(__name__)
@@ -61,6 +61,7 @@ class UpkeepConfig:
     batch_size: int = 100
     job_concurrency: int = 4
     changelog_retention: timedelta = changelog.DEFAULT_RETENTION
+    verify: VerifyOptions = VerifyOptions()
 
 
 class Upkeep:
@@ -141,7 +142,7 @@ class Upkeep:
         async with self.services.pool.acquire() as conn:
             if not await verify_state.due(conn, self.mapping.name, spec.seconds()):
                 return
-        report = await verify_mapping(self.mapping, self.services)
+        report = await verify_mapping(self.mapping, self.services, self.config.verify)
         await save_report(self.services, report)
         log.info("worker_verify_finished", **report.counts())
 

@@ -383,7 +383,8 @@ def redrive_options(settings: Settings, actor: str) -> RedriveOptions:
 def verify_options(settings: Settings, actor: str, *, job_concurrency: int | None = None) -> VerifyOptions:
     """`bridge verify --repair`: how the rewrites are sent."""
     return VerifyOptions(actor=actor, batch_size=settings.bridge_batch_size,
-                         job_concurrency=job_concurrency or settings.bridge_job_concurrency)  # fmt: skip
+                         job_concurrency=job_concurrency or settings.bridge_job_concurrency,
+                         settle=timedelta(seconds=settings.bridge_verify_settle_seconds))  # fmt: skip
 
 
 def upkeep_config(settings: Settings, actor: str = "worker") -> UpkeepConfig:
@@ -401,6 +402,7 @@ def upkeep_config(settings: Settings, actor: str = "worker") -> UpkeepConfig:
         batch_size=settings.bridge_batch_size,
         job_concurrency=concurrency,
         changelog_retention=timedelta(days=settings.bridge_changelog_days),
+        verify=verify_options(settings, actor, job_concurrency=concurrency),
     )  # fmt: skip
 
 

@@ -29,7 +29,7 @@ async def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     options = wiring.verify_options(settings, wiring.actor(settings))
     # A repair writes, so it holds the mapping's lease like every writer; a report only reads.
     async with leased(settings, "verify", [name], enabled=args.repair) as (services, held):
-        report = await verify_mapping(mapping, services)
+        report = await verify_mapping(mapping, services, options)
         if args.repair:
             await held(name, repair(mapping, services, report, options))
         await save_report(services, report)

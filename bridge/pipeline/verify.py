@@ -13,8 +13,9 @@ then answers from Postgres:
   whose Zendesk record no longer exists: nothing to rewrite it from.
 Invariants:
 - a record is judged against what was written before Zendesk was read: a row written after
-  a page was fetched is not compared (its new version is later in the stream), and rows
-  written after the pass began are never counted deleted;
+  a page was fetched, or after its stored differing values were read, is not compared (its
+  new version is later in the stream), and rows written after the pass began, or less than
+  `settle` before (the export may leave out its freshest changes), are never counted deleted;
 - deletions and unknown records are judged only from a complete set of live records;
 - repair rewrites the edited and deleted records from Outreach's current version through the
   targeted page path, forcing the write (the id map's hash says "unchanged" for exactly these
@@ -27,7 +28,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.errors import ExportCursorInvalid, ExportUnavailable
@@ -52,6 +53,10 @@ class VerifyOptions:
     actor: str | None = None
     batch_size: int = 100  # repair: items per bulk job
     job_concurrency: int = 4
+    # Zendesk's export may leave out its freshest changes (the last minute or so): a record
+    # bridge wrote this recently may not be listed yet, so it is not counted deleted before
+    # its next pass. The listing is live and needs no such margin.
+    settle: timedelta = timedelta(seconds=120)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +131,9 @@ def _absent_dict(row: Absent) -> dict[str, str]:
     return {"source_id": row.source_id, "zendesk_id": row.zendesk_id, "external_id": row.external_id}
 
 
-async def verify_mapping(mapping: Mapping, services: Services) -> VerifyReport:
+async def verify_mapping(
+    mapping: Mapping, services: Services, options: VerifyOptions = VerifyOptions()
+) -> VerifyReport:
     """One pass over `mapping`'s Zendesk records, from the stored cursor; with no record
     export (`Services.record_export`), or one the account refuses, the records are listed."""
     report = VerifyReport(mapping.name)
@@ -144,7 +151,7 @@ async def verify_mapping(mapping: Mapping, services: Services) -> VerifyReport:
         )
         log.warning("verify_export_unavailable", status=exc.status, error=str(exc))
         await _pass(mapping, services, ListingReader(services.zendesk), report)
-    await _judge(mapping, services, report)
+    await _judge(mapping, services, report, options.settle if report.source == EXPORT else timedelta(0))
     report.seconds = time.monotonic() - started
     log.info("verify_finished", **report.counts())
     return report
@@ -195,7 +202,7 @@ async def _store_page(mapping: Mapping, services: Services, page: ZendeskPage, f
             Seen(r.id, r.external_id, differing_values(mapping, written.get(r.id), r, fetched_at))
             for r in page.live
         ]
-        await verify_state.save_page(conn, name, seen, page.deleted, page.cursor)
+        await verify_state.save_page(conn, name, seen, page.deleted, page.cursor, fetched_at)
         if page.end:
             await verify_state.mark_complete(conn, name)
 
@@ -213,7 +220,7 @@ def differing_values(
     return {"name": record.name, "fields": {k: record.fields.get(k) for k in keys}}
 
 
-async def _judge(mapping: Mapping, services: Services, report: VerifyReport) -> None:
+async def _judge(mapping: Mapping, services: Services, report: VerifyReport, settle: timedelta) -> None:
     name = mapping.name
     prefix, suffix = external_id_affixes(mapping)
     async with services.pool.acquire() as conn:
@@ -226,7 +233,7 @@ async def _judge(mapping: Mapping, services: Services, report: VerifyReport) -> 
             report.notes.append("no complete read of Zendesk yet: deletions and unknown records were not judged")
             return
         report.unknown = await verify_state.unknown(conn, name, prefix, suffix)
-        absent = await verify_state.absent(conn, name, report.started_at)
+        absent = await verify_state.absent(conn, name, report.started_at - settle)
     report.deleted = [a for a in absent if not a.gone]
     report.stale = [a for a in absent if a.gone]
     report.status = "differences" if report.found else "clean"
@@ -241,6 +248,8 @@ def _still_edited(
         row = written.get(seen.zendesk_id)
         if row is None or row.payload is None or seen.differs is None:
             continue
+        if seen.checked_at is not None and row.synced_at >= seen.checked_at:
+            continue  # bridge wrote it since it was read: judged when the export shows it again
         found = differences(row.payload, seen.differs.get("name"), seen.differs.get("fields") or {},
                             lookups=mapping.relationships)  # fmt: skip
         if found:

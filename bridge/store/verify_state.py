@@ -37,11 +37,12 @@ COMPLETE_SQL = "UPDATE verify_state SET complete = true WHERE mapping = $1"
 REPORTS_SQL = "SELECT mapping, report::text AS report FROM verify_state WHERE report IS NOT NULL"
 FINISH_SQL = "UPDATE verify_state SET finished_at = now(), report = $2::text::jsonb WHERE mapping = $1"
 SEEN_SQL = """
-INSERT INTO verify_records (mapping, zendesk_id, external_id, zendesk_record)
-SELECT $1, t.zendesk_id, t.external_id, t.zendesk_record::jsonb
+INSERT INTO verify_records (mapping, zendesk_id, external_id, zendesk_record, checked_at)
+SELECT $1, t.zendesk_id, t.external_id, t.zendesk_record::jsonb, $5
 FROM unnest($2::text[], $3::text[], $4::text[]) AS t(zendesk_id, external_id, zendesk_record)
 ON CONFLICT (mapping, zendesk_id) DO UPDATE SET
-    external_id = EXCLUDED.external_id, zendesk_record = EXCLUDED.zendesk_record
+    external_id = EXCLUDED.external_id, zendesk_record = EXCLUDED.zendesk_record,
+    checked_at = EXCLUDED.checked_at
 """
 GONE_SQL = "DELETE FROM verify_records WHERE mapping = $1 AND zendesk_id = ANY($2::text[])"
 CLEAR_DIFFERS_SQL = """
@@ -49,7 +50,7 @@ UPDATE verify_records SET zendesk_record = NULL
 WHERE mapping = $1 AND zendesk_id = ANY($2::text[]) AND zendesk_record IS NOT NULL
 """
 DIFFERING_SQL = """
-SELECT zendesk_id, external_id, zendesk_record::text AS zendesk_record FROM verify_records
+SELECT zendesk_id, external_id, zendesk_record::text AS zendesk_record, checked_at FROM verify_records
 WHERE mapping = $1 AND zendesk_record IS NOT NULL ORDER BY zendesk_id
 """
 # Records whose external id follows the mapping's convention (prefix … suffix) that no id-map
@@ -90,11 +91,13 @@ class VerifyState:
 @dataclass(frozen=True, slots=True)
 class Seen:
     """A live record as a page showed it; `differs` holds its Zendesk name and fields when they
-    differ from what bridge last wrote, else None."""
+    differ from what bridge last wrote, else None; `checked_at`, when they were read (set by
+    `differing`; a page's records are stamped by `save_page`)."""
 
     zendesk_id: str
     external_id: str | None
     differs: dict[str, Any] | None = None
+    checked_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,13 +142,19 @@ async def restart(conn: Connection, mapping: str) -> None:
 
 
 async def save_page(
-    conn: Connection, mapping: str, seen: Sequence[Seen], gone: Sequence[str], cursor: str | None
+    conn: Connection,
+    mapping: str,
+    seen: Sequence[Seen],
+    gone: Sequence[str],
+    cursor: str | None,
+    checked_at: datetime,
 ) -> None:
-    """Stores a page: its live records, its deleted ids, and the cursor after it."""
+    """Stores a page read after `checked_at`: its live records, its deleted ids, and the
+    cursor after it."""
     if seen:
         await conn.execute(
             SEEN_SQL, mapping, [s.zendesk_id for s in seen], [s.external_id for s in seen],
-            [json.dumps(s.differs) if s.differs is not None else None for s in seen],
+            [json.dumps(s.differs) if s.differs is not None else None for s in seen], checked_at,
         )  # fmt: skip
     if gone:
         await conn.execute(GONE_SQL, mapping, list(gone))
@@ -167,7 +176,8 @@ async def clear_differs(conn: Connection, mapping: str, zendesk_ids: Sequence[st
 
 async def differing(conn: Connection, mapping: str) -> list[Seen]:
     rows = await conn.fetch(DIFFERING_SQL, mapping)
-    return [Seen(r["zendesk_id"], r["external_id"], json.loads(r["zendesk_record"])) for r in rows]
+    return [Seen(r["zendesk_id"], r["external_id"], json.loads(r["zendesk_record"]), r["checked_at"])
+            for r in rows]  # fmt: skip
 
 
 async def unknown(conn: Connection, mapping: str, prefix: str, suffix: str) -> list[tuple[str, str]]:

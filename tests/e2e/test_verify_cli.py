@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 
 from bridge.sandbox.server import Sandbox
-from tests.e2e.test_backfill_cli import run_bridge
+from tests.e2e.test_backfill_cli import run_bridge as run_bridge_with
+from tests.fixtures_sandbox import SandboxWorld
 from tests.pipeline.test_reconcile import zendesk_writes
 from tests.pipeline.test_verify import synced_world
+
+
+async def run_bridge(world: SandboxWorld, *args: str) -> tuple[int, str, str]:
+    return await run_bridge_with(world, *args, env={"BRIDGE_VERIFY_SETTLE_SECONDS": "0"})
 
 
 async def test_verify_cli_exit_codes_text_json_repair_and_status(sandbox: Sandbox, db_dsn: str) -> None:

@@ -18,12 +18,14 @@ CREATE TABLE verify_state (
 );
 
 -- Every live Zendesk record of the mapping's object as of `cursor`: its id and external id, and
--- its name and fields (zendesk_record, JSON) only while they differ from what bridge last wrote.
+-- its name and fields (zendesk_record, JSON) only while they differ from what bridge last wrote;
+-- checked_at: the database time just before the page that showed it was read.
 CREATE TABLE verify_records (
     mapping        text NOT NULL,
     zendesk_id     text NOT NULL,
     external_id    text,
     zendesk_record jsonb,
+    checked_at     timestamptz NOT NULL,
     PRIMARY KEY (mapping, zendesk_id)
 );
 CREATE INDEX verify_records_external_id_idx ON verify_records (mapping, external_id);
