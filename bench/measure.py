@@ -29,8 +29,9 @@ class Measured:
         return self.cpu_seconds * 1e6 / records
 
 
-def run_measured(argv: list[str], env: dict[str, str] | None = None) -> Measured:
-    """Runs `argv` from the repository; exits the benchmark with its stderr when it fails."""
+def run_measured(argv: list[str], env: dict[str, str] | None = None, *, ok: tuple[int, ...] = (0,)) -> Measured:
+    """Runs `argv` from the repository; exits the benchmark with its stderr when it exits
+    with a code not in `ok`."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.monotonic()
         proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=err)
@@ -40,7 +41,7 @@ def run_measured(argv: list[str], env: dict[str, str] | None = None) -> Measured
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
-    if proc.returncode != 0:
+    if proc.returncode not in ok:
         raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}:\n{stderr[-3000:]}")
     return Measured(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stdout, stderr)
 

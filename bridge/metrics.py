@@ -10,7 +10,8 @@ sources feed it:
   deliveries by outcome;
 - at scrape time: time waited on rate limits (read from the RateLimiters), Zendesk job slots in
   use, and, from Postgres through `refresh`, per mapping: lag since its last successful run,
-  dead letters, whether its last run failed, and its watermark (freshness).
+  dead letters, whether its last run failed, its watermark (freshness), and what its last
+  verify found (`bridge_verify_differences`, by kind).
 Counters count this process only; the values read from Postgres are the database's (all
 replicas). `deploy/monitoring/` holds the alerting rules and dashboard over these names.
 """
@@ -37,7 +38,9 @@ from prometheus_client.registry import Collector
 from bridge.http.ratelimit import RateLimiter
 from bridge.http.transport import RequestEvent
 from bridge.pipeline.report import RunReport
-from bridge.store import checkpoints, dead_letters, runs
+from bridge.store import checkpoints, dead_letters, runs, verify_state
+
+VERIFY_KINDS = ("edited", "deleted", "unknown", "stale")  # pipeline/verify.py
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` series only add noise
 
@@ -115,6 +118,10 @@ class Metrics:
             "bridge_watermark_timestamp_seconds", "The mapping's checkpoint watermark (Unix time)",
             ["mapping"], registry=r,
         )  # fmt: skip
+        self.verify_differences = Gauge(
+            "bridge_verify_differences", "What the mapping's last `bridge verify` found, by kind "
+            "(edited, deleted, unknown, stale)", ["mapping", "kind"], registry=r,
+        )  # fmt: skip
         self.lease_takeovers = Counter(
             "bridge_lease_takeovers", "Leases this replica took over from a holder that stopped renewing",
             ["mapping"], registry=r,
@@ -183,7 +190,11 @@ class Metrics:
             dead = await dead_letters.count(conn)
             latest = {row.mapping: row.status for row in await runs.latest_syncs(conn)}
             marks = {cp.mapping: cp.watermark for cp in await checkpoints.load_all(conn)}
+            verified = await verify_state.last_reports(conn)
         now = datetime.now(UTC)
+        for name, report in verified.items():
+            for kind in VERIFY_KINDS:
+                self.verify_differences.labels(name, kind).set(float(report.get(kind) or 0))
         for name in sorted(set(names) | set(finished) | set(dead)):
             self.dead_letters.labels(name).set(dead.get(name, 0))
             self.last_run_failed.labels(name).set(1 if latest.get(name) == "failed" else 0)

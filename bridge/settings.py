@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     bridge_upkeep_every_seconds: float = Field(default=300.0, gt=0)
     # Days the per-record changelog (`bridge explain`) keeps a row; the upkeep prunes older ones.
     bridge_changelog_days: float = Field(default=30.0, gt=0)
+    # `bridge verify`: records bridge wrote this recently are not counted deleted when the
+    # record export does not list them yet (Zendesk may leave out its freshest changes).
+    bridge_verify_settle_seconds: float = Field(default=120.0, ge=0)
     # Alerts: a JSON POST per change of a mapping's state (bridge/alerts.py). The URL of a
     # Slack incoming webhook is itself a credential, hence SecretStr.
     bridge_alert_webhook_url: SecretStr | None = None

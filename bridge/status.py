@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from bridge.store import checkpoints, dead_letters, idmap, leases, links, runs
+from bridge.store import checkpoints, dead_letters, idmap, leases, links, runs, verify_state
 from bridge.store.pool import Connection
 
 
@@ -31,6 +31,7 @@ class MappingStatus:
     trigger: str = "poll"  # "webhook + poll" when Outreach webhooks drive it too
     change_to_write_seconds: float | None = None  # how long the latest written change took
     change_to_write_by: str | None = None  # the kind of run that wrote it (webhook, worker, ...)
+    last_verify: dict[str, object] | None = None  # the last `bridge verify`'s figures and time
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -83,4 +84,12 @@ async def _one(
         dead_letters=dead,
         last_repair=next((r.as_dict() for r in await runs.recent_repairs(conn, name, 1)), None),
         gone=await idmap.gone_count(conn, name),
+        last_verify=await _last_verify(conn, name),
     )
+
+
+async def _last_verify(conn: Connection, name: str) -> dict[str, object] | None:
+    state = await verify_state.state(conn, name)
+    if state is None or state.finished_at is None or state.report is None:
+        return None
+    return {**state.report, "finished_at": state.finished_at.isoformat()}

@@ -17,7 +17,11 @@ each mapping, in this order:
    job's status for a day: `store/submitted_jobs.py`) are forgotten;
 5. the mapping's changelog rows older than BRIDGE_CHANGELOG_DAYS (30 by default, by the
    database clock) are pruned, in batches of their own statements: a run only ever inserts
-   rows, never waits on old ones, so pruning never holds up a page commit.
+   rows, never waits on old ones, so pruning never holds up a page commit;
+6. when the mapping asks for it (`verify: {every: 1d}`) and it is due (that long after the
+   last verify finished, by anyone), its Zendesk records are compared with what bridge wrote
+   (`pipeline/verify.py`). Report only: a person decides on `bridge verify --repair`. The
+   figures go to the log (`worker_verify_finished`) and to `bridge status`.
 Invariants:
 - everything here writes only this mapping's Zendesk records and rows, so the mapping's own
   lease (taken by the worker around `run`) is the right one, and it never overlaps a sync of
@@ -42,7 +46,8 @@ from bridge.pipeline.park import Filler
 from bridge.pipeline.reconcile import ReconcileOptions, reconcile_mapping
 from bridge.pipeline.redrive import RedriveOptions, retry_dead_letters
 from bridge.pipeline.services import Services
-from bridge.store import changelog, idmap, runs, submitted_jobs
+from bridge.pipeline.verify import VerifyOptions, save_report, verify_mapping
+from bridge.store import changelog, idmap, runs, submitted_jobs, verify_state
 
 log = get_logger(__name__)
 
@@ -56,6 +61,7 @@ class UpkeepConfig:
     batch_size: int = 100
     job_concurrency: int = 4
     changelog_retention: timedelta = changelog.DEFAULT_RETENTION
+    verify: VerifyOptions = VerifyOptions()
 
 
 class Upkeep:
@@ -73,6 +79,7 @@ class Upkeep:
             ("fill", self.fill_parked_links),
             ("prune_submitted_jobs", self.prune_submitted_jobs),
             ("prune_changelog", self.prune_changelog),
+            ("verify", self.verify_if_due),
         ]
         error: Exception | None = None
         structlog.contextvars.bind_contextvars(mapping=self.mapping.name)
@@ -127,6 +134,17 @@ class Upkeep:
             pruned = await submitted_jobs.prune(conn, self.mapping.name)
         if pruned:
             log.info("submitted_jobs_pruned", items=pruned)
+
+    async def verify_if_due(self) -> None:
+        spec = self.mapping.verify
+        if spec is None:
+            return
+        async with self.services.pool.acquire() as conn:
+            if not await verify_state.due(conn, self.mapping.name, spec.seconds()):
+                return
+        report = await verify_mapping(self.mapping, self.services, self.config.verify)
+        await save_report(self.services, report)
+        log.info("worker_verify_finished", **report.counts())
 
     async def prune_changelog(self) -> None:
         async with self.services.pool.acquire() as conn:

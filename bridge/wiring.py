@@ -37,6 +37,7 @@ from bridge.pipeline.reconcile import ReconcileOptions
 from bridge.pipeline.redrive import RedriveOptions
 from bridge.pipeline.services import Services
 from bridge.pipeline.sync import SyncOptions
+from bridge.pipeline.verify import VerifyOptions
 from bridge.scheduler import ScheduleConfig
 from bridge.settings import Settings
 from bridge.status_check import StatusThresholds
@@ -379,6 +380,13 @@ def redrive_options(settings: Settings, actor: str) -> RedriveOptions:
     return RedriveOptions(actor=actor, batch_size=settings.bridge_batch_size)
 
 
+def verify_options(settings: Settings, actor: str, *, job_concurrency: int | None = None) -> VerifyOptions:
+    """`bridge verify --repair`: how the rewrites are sent."""
+    return VerifyOptions(actor=actor, batch_size=settings.bridge_batch_size,
+                         job_concurrency=job_concurrency or settings.bridge_job_concurrency,
+                         settle=timedelta(seconds=settings.bridge_verify_settle_seconds))  # fmt: skip
+
+
 def upkeep_config(settings: Settings, actor: str = "worker") -> UpkeepConfig:
     concurrency = min(settings.bridge_job_concurrency, 4)  # upkeep stays in the background
     return UpkeepConfig(
@@ -394,6 +402,7 @@ def upkeep_config(settings: Settings, actor: str = "worker") -> UpkeepConfig:
         batch_size=settings.bridge_batch_size,
         job_concurrency=concurrency,
         changelog_retention=timedelta(days=settings.bridge_changelog_days),
+        verify=verify_options(settings, actor, job_concurrency=concurrency),
     )  # fmt: skip
 
 

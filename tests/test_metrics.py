@@ -135,3 +135,24 @@ async def test_every_counter_agrees_with_the_sandbox_after_a_backfill_and_a_pass
             served[(("api", entry.api), ("status", str(entry.status)))] += 1
     assert values(metrics, "bridge_api_requests_total") == dict(served)
     assert served[(("api", "zendesk"), ("status", "429"))] > 0 and served[(("api", "outreach"), ("status", "503"))] > 0
+
+
+async def test_the_last_verify_findings_are_gauges_by_mapping_and_kind(db_dsn: str) -> None:
+    from bridge.metrics import Metrics
+    from bridge.store import verify_state
+    from bridge.store.pool import create_pool
+
+    pool = await create_pool(db_dsn)
+    try:
+        async with pool.acquire() as conn:
+            await verify_state.begin(conn, "vehicles", "export")
+            await verify_state.finish(conn, "vehicles", {"edited": 2, "deleted": 1, "unknown": 0, "stale": 0})
+        metrics = Metrics()
+        await metrics.refresh(pool, ["vehicles", "never_verified"])
+    finally:
+        await pool.close()
+    text = metrics.render().decode()
+    assert 'bridge_verify_differences{kind="edited",mapping="vehicles"} 2.0' in text
+    assert 'bridge_verify_differences{kind="deleted",mapping="vehicles"} 1.0' in text
+    assert 'bridge_verify_differences{kind="unknown",mapping="vehicles"} 0.0' in text
+    assert 'mapping="never_verified"' not in text.split("bridge_verify_differences", 1)[1].split("# HELP", 1)[0]

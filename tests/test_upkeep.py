@@ -5,21 +5,26 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+from structlog.testing import capture_logs
 
+from bridge import status
 from bridge.mapping.load import load_mappings
+from bridge.mapping.model import VerifySpec
 from bridge.pipeline.sync import SyncOptions, sync_mapping
+from bridge.sandbox.server import Sandbox
 from bridge.store import changelog, runs, submitted_jobs
 from bridge.store.changelog import Change
 from bridge.upkeep import Upkeep
 from bridge.wiring import upkeep_config
 from tests.fixtures_sandbox import SandboxWorld
-from tests.pipeline.test_reconcile import fetch, services
+from tests.pipeline.test_reconcile import fetch, services, zendesk_writes
 from tests.pipeline.test_relationships import (
     actual_lookups,
     expected_lookups,
     parked_rows,
 )
 from tests.pipeline.test_sync import prepare_zendesk
+from tests.pipeline.test_verify import export_requests, plant, synced_world
 
 
 async def test_upkeep_fills_links_whose_target_appeared_outside_a_completed_run(world: SandboxWorld) -> None:
@@ -85,6 +90,33 @@ async def test_upkeep_forgets_jobs_too_old_for_zendesk_to_answer(world: SandboxW
         await Upkeep(every["vehicles"], s, config, asyncio.Event()).run()
     rows = await fetch(world, "SELECT job_id FROM submitted_jobs ORDER BY job_id")
     assert [r["job_id"] for r in rows] == ["new", "theirs"]
+
+
+async def test_upkeep_verifies_a_mapping_that_asks_when_due_and_reports_only(sandbox: Sandbox, db_dsn: str) -> None:
+    world = await synced_world(sandbox, db_dsn)
+    mappings = load_mappings(world.settings.bridge_mappings)
+    plain = mappings["vehicles"]
+    daily = plain.model_copy(update={"verify": VerifySpec(every="1d")})
+    config = upkeep_config(world.settings)
+    planted = plant(world.sandbox)
+    world.sandbox.counters.reset()
+    async with services(world.settings) as s:
+        await Upkeep(plain, s, config, asyncio.Event()).run()  # off by default
+        assert export_requests(world.sandbox) == 0
+        with capture_logs() as logs:
+            await Upkeep(daily, s, config, asyncio.Event()).run()
+        assert export_requests(world.sandbox) == 1
+        await Upkeep(daily, s, config, asyncio.Event()).run()  # verified a moment ago: not due
+        assert export_requests(world.sandbox) == 1
+        shown = next(r for r in await status.collect(s.pool, ["vehicles"]) if r.mapping == "vehicles").last_verify
+    assert shown is not None and (shown["edited"], shown["deleted"], shown["unknown"]) == (2, 1, 1)
+    line = next(e for e in logs if e["event"] == "worker_verify_finished")
+    assert (line["edited"], line["deleted"], line["unknown"], line["status"]) == (2, 1, 1, "differences")
+    assert zendesk_writes(world.sandbox) == 0
+    for external_id in planted.deleted:  # report only: nothing was rewritten
+        assert world.sandbox.zendesk.record_by_external_id("vehicle", external_id) is None
+    rows = await fetch(world, "SELECT report FROM verify_state WHERE mapping = 'vehicles'")
+    assert rows and '"edited": 2' in rows[0]["report"]
 
 
 async def test_upkeep_prunes_the_mappings_changelog_rows_older_than_the_retention(world: SandboxWorld) -> None:

@@ -144,7 +144,17 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             fix = r.last_repair
             print(f"  last repair: {fix['kind']} {fix['status']} by {fix['actor'] or '-'} at "
                   f"{fix['started_at']}: {fix['note'] or fix['error'] or ''}")
+        if r.last_verify:
+            print(f"  last verify: {_verify_line(r.last_verify)}")
     return EXIT_OK
+
+
+def _verify_line(last: dict[str, object]) -> str:
+    kinds = ", ".join(f"{last.get(k, 0)} {k}" for k in ("edited", "deleted", "unknown", "stale"))
+    found = sum(int(str(last.get(k) or 0)) for k in ("edited", "deleted", "unknown", "stale"))
+    repaired = f", {last['repaired']} repaired" if last.get("repaired") else ""
+    verdict = "clean" if found == 0 else f"{found} difference(s): {kinds}{repaired}"
+    return f"{last.get('finished_at') or '-'} via the {last.get('source')}: {verdict}"
 
 
 def _check(rows: list[status.MappingStatus], args: argparse.Namespace, settings: Settings) -> int:

@@ -270,6 +270,9 @@ def _allowed_keys(keys: list[Any]) -> list[str]:
         annotation = _step(annotation, key)
         if annotation is None:
             return []
+    optional = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(optional) == 1:
+        annotation = optional[0]  # an optional table (`verify:`): the keys of the table
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         fields = annotation.model_fields
         return sorted((f.alias or n) for n, f in fields.items() if not (annotation is Mapping and n == "name"))

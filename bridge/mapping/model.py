@@ -259,6 +259,21 @@ class TargetSpec(_Model):
         return value
 
 
+def check_duration(value: str | None) -> str | None:
+    """`30s`, `5m`, `1h`, `1d`: a positive whole number of one unit."""
+    if value is not None:
+        found = _EVERY.fullmatch(value.strip())
+        if not found or int(found.group(1)) == 0:
+            raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 5m, 1h or 1d")
+    return value
+
+
+def duration_seconds(value: str) -> int:
+    found = _EVERY.fullmatch(value.strip())
+    assert found is not None  # checked by check_duration
+    return int(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+
+
 class Schedule(_Model):
     """When the worker runs a mapping: `every: 5m` or a 5-field `cron`."""
 
@@ -268,11 +283,7 @@ class Schedule(_Model):
     @field_validator("every")
     @classmethod
     def _every(cls, value: str | None) -> str | None:
-        if value is not None:
-            found = _EVERY.fullmatch(value.strip())
-            if not found or int(found.group(1)) == 0:
-                raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 5m, 1h or 1d")
-        return value
+        return check_duration(value)
 
     @field_validator("cron")
     @classmethod
@@ -291,9 +302,23 @@ class Schedule(_Model):
         """The interval of an `every` schedule in seconds; None for cron."""
         if self.every is None:
             return None
-        found = _EVERY.fullmatch(self.every.strip())
-        assert found is not None  # checked by the validator
-        return int(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+        return duration_seconds(self.every)
+
+
+class VerifySpec(_Model):
+    """`verify: {every: 1d}`: the worker compares the mapping's Zendesk records with what bridge
+    wrote this often (`bridge verify`, report only: it never repairs on its own)."""
+
+    every: str
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: str) -> str:
+        check_duration(value)
+        return value
+
+    def seconds(self) -> int:
+        return duration_seconds(self.every)
 
 
 def check_cron(expression: str) -> None:
@@ -328,6 +353,7 @@ class Mapping(_Model):
     relationships: dict[str, RelationshipSpec] = {}
     schedule: Schedule = Schedule(every="5m")
     on_delete: Literal["keep", "delete"] = "keep"
+    verify: VerifySpec | None = None  # off unless asked
 
     @model_validator(mode="after")
     def _default_from(self) -> Mapping:

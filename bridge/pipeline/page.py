@@ -66,11 +66,17 @@ async def load_page(
     loader: PageLoader | None,
     page: Page,
     resolver: Resolver | None = None,
+    *,
+    force: bool = False,
 ) -> PageOutcome:
-    """Translates, resolves lookups and writes one page; with no loader (dry run) it only counts."""
+    """Translates, resolves lookups and writes one page; with no loader (dry run) it only counts.
+    `force` writes every record, even those whose payload the id map says is already there
+    (a repair: Zendesk lost what the id map remembers)."""
     ready, untranslatable = await translate_page_yielding(mapping, page)
-    async with pool.acquire() as conn:
-        known = await idmap.hashes(conn, mapping.name, [t.source_id for t in ready])
+    known: dict[str, str] = {}
+    if not force:
+        async with pool.acquire() as conn:
+            known = await idmap.hashes(conn, mapping.name, [t.source_id for t in ready])
     changed = [t for t in ready if known.get(t.source_id) != t.payload_hash]
     skipped = len(ready) - len(changed)
     if loader is None:

@@ -82,12 +82,15 @@ async def sync_ids(
     run_id: int,
     *,
     holder: str | None = None,
+    force: bool = False,
 ) -> IdsOutcome:
     """Writes the current version of each of `source_ids` (any number, fetched in chunks);
-    with a lease `holder`, each chunk commits only while that holder holds the mapping."""
+    with a lease `holder`, each chunk commits only while that holder holds the mapping.
+    `force` writes them even where the id map holds the same payload (`bridge verify
+    --repair`: Zendesk's copy was edited or deleted since)."""
     total = IdsOutcome()
     for chunk in chunks(list(dict.fromkeys(source_ids))):
-        total.add(await _chunk(mapping, services, loader, chunk, run_id, holder))
+        total.add(await _chunk(mapping, services, loader, chunk, run_id, holder, force))
     return total
 
 
@@ -98,9 +101,10 @@ async def _chunk(
     wanted: Sequence[str],
     run_id: int,
     holder: str | None,
+    force: bool = False,
 ) -> IdsOutcome:
     page = await fetch_records(mapping, services, wanted)
-    outcome = await load_page(mapping, services.pool, loader, page)
+    outcome = await load_page(mapping, services.pool, loader, page, force=force)
     written = {row.source_id for row in outcome.written}
     failed = {letter.source_id for letter in outcome.dead}
     found: set[str] = {str(record.id) for record in page.records}

@@ -160,7 +160,7 @@ async def last_succeeded(conn: Connection) -> dict[str, datetime]:
 # --- repairs: reconcile, reset, dead-letter retry (migration 0003) ---------------------------
 # Every deletion and every reset is a run row: who (actor), when (started/finished), how
 # many (deleted / gone / the usual counts) and a note in words.
-REPAIR_KINDS = ("reconcile", "reset", "dead_letter_retry", "dead_letter_purge")
+REPAIR_KINDS = ("reconcile", "reset", "dead_letter_retry", "dead_letter_purge", "verify_repair")
 ADD_REPAIR_SQL = """
 UPDATE runs SET deleted = deleted + $2, gone = gone + $3, note = coalesce($4, note)
 WHERE id = $1

@@ -299,3 +299,23 @@ def test_tagged_yaml_values_are_mapping_errors(tmp_path: Path, line: str, key_pa
 def test_a_core_str_tag_reads_as_text(tmp_path: Path) -> None:
     write(tmp_path, "v.yaml", GOOD + "  code: !!str 12\n")
     assert load_mappings(tmp_path)["v"].fields["code"].from_ == "12"
+
+
+def test_verify_is_off_by_default_and_every_takes_a_duration(tmp_path: Path) -> None:
+    write(tmp_path, "v.yaml", GOOD)
+    assert load_mappings(tmp_path)["v"].verify is None
+    write(tmp_path, "v.yaml", GOOD + "verify: {every: 1d}\n")
+    spec = load_mappings(tmp_path)["v"].verify
+    assert spec is not None and spec.seconds() == 86400
+
+
+def test_verify_problems_have_file_line_and_key_path(tmp_path: Path) -> None:
+    path = write(tmp_path, "v.yaml", GOOD + "verify: {every: daily}\n")
+    problem = only(tmp_path)
+    assert (problem.file, problem.path) == (f"{path}:9", "verify.every")
+    assert "'daily' is not a duration" in problem.message
+    write(tmp_path, "v.yaml", GOOD + "verify: {every: 1d, repair: true}\n")
+    problem = only(tmp_path)
+    assert (problem.path, problem.message) == ("verify.repair", "unknown key 'repair'; expected one of: every")
+    write(tmp_path, "v.yaml", GOOD + "verify: {}\n")
+    assert only(tmp_path).path == "verify.every"
