@@ -15,7 +15,8 @@ Invariants:
 - a record is judged against what was written before Zendesk was read: a row written after
   a page was fetched, or after its stored differing values were read, is not compared (its
   new version is later in the stream), and rows written after the pass began, or less than
-  `settle` before (the export may leave out its freshest changes), are never counted deleted;
+  `settle` before (the export may leave out its freshest changes), are counted deleted only
+  when the pass read their tombstone;
 - deletions and unknown records are judged only from a complete set of live records;
 - repair rewrites the edited and deleted records from Outreach's current version through the
   targeted page path, forcing the write (the id map's hash says "unchanged" for exactly these
@@ -83,6 +84,8 @@ class VerifyReport:
     pages: int = 0
     records_read: int = 0
     deletions_read: int = 0
+    # Zendesk ids this pass read as tombstones: deleted whatever `settle` says
+    tombstones: set[str] = field(default_factory=set)
     edited: list[Edited] = field(default_factory=list)
     deleted: list[Absent] = field(default_factory=list)
     unknown: list[tuple[str, str]] = field(default_factory=list)  # (zendesk id, external id)
@@ -189,6 +192,7 @@ async def _read(
         report.pages += 1
         report.records_read += len(page.live)
         report.deletions_read += len(page.deleted)
+        report.tombstones.update(page.deleted)
         async with services.pool.acquire() as conn:
             fetched_at = await idmap.database_now(conn)  # the next page is read after this
 
@@ -233,7 +237,7 @@ async def _judge(mapping: Mapping, services: Services, report: VerifyReport, set
             report.notes.append("no complete read of Zendesk yet: deletions and unknown records were not judged")
             return
         report.unknown = await verify_state.unknown(conn, name, prefix, suffix)
-        absent = await verify_state.absent(conn, name, report.started_at - settle)
+        absent = await verify_state.absent(conn, name, report.started_at - settle, report.tombstones)
     report.deleted = [a for a in absent if not a.gone]
     report.stale = [a for a in absent if a.gone]
     report.status = "differences" if report.found else "clean"

@@ -15,7 +15,7 @@ a complete set; `restart` forgets the records and the cursor together.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -72,7 +72,8 @@ FROM verify_state WHERE mapping = $1
 # Id-map rows written before the pass began whose Zendesk id is not among the live records.
 ABSENT_SQL = """
 SELECT m.source_id, m.zendesk_id, m.external_id, m.gone_at IS NOT NULL AS gone FROM id_map m
-WHERE m.mapping = $1 AND m.zendesk_id IS NOT NULL AND m.synced_at < $2
+WHERE m.mapping = $1 AND m.zendesk_id IS NOT NULL
+  AND (m.synced_at < $2 OR m.zendesk_id = ANY($3::text[]))
   AND NOT EXISTS (SELECT 1 FROM verify_records v WHERE v.mapping = $1 AND v.zendesk_id = m.zendesk_id)
 ORDER BY m.source_id
 """
@@ -186,6 +187,10 @@ async def unknown(conn: Connection, mapping: str, prefix: str, suffix: str) -> l
     return [(r["zendesk_id"], r["external_id"]) for r in rows]
 
 
-async def absent(conn: Connection, mapping: str, written_before: datetime) -> list[Absent]:
-    rows = await conn.fetch(ABSENT_SQL, mapping, written_before)
+async def absent(
+    conn: Connection, mapping: str, written_before: datetime, tombstones: Collection[str] = ()
+) -> list[Absent]:
+    """Id-map rows whose Zendesk record no pass listed: those written before `written_before`
+    (later ones the export may not list yet), and any whose tombstone was read."""
+    rows = await conn.fetch(ABSENT_SQL, mapping, written_before, list(tombstones))
     return [Absent(r["source_id"], r["zendesk_id"], r["external_id"], r["gone"]) for r in rows]

@@ -304,3 +304,12 @@ async def test_an_export_holding_back_its_freshest_changes_causes_no_false_findi
     zd.record_changes.hold_back = 0.0
     assert (await verify(synced, options=waiting)).status == "clean"
     assert (await verify(synced, options=SETTLED)).status == "clean"
+
+
+async def test_a_tombstone_counts_as_deleted_however_recent_the_write(synced: SandboxWorld) -> None:
+    """The settle margin is for records the export may not have listed yet; a tombstone is
+    Zendesk saying the record was deleted, even minutes after bridge wrote it (as a user sees
+    it: back-fill, delete a record by hand, verify at once)."""
+    planted = plant(synced.sandbox)
+    report = await verify(synced, options=VerifyOptions(actor="tester", settle=timedelta(seconds=120)))
+    assert found(report) == planted
