@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import gc
 import importlib.metadata
+import os
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
@@ -48,6 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FATAL
     except KeyboardInterrupt:
         print("bridge: interrupted; state is consistent, rerun to resume", file=sys.stderr)
+        return EXIT_FATAL
+    except BrokenPipeError:
+        # The reader went away (`… | head`). Point stdout at /dev/null so that the flush at
+        # exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("bridge: standard output was closed by its reader; stopped (state is consistent)",
+              file=sys.stderr)  # fmt: skip
         return EXIT_FATAL
 
 

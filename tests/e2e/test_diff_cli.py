@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from tests.e2e.test_backfill_cli import run_bridge
@@ -53,3 +54,20 @@ async def test_the_json_diff_parses_line_by_line_for_one_mapping_with_full_and_t
     code, out, err = await run_bridge(world, "backfill", "vehicle_brands", "--dry-run")
     assert code == 0, err
     assert "vehicle_brands: succeeded; fetched " in out and ", would write 1, " in out
+
+
+async def test_a_reader_that_stops_early_ends_the_preview_without_a_traceback(synced: SandboxWorld) -> None:  # noqa: F811
+    """`bridge backfill --dry-run --diff --json | head -1`: the reader goes away after one line."""
+    from tests.e2e.test_backfill_cli import start_bridge
+
+    proc = await start_bridge(synced, "backfill", "--full", "--dry-run", "--diff", "--json")
+    assert proc.stdout is not None and proc.stderr is not None
+    first = await asyncio.wait_for(proc.stdout.readline(), 60)
+    assert json.loads(first)["type"] == "record"
+    proc.stdout.feed_eof()
+    transport = proc._transport  # type: ignore[attr-defined]
+    transport.get_pipe_transport(1).close()  # as `head` does once it has its line
+    err = (await asyncio.wait_for(proc.stderr.read(), 60)).decode()
+    code = await proc.wait()
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+    assert code == 3 and "standard output was closed" in err
