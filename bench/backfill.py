@@ -38,9 +38,9 @@ from bench.harness import (  # noqa: E402
     bridge_env,
     counters,
     create_objects,
-    fresh_database,
     reset_counters,
     sandbox_process,
+    scratch_database,
     server_dsn,
 )
 from bench.measure import attribute_only_mappings, cpu_seconds, run_measured  # noqa: E402
@@ -75,8 +75,7 @@ def scenario(server_dsn: str, records: int, latency_ms: float, mapping: str, loo
     with tempfile.TemporaryDirectory() as tmp, sandbox_process(
         Path(tmp) / "sandbox.json", "--vehicles", str(records), "--brands", "20", "--prospects", "50",
         "--latency-ms", str(latency_ms),
-    ) as info:
-        dsn = fresh_database(server_dsn, "bridge_bench")
+    ) as info, scratch_database(server_dsn, "bridge_bench") as dsn:
         before = cpu_seconds(info["pid"])
         mappings = REPO / "mappings" if lookups else attribute_only_mappings(Path(tmp))
         row = _run_backfill(info, dsn, mapping, records, mappings)

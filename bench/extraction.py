@@ -36,7 +36,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.harness import bridge, bridge_env, fresh_database, sandbox_process, server_dsn  # noqa: E402
+from bench.harness import bridge, bridge_env, sandbox_process, scratch_database, server_dsn  # noqa: E402
 from bench.measure import Measured, attribute_only_mappings, cpu_seconds, run_measured  # noqa: E402
 
 MAPPING = "vehicles"
@@ -79,8 +79,7 @@ def scenario(
     with tempfile.TemporaryDirectory() as tmp, sandbox_process(
         Path(tmp) / "sandbox.json", "--vehicles", str(records), "--brands", "20", "--prospects", "50",
         "--latency-ms", str(latency_ms),
-    ) as info:  # fmt: skip
-        dsn = fresh_database(server, "bridge_bench_extract")
+    ) as info, scratch_database(server, "bridge_bench_extract") as dsn:  # fmt: skip
         env = bridge_env(info, dsn, attribute_only_mappings(Path(tmp)), BRIDGE_PAGE_SIZE=str(page_size))
         bridge(["migrate"], env)
         url = _listing_url(info["outreach_url"], page_size)

@@ -35,9 +35,9 @@ from bench.harness import (  # noqa: E402
     bridge_env,
     counters,
     create_objects,
-    fresh_database,
     reset_counters,
     sandbox_process,
+    scratch_database,
     server_dsn,
 )
 
@@ -69,8 +69,7 @@ def scenario(server: str, users: int, records: int, latency_ms: float, export_li
         Path(tmp) / "sandbox.json", "--vehicles", str(records), "--brands", "20", "--prospects", str(PEOPLE),
         "--zendesk-users", str(users), "--zendesk-export-rate-limit", str(export_limit),
         "--latency-ms", str(latency_ms),
-    ) as info:
-        dsn = fresh_database(server, "bridge_bench")
+    ) as info, scratch_database(server, "bridge_bench_lookups") as dsn:
         env = bridge_env(info, dsn, REPO / "mappings", BRIDGE_DIRECTORY_EXPORTS_PER_MINUTE=str(export_limit))
         bridge(["migrate"], env)
         create_objects(env)
