@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import importlib.metadata
+import importlib
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from bridge import logs
-from bridge.commands import repair, schema, sync, webhooks
-from bridge.commands import sandbox as sandbox_cmd
 from bridge.commands.common import EXIT_CONFIG, EXIT_FATAL
 from bridge.errors import BridgeError, ConfigError
 from bridge.settings import Settings, load_settings
@@ -29,13 +27,15 @@ from bridge.store import pool as store_pool
 
 log = logs.get_logger(__name__)
 
+Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
         logs.configure(settings.log_format, settings.log_level)
-        handler: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]] = args.handler
+        handler: Handler = args.handler
         with store_pool.boundary(_database(settings)):  # no driver error leaves as a traceback
             with _lean_gc():
                 return asyncio.run(handler(args, settings))
@@ -57,10 +57,11 @@ def _lean_gc() -> Iterator[None]:
     container objects per field of every record and frees them by reference counting, yet
     each 700 allocations started a collection that walked every young object, and every full
     one walked the whole imported code too (a sixth of a dry run's CPU). Start-up objects
-    live as long as the process, so they are frozen out of collections; the young generation
-    collects every 10,000. Both are undone afterwards (for callers of `main` in-process)."""
+    live as long as the process, so they are frozen out of collections, as they are: a
+    collection first would walk them all once more, for the little garbage imports leave
+    (a tenth of a short run's CPU). The young generation collects every 10,000. Both are
+    undone afterwards (for callers of `main` in-process)."""
     thresholds = gc.get_threshold()
-    gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
     try:
@@ -94,6 +95,19 @@ consistent and a rerun resumes.
 `bridge COMMAND --help` describes each command."""
 
 
+def _command_handler(module: str, name: str) -> Handler:
+    """Command `name` of `bridge.commands.<module>`, imported only when it runs: each command
+    loads what it needs and no more (a backfill neither the worker's scheduler and web server
+    nor the terminal display), and a process's start-up is most of a short run's CPU."""
+
+    async def run(args: argparse.Namespace, settings: Settings) -> int:
+        handler: Handler = getattr(importlib.import_module(f"bridge.commands.{module}"), name)
+        return await handler(args, settings)
+
+    run.__qualname__ = f"{module}.{name}"
+    return run
+
+
 def _command(sub: Any, name: str, summary: str, description: str) -> argparse.ArgumentParser:
     """A subcommand with a one-line summary (in `bridge --help`) and a description of its own."""
     parser: argparse.ArgumentParser = sub.add_parser(
@@ -108,13 +122,13 @@ def _parser() -> argparse.ArgumentParser:
         prog="bridge", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    parser.add_argument("--version", action="version", version=f"bridge {_version()}",
+    parser.add_argument("--version", action=_PrintVersion,
                         help="print the installed version of bridge and exit")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _command(sub, "migrate", "create or update bridge's tables in Postgres",
              "Applies bridge's SQL migrations to DATABASE_URL (or the embedded Postgres). Run it\n"
              "once before any other command and after each upgrade; it is idempotent and safe\n"
-             "from several processes at once.").set_defaults(handler=sync.cmd_migrate)  # fmt: skip
+             "from several processes at once.").set_defaults(handler=_command_handler("sync", "cmd_migrate"))  # fmt: skip
     _add_schema_commands(sub)
     backfill = _command(sub, "backfill", "sync mappings once, then exit",
                         "Syncs the mappings once, in dependency order, from where their last run\n"
@@ -125,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument("--full", action="store_true", help="ignore checkpoints, read everything")
     backfill.add_argument("--since", type=_iso_time, metavar="TIME", help="read records updated since ISO8601")
     backfill.add_argument("--dry-run", action="store_true", help="translate and count, write nothing")
-    backfill.set_defaults(handler=sync.cmd_backfill)
+    backfill.set_defaults(handler=_command_handler("sync", "cmd_backfill"))
     st = _command(sub, "status", "where each mapping stands",
                   "Per mapping: records synced, dead letters, parked links, watermark, the last\n"
                   "run and its counts, lag, and which process holds it.")  # fmt: skip
@@ -136,12 +150,12 @@ def _parser() -> argparse.ArgumentParser:
                     help="--check: more dead letters than this is unhealthy ($BRIDGE_CHECK_MAX_DEAD_LETTERS, 0)")
     st.add_argument("--max-lag-seconds", type=float, metavar="S",
                     help="--check: lag over this is unhealthy ($BRIDGE_CHECK_MAX_LAG_SECONDS, 3600)")
-    st.set_defaults(handler=sync.cmd_status)
+    st.set_defaults(handler=_command_handler("sync", "cmd_status"))
     worker = _command(sub, "worker", "run every mapping on its schedule until SIGTERM",
                       "The long-running process: runs each mapping on its schedule (and upkeep in\n"
                       "between) until SIGTERM or SIGINT, then stops cleanly. Serves /healthz,\n"
                       "/readyz and /metrics on $PORT. Several replicas may share one database.")  # fmt: skip
-    worker.set_defaults(handler=sync.cmd_worker)
+    worker.set_defaults(handler=_command_handler("sync", "cmd_worker"))
     _add_local_commands(sub)
     _add_repair_commands(sub)
     _add_webhook_commands(sub)
@@ -154,7 +168,7 @@ def _add_webhook_commands(sub: Any) -> None:
                    "delivery in Postgres for the workers to drain; runs no schedule. For platforms\n"
                    "that send HTTP to a separate process (Heroku's web dyno). Needs\n"
                    "OUTREACH_WEBHOOK_SECRET.")  # fmt: skip
-    web.set_defaults(handler=sync.cmd_web)
+    web.set_defaults(handler=_command_handler("sync", "cmd_web"))
     hooks = _command(sub, "webhooks", "the Outreach webhooks that trigger targeted syncs",
                      "ensure: create or update one webhook per standard Outreach type a mapping\n"
                      "reads, pointing at BRIDGE_PUBLIC_URL/webhooks/outreach with\n"
@@ -163,10 +177,26 @@ def _add_webhook_commands(sub: Any) -> None:
                      "remove: delete bridge's webhooks (others are never touched).")  # fmt: skip
     hooks.add_argument("action", choices=["ensure", "status", "remove"], help="what to do")
     hooks.add_argument("--json", action="store_true", help="status as JSON")
-    hooks.set_defaults(handler=webhooks.cmd_webhooks)
+    hooks.set_defaults(handler=_command_handler("webhooks", "cmd_webhooks"))
+
+
+class _PrintVersion(argparse.Action):
+    """argparse's `version` action, reading the installed version only when asked (reading
+    the package metadata is a noticeable part of every other command's start-up)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:  # fmt: skip
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:  # fmt: skip
+        print(f"bridge {_version()}")
+        parser.exit()
 
 
 def _version() -> str:
+    import importlib.metadata
+
     try:
         return importlib.metadata.version("bridge")
     except importlib.metadata.PackageNotFoundError:
@@ -180,7 +210,7 @@ def _add_schema_commands(sub: Any) -> None:
                         "unless --remote.")  # fmt: skip
     validate.add_argument("--remote", action="store_true",
                           help="also check against the live Outreach schema and Zendesk fields")
-    validate.set_defaults(handler=schema.cmd_validate)
+    validate.set_defaults(handler=_command_handler("schema", "cmd_validate"))
     schema_cmd = _command(sub, "schema", "Zendesk custom objects and fields for the mappings",
                           "Compares the mappings with the custom objects and fields in Zendesk\n"
                           "(plan) and creates what is missing (apply).")  # fmt: skip
@@ -189,11 +219,11 @@ def _add_schema_commands(sub: Any) -> None:
                     "Shows which Zendesk custom objects and fields the mappings need that are\n"
                     "missing or differ, and which Outreach fields changed. Changes nothing.")  # fmt: skip
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
-    plan.set_defaults(handler=schema.cmd_schema_plan)
+    plan.set_defaults(handler=_command_handler("schema", "cmd_schema_plan"))
     _command(schema_sub, "apply", "create what is missing (never deletes or retypes)",
              "Creates the Zendesk custom objects and fields the plan shows as missing, within\n"
              "Zendesk's limits. It never deletes or retypes anything.").set_defaults(
-        handler=schema.cmd_schema_apply)  # fmt: skip
+        handler=_command_handler("schema", "cmd_schema_apply"))  # fmt: skip
     mappings_cmd = _command(sub, "mappings", "work with mapping files",
                             "Helpers to write mapping files (one YAML file per mapping in\n"
                             "BRIDGE_MAPPINGS; the file name is the mapping's name).")  # fmt: skip
@@ -205,7 +235,7 @@ def _add_schema_commands(sub: Any) -> None:
     scaffold.add_argument("type", metavar="OUTREACH_TYPE", help="custom object internal name, or e.g. prospects")
     scaffold.add_argument("--object", metavar="KEY", help="Zendesk object key (default: the type, singular)")
     scaffold.add_argument("--out", metavar="FILE", type=Path, help="write here (default: print)")
-    scaffold.set_defaults(handler=schema.cmd_mappings_scaffold)
+    scaffold.set_defaults(handler=_command_handler("schema", "cmd_mappings_scaffold"))
 
 
 def _add_local_commands(sub: Any) -> None:
@@ -215,7 +245,7 @@ def _add_local_commands(sub: Any) -> None:
                     "scaffolds, plans, applies, backfills, changes records and syncs again,\n"
                     "telling each step. Needs no credentials.")  # fmt: skip
     demo.add_argument("--vehicles", type=int, default=500, help="sample vehicles to seed (default 500)")
-    demo.set_defaults(handler=sync.cmd_demo)
+    demo.set_defaults(handler=_command_handler("sync", "cmd_demo"))
     box = _command(sub, "sandbox", "start the fake APIs and a database to try bridge by hand",
                    "Starts the sandbox Outreach and Zendesk on loopback with sample data, and a\n"
                    "fresh database (bridge_sandbox in the embedded Postgres, or DATABASE_URL as\n"
@@ -225,7 +255,7 @@ def _add_local_commands(sub: Any) -> None:
     box.add_argument("--vehicles", type=int, default=200, help="sample vehicles to seed (default 200)")
     box.add_argument("--env-file", metavar="FILE", type=Path,
                      help="also write the environment to FILE (e.g. .env, which bridge reads)")  # fmt: skip
-    box.set_defaults(handler=sandbox_cmd.cmd_sandbox)
+    box.set_defaults(handler=_command_handler("sandbox", "cmd_sandbox"))
 
 
 def _iso_time(text: str) -> datetime:
@@ -247,7 +277,7 @@ def _add_repair_commands(sub: Any) -> None:
     rec.add_argument("mappings", nargs="*", metavar="MAPPING", help="mapping names; default: all")
     rec.add_argument("--dry-run", action="store_true", help="count what is missing, change nothing")
     rec.add_argument("--force", action="store_true", help="delete past the safety share")
-    rec.set_defaults(handler=repair.cmd_reconcile)
+    rec.set_defaults(handler=_command_handler("repair", "cmd_reconcile"))
     dl = _command(sub, "dead-letters", "list, retry or purge dead letters",
                   "Dead letters are the records that could not be translated or written, each\n"
                   "with its error. List them, retry them now (after fixing the mapping or the\n"
@@ -255,10 +285,10 @@ def _add_repair_commands(sub: Any) -> None:
     dl.add_argument("action", choices=["list", "retry", "purge"], help="what to do with them")
     dl.add_argument("--mapping", metavar="M", help="only this mapping's dead letters")
     dl.add_argument("--json", action="store_true", help="print JSON instead of text (list)")
-    dl.set_defaults(handler=repair.cmd_dead_letters)
+    dl.set_defaults(handler=_command_handler("repair", "cmd_dead_letters"))
     reset = _command(sub, "reset", "clear a checkpoint so the next run is full",
                      "Clears a mapping's checkpoint, so its next run reads every record again.\n"
                      "The id map is kept, so nothing is duplicated in Zendesk.")  # fmt: skip
     reset.add_argument("mapping", metavar="MAPPING", help="the mapping to reset")
     reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    reset.set_defaults(handler=repair.cmd_reset)
+    reset.set_defaults(handler=_command_handler("repair", "cmd_reset"))
