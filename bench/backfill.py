@@ -18,12 +18,22 @@ only long runs (100,000 records at 50 ms, 1,000,000) show the sustained rate.
 `--lookups without` (the default) runs the example mappings with their relationships
 removed (attributes only); `with` runs them as they are, where every vehicle has two lookups
 (driver: zen:user by email, brand: mapping:vehicle_brands); `both` prints one row of each.
+
+`--zendesk-limit 0` lifts the Zendesk bound (sandbox and bridge both: 1,000,000 requests/min),
+which leaves bridge's own and the database's cost to set the pace. `--rerun` also times a
+second `backfill --full` of the same records, every one unchanged (`rerun` rows: nothing is
+written to Zendesk, every record is read, compared and logged as skipped). Each row ends with
+the size of the `id_map` and `record_changelog` tables (pg_total_relation_size) per 1,000
+records after that run.
+
+    .venv/bin/python bench/backfill.py --records 10000 --latency-ms 0 --zendesk-limit 0 --rerun
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -38,9 +48,11 @@ from bench.harness import (  # noqa: E402
     bridge_env,
     counters,
     create_objects,
+    drop_database,
+    fresh_database,
+    query,
     reset_counters,
     sandbox_process,
-    scratch_database,
     server_dsn,
 )
 from bench.measure import attribute_only_mappings, cpu_seconds, run_measured  # noqa: E402
@@ -55,49 +67,77 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, action="append")
     parser.add_argument("--mapping", default="vehicles")
     parser.add_argument("--lookups", choices=("with", "without", "both"), default="without")
+    parser.add_argument("--zendesk-limit", type=int, default=ZENDESK_RATE_LIMIT,
+                        help="Zendesk requests/min for the sandbox and bridge; 0: no bound")
+    parser.add_argument("--rerun", action="store_true", help="also time a --full rerun, all records unchanged")
     args = parser.parse_args()
     server = server_dsn()
+    limit = args.zendesk_limit or UNBOUNDED
+    bound = limit * ITEMS_PER_JOB / 60
     variants = {"with": [True], "without": [False], "both": [False, True]}[args.lookups]
-    print(f"bound: {ZENDESK_RATE_LIMIT} Zendesk requests/min × {ITEMS_PER_JOB} items = {BOUND:,.0f} records/s")
-    print(f"{'lookups':>7} {'records':>8} {'latency':>8} {'rec/s':>8} {'run rec/s':>9} {'× bound':>7} {'out/1k':>7} "
-          f"{'zd/1k':>7} {'zd/min':>7} {'cpu µs/rec':>10} {'peak RSS MB':>11} {'wall s':>7} {'sandbox CPU':>11}")
+    print(f"bound: {limit} Zendesk requests/min × {ITEMS_PER_JOB} items = {bound:,.0f} records/s")
+    print(f"{'run':>5} {'lookups':>7} {'records':>8} {'latency':>8} {'rec/s':>8} {'run rec/s':>9} {'× bound':>7} "
+          f"{'out/1k':>7} {'zd/1k':>7} {'zd/min':>7} {'cpu µs/rec':>10} {'peak RSS MB':>11} {'wall s':>7} "
+          f"{'sandbox CPU':>11} {'id_map KB/1k':>12} {'changelog KB/1k':>15}")
     for latency in args.latency_ms or [0.0, 50.0]:
         for records in args.records or [10_000, 100_000]:
             for lookups in variants:
-                row = scenario(server, records, latency, args.mapping, lookups)
-                print(f"{'2' if lookups else '0':>7} {records:>8} {latency:>6.0f}ms {row['rate']:>8.0f} {row['run_rate']:>9.0f} "
-                      f"{row['run_rate'] / BOUND:>7.2f} {row['outreach_per_1k']:>7.1f} "
-                      f"{row['zendesk_per_1k']:>7.1f} {row['zendesk_per_min']:>7.0f} {row['cpu_us']:>10.0f} {row['rss_mb']:>11.1f} "
-                      f"{row['seconds']:>7.1f} {row['sandbox_cpu_pct']:>10.0f}%", flush=True)
+                for kind, row in scenario(server, records, latency, args.mapping, lookups, limit, args.rerun):
+                    print(f"{kind:>5} {'2' if lookups else '0':>7} {records:>8} {latency:>6.0f}ms {row['rate']:>8.0f} "
+                          f"{row['run_rate']:>9.0f} {row['run_rate'] / bound:>7.2f} {row['outreach_per_1k']:>7.1f} "
+                          f"{row['zendesk_per_1k']:>7.1f} {row['zendesk_per_min']:>7.0f} {row['cpu_us']:>10.0f} "
+                          f"{row['rss_mb']:>11.1f} {row['seconds']:>7.1f} {row['sandbox_cpu_pct']:>10.0f}% "
+                          f"{row['id_map_kb']:>12.1f} {row['changelog_kb']:>15.1f}", flush=True)
 
 
-def scenario(server_dsn: str, records: int, latency_ms: float, mapping: str, lookups: bool = True) -> dict[str, float]:
+UNBOUNDED = 1_000_000  # requests/min: `--zendesk-limit 0`
+
+
+def scenario(
+    server_dsn: str, records: int, latency_ms: float, mapping: str, lookups: bool = True,
+    limit: int = ZENDESK_RATE_LIMIT, rerun: bool = False,
+) -> list[tuple[str, dict[str, float]]]:  # fmt: skip
+    """("first", row) for the backfill, then ("rerun", row) with `rerun`."""
     with tempfile.TemporaryDirectory() as tmp, sandbox_process(
         Path(tmp) / "sandbox.json", "--vehicles", str(records), "--brands", "20", "--prospects", "50",
-        "--latency-ms", str(latency_ms),
-    ) as info, scratch_database(server_dsn, "bridge_bench") as dsn:
-        before = cpu_seconds(info["pid"])
+        "--latency-ms", str(latency_ms), rate_limit=limit,
+    ) as info:
+        name = f"bridge_bench_{os.getpid()}"  # several benchmarks may share a server
+        dsn = fresh_database(server_dsn, name)
         mappings = REPO / "mappings" if lookups else attribute_only_mappings(Path(tmp))
-        row = _run_backfill(info, dsn, mapping, records, mappings)
-        row["sandbox_cpu_pct"] = 100 * (cpu_seconds(info["pid"]) - before) / row["seconds"]
-        return row
+        env = bridge_env(info, dsn, mappings, ZENDESK_RATE_LIMIT=str(limit))
+        bridge(["migrate"], env)
+        create_objects(env)
+        bridge(["backfill", "vehicle_brands"], env)
+        rows = []
+        for kind, extra in [("first", []), *([("rerun", ["--full"])] if rerun else [])]:
+            before = cpu_seconds(info["pid"])
+            row = _run_backfill(info, env, mapping, records, extra)
+            row["sandbox_cpu_pct"] = 100 * (cpu_seconds(info["pid"]) - before) / row["seconds"]
+            row.update(_table_sizes(dsn, records))
+            rows.append((kind, row))
+        drop_database(server_dsn, name)
+        return rows
 
 
-def _run_backfill(info: dict[str, Any], dsn: str, mapping: str, records: int, mappings: Path) -> dict[str, float]:
-    env = bridge_env(info, dsn, mappings)
-    bridge(["migrate"], env)
-    create_objects(env)
-    bridge(["backfill", "vehicle_brands"], env)
+def _table_sizes(dsn: str, records: int) -> dict[str, float]:
+    """KB per 1,000 records of id_map and record_changelog (0 where a table does not exist)."""
+    sizes = query(dsn, "SELECT coalesce(pg_total_relation_size(to_regclass('id_map')), 0) AS id_map, "
+                       "coalesce(pg_total_relation_size(to_regclass('record_changelog')), 0) AS changelog")  # fmt: skip
+    return {"id_map_kb": sizes[0]["id_map"] / records, "changelog_kb": sizes[0]["changelog"] / records}
+
+
+def _run_backfill(info: dict[str, Any], env: dict[str, str], mapping: str, records: int, extra: list[str]) -> dict[str, float]:
     reset_counters(info)
-    run = run_measured([sys.executable, "-m", "bridge", "backfill", mapping],
+    run = run_measured([sys.executable, "-m", "bridge", "backfill", mapping, *extra],
                        {**env, "LOG_LEVEL": "INFO", "LOG_FORMAT": "json"})  # fmt: skip
     totals = counters(info)["totals"]
     return {
         "rate": records / run.seconds,
         "run_rate": records / _run_seconds(run.stderr, mapping),
-        "outreach_per_1k": totals["outreach"] * 1000 / records,
-        "zendesk_per_1k": totals["zendesk"] * 1000 / records,
-        "zendesk_per_min": totals["zendesk"] * 60 / run.seconds,
+        "outreach_per_1k": totals.get("outreach", 0) * 1000 / records,
+        "zendesk_per_1k": totals.get("zendesk", 0) * 1000 / records,
+        "zendesk_per_min": totals.get("zendesk", 0) * 60 / run.seconds,
         "cpu_us": run.cpu_us_per(records),
         "rss_mb": run.peak_rss_mb,
         "seconds": run.seconds,

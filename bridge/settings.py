@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     bridge_dead_letter_backoff_max_seconds: float = Field(default=21600.0, gt=0)
     # How often the worker looks after each mapping: due dead letters, due reconcile, parked links.
     bridge_upkeep_every_seconds: float = Field(default=300.0, gt=0)
+    # Days the per-record changelog (`bridge explain`) keeps a row; the upkeep prunes older ones.
+    bridge_changelog_days: float = Field(default=30.0, gt=0)
     # Alerts: a JSON POST per change of a mapping's state (bridge/alerts.py). The URL of a
     # Slack incoming webhook is itself a credential, hence SecretStr.
     bridge_alert_webhook_url: SecretStr | None = None

@@ -14,7 +14,10 @@ each mapping, in this order:
    end-of-pass fill: it catches targets that appeared outside a completed sync of theirs, e.g.
    a run stopped or failed after settling pages, or a dead letter retried);
 4. bulk jobs stored for pages that never settled and too old to poll now (Zendesk keeps a
-   job's status for a day: `store/submitted_jobs.py`) are forgotten.
+   job's status for a day: `store/submitted_jobs.py`) are forgotten;
+5. the mapping's changelog rows older than BRIDGE_CHANGELOG_DAYS (30 by default, by the
+   database clock) are pruned, in batches of their own statements: a run only ever inserts
+   rows, never waits on old ones, so pruning never holds up a page commit.
 Invariants:
 - everything here writes only this mapping's Zendesk records and rows, so the mapping's own
   lease (taken by the worker around `run`) is the right one, and it never overlaps a sync of
@@ -29,6 +32,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import structlog
 
@@ -38,7 +42,7 @@ from bridge.pipeline.park import Filler
 from bridge.pipeline.reconcile import ReconcileOptions, reconcile_mapping
 from bridge.pipeline.redrive import RedriveOptions, retry_dead_letters
 from bridge.pipeline.services import Services
-from bridge.store import runs, submitted_jobs
+from bridge.store import changelog, idmap, runs, submitted_jobs
 
 log = get_logger(__name__)
 
@@ -51,6 +55,7 @@ class UpkeepConfig:
     redrive: RedriveOptions
     batch_size: int = 100
     job_concurrency: int = 4
+    changelog_retention: timedelta = changelog.DEFAULT_RETENTION
 
 
 class Upkeep:
@@ -67,6 +72,7 @@ class Upkeep:
             ("reconcile", self.reconcile_if_due),
             ("fill", self.fill_parked_links),
             ("prune_submitted_jobs", self.prune_submitted_jobs),
+            ("prune_changelog", self.prune_changelog),
         ]
         error: Exception | None = None
         structlog.contextvars.bind_contextvars(mapping=self.mapping.name)
@@ -121,3 +127,10 @@ class Upkeep:
             pruned = await submitted_jobs.prune(conn, self.mapping.name)
         if pruned:
             log.info("submitted_jobs_pruned", items=pruned)
+
+    async def prune_changelog(self) -> None:
+        async with self.services.pool.acquire() as conn:
+            before = await idmap.database_now(conn) - self.config.changelog_retention
+            pruned = await changelog.prune(conn, before, mapping=self.mapping.name)
+        if pruned:
+            log.info("changelog_pruned", rows=pruned)

@@ -392,6 +392,7 @@ def upkeep_config(settings: Settings, actor: str = "worker") -> UpkeepConfig:
         ),
         batch_size=settings.bridge_batch_size,
         job_concurrency=concurrency,
+        changelog_retention=timedelta(days=settings.bridge_changelog_days),
     )  # fmt: skip
 
 

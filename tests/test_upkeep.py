@@ -8,7 +8,8 @@ import asyncpg
 
 from bridge.mapping.load import load_mappings
 from bridge.pipeline.sync import SyncOptions, sync_mapping
-from bridge.store import runs, submitted_jobs
+from bridge.store import changelog, runs, submitted_jobs
+from bridge.store.changelog import Change
 from bridge.upkeep import Upkeep
 from bridge.wiring import upkeep_config
 from tests.fixtures_sandbox import SandboxWorld
@@ -84,3 +85,21 @@ async def test_upkeep_forgets_jobs_too_old_for_zendesk_to_answer(world: SandboxW
         await Upkeep(every["vehicles"], s, config, asyncio.Event()).run()
     rows = await fetch(world, "SELECT job_id FROM submitted_jobs ORDER BY job_id")
     assert [r["job_id"] for r in rows] == ["new", "theirs"]
+
+
+async def test_upkeep_prunes_the_mappings_changelog_rows_older_than_the_retention(world: SandboxWorld) -> None:
+    every = load_mappings(world.settings.bridge_mappings)
+    config = upkeep_config(world.settings.model_copy(update={"bridge_changelog_days": 2}), actor="tester")
+    conn = await asyncpg.connect(world.settings.database_url.get_secret_value())  # type: ignore[union-attr]
+    try:
+        for mapping in ("vehicle_brands", "vehicles"):
+            await changelog.add_many(conn, mapping, None, [Change(sid, "updated") for sid in ("old", "new")])
+        await conn.execute("UPDATE record_changelog SET at = now() - CASE source_id "
+                           "WHEN 'old' THEN interval '3 days' ELSE interval '1 day' END")  # fmt: skip
+    finally:
+        await conn.close()
+    await prepare_zendesk(world)
+    async with services(world.settings) as s:
+        await Upkeep(every["vehicle_brands"], s, config, asyncio.Event()).run()
+    rows = await fetch(world, "SELECT mapping, source_id FROM record_changelog ORDER BY mapping, source_id")
+    assert [tuple(r) for r in rows] == [("vehicle_brands", "new"), ("vehicles", "new"), ("vehicles", "old")]

@@ -29,6 +29,7 @@ from typing import TypeVar
 
 from bridge.errors import ApiError, RejectedError
 from bridge.logs import get_logger
+from bridge.pipeline.snapshot import packed, sent_payload
 from bridge.pipeline.submitted import JobJournal, PageJobs, sent_hash
 from bridge.store.dead_letters import DeadLetter
 from bridge.store.idmap import IdMapRow
@@ -97,6 +98,8 @@ class LoadResult:
     # was written without that lookup (its target is gone from Zendesk: re-park the link)
     refused: dict[tuple[str, str], str] = field(default_factory=dict)
     jobs: list[str] = field(default_factory=list)  # ids of the jobs submitted for these records
+    # source_id → the final result of its item (for the changelog: job id and outcome)
+    results: dict[str, ItemResult] = field(default_factory=dict)
 
 
 class PageLoader:
@@ -139,7 +142,8 @@ class PageLoader:
         written = [row for result in outcomes for row in result.written]
         dead = [letter for result in outcomes for letter in result.dead]
         refused = {k: v for result in outcomes for k, v in result.refused.items()}
-        return LoadResult(written, dead, refused, jobs.submitted if jobs is not None else [])
+        results = {k: v for result in outcomes for k, v in result.results.items()}
+        return LoadResult(written, dead, refused, jobs.submitted if jobs is not None else [], results)
 
     async def _write_batch(
         self, batch: Sequence[Translated], lookups: Lookups, jobs: PageJobs | None
@@ -151,15 +155,15 @@ class PageLoader:
             t for t, r in zip(batch, results, strict=True)
             if refused_lookups(sent[t.source_id], r)
         ]  # fmt: skip
+        by_source = {t.source_id: r for t, r in zip(batch, results, strict=True)}
         if not retry:
-            return LoadResult(written, dead)
-        return await self._without_refused(retry, results, batch, sent, written, dead, jobs)
+            return LoadResult(written, dead, results=by_source)
+        return await self._without_refused(retry, by_source, sent, written, dead, jobs)
 
     async def _without_refused(
         self,
         retry: list[Translated],
-        results: Sequence[ItemResult],
-        batch: Sequence[Translated],
+        by_source: dict[str, ItemResult],
         sent: dict[str, dict[str, str | None]],
         written: list[IdMapRow],
         dead: list[DeadLetter],
@@ -168,7 +172,6 @@ class PageLoader:
         """Writes again, once, the items whose own error named some of their lookups, without
         those lookups: a target deleted in Zendesk must not drop the record, nor fail again
         on every run."""
-        by_source = {t.source_id: r for t, r in zip(batch, results, strict=True)}
         refused: dict[tuple[str, str], str] = {}
         second: dict[str, dict[str, str | None]] = {}
         for t in retry:
@@ -182,7 +185,8 @@ class PageLoader:
         ok = {row.source_id for row in written2}
         dead = [d for d in dead if d.source_id not in retried] + dead2
         refused = {k: v for k, v in refused.items() if k[0] in ok}
-        return LoadResult(written + written2, dead, refused)
+        by_source.update({t.source_id: r for t, r in zip(retry, again, strict=True)})
+        return LoadResult(written + written2, dead, refused, results=by_source)
 
     async def _results(
         self, batch: Sequence[Translated], lookups: Lookups, jobs: PageJobs | None = None
@@ -245,8 +249,9 @@ def _split(
     dead: list[DeadLetter] = []
     for record, result in zip(batch, results, strict=True):
         if result.ok:
+            sent = packed(sent_payload(record, lookups.get(record.source_id)))
             written.append(
-                IdMapRow(record.source_id, result.record_id, record.external_id, record.payload_hash)
+                IdMapRow(record.source_id, result.record_id, record.external_id, record.payload_hash, sent)
             )
         else:
             error = result.error or "rejected by Zendesk without a reason"

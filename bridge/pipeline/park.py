@@ -14,7 +14,9 @@ every mapping target, which settles cycles such as A → B → A). Invariants:
 - a job that fails as a whole, or cannot be sent or confirmed, refuses nothing: its links
   stay parked for the next fill; a batch refused whole is halved to find the bad items;
 - a run fails only for what every later job would hit too (auth, a missing object, 403),
-  never for a link.
+  never for a link;
+- each link filled is a `filled_link` changelog row, each refused a `parked_link` row
+  naming the refused id, in the transaction that settles the parked rows.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from bridge.logs import get_logger
 from bridge.mapping.model import Mapping
 from bridge.pipeline.load import by_halving, refused_lookups, stops_the_run
 from bridge.pipeline.resolve import Resolver, Target
-from bridge.store import leases, links
+from bridge.store import changelog, leases, links
+from bridge.store.changelog import Change
 from bridge.store.links import Fillable
 from bridge.zendesk.client import ZendeskClient
 from bridge.zendesk.models import ItemResult, RecordUpdate, ZendeskRecordId
@@ -65,8 +68,10 @@ class Filler:
         resolver: Resolver | None = None,
         batch_size: int = 100,
         concurrency: int = 4,
+        run_id: int | None = None,
     ) -> None:
         self._mappings = mappings
+        self._run_id = run_id  # the run the fills are logged under, if any
         self._zendesk = zendesk
         self._pool = pool
         self._resolver = resolver or Resolver(zendesk)
@@ -116,18 +121,22 @@ class Filler:
             for i in range(0, len(items), self._batch_size)
         ]
         outcomes = await asyncio.gather(*jobs)
-        filled = [f for ok, _ in outcomes for f in ok]
-        refused = [f for _, bad in outcomes for f in bad]
+        done = [pair for ok, _ in outcomes for pair in ok]
+        bad = [pair for _, no in outcomes for pair in no]
+        filled = [f for f, _ in done]
+        refused = [f for f, _ in bad]
         async with self._pool.acquire() as conn, conn.transaction():
             await links.remove_filled(conn, filled)
             await links.mark_refused(conn, refused)
+            for mapping, changes in fill_changes(done, bad).items():
+                await changelog.add_many(conn, mapping, self._run_id, changes)
         if filled or refused:
             log.info("links_filled", filled=len(filled), refused=len(refused))
         return FillReport(len(filled), len(refused))
 
     async def _job(
         self, object_key: str, groups: list[list[Fillable]]
-    ) -> tuple[list[Fillable], list[Fillable]]:
+    ) -> tuple[list[tuple[Fillable, ItemResult]], list[tuple[Fillable, ItemResult]]]:
         items = [
             RecordUpdate(ZendeskRecordId(g[0].referrer_id), {f.field: f.value for f in g})
             for g in groups
@@ -144,20 +153,38 @@ class Filler:
                 raise
             log.warning("link_fill_not_confirmed", object=object_key, links=len(items), error=str(exc))
             return [], []
-        filled: list[Fillable] = []
-        refused: list[Fillable] = []
+        filled: list[tuple[Fillable, ItemResult]] = []
+        refused: list[tuple[Fillable, ItemResult]] = []
         for group, result in zip(groups, results, strict=True):
             if result.ok:
-                filled.extend(group)
+                filled.extend((f, result) for f in group)
                 continue
             if result.unconfirmed:  # the job failed as a whole: nothing to say about the item
                 continue
             # Only the lookups the error names are refused; the others wait for the next fill.
             named = refused_lookups({f.field: f.value for f in group}, result)
-            refused.extend(f for f in group if f.field in named)
+            refused.extend((f, result) for f in group if f.field in named)
             log.warning("link_fill_failed", object=object_key, fields=sorted(named),
                         error=result.error)  # fmt: skip
         return filled, refused
+
+
+def fill_changes(
+    filled: Sequence[tuple[Fillable, ItemResult]], refused: Sequence[tuple[Fillable, ItemResult]]
+) -> dict[str, list[Change]]:
+    """mapping → the changelog rows of a fill: `filled_link` (detail: the field) for each link
+    set, `parked_link` naming the refused id for each link Zendesk refused."""
+    out: dict[str, list[Change]] = {}
+    for f, result in filled:
+        out.setdefault(f.mapping, []).append(
+            Change(f.source_id, "filled_link", zendesk_job_id=result.job_id, item_result=f.referrer_id, detail=f.field)
+        )
+    for f, result in refused:
+        detail = f"{f.field} -> {f.target} {f.target_type} {f.target_source_id}; Zendesk refused {f.value}"
+        out.setdefault(f.mapping, []).append(
+            Change(f.source_id, "parked_link", zendesk_job_id=result.job_id, item_result=result.error, detail=detail)
+        )
+    return out
 
 
 def _target(row: Fillable) -> Target:

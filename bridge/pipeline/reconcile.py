@@ -18,7 +18,9 @@ deleted from Zendesk by `delete_by_external_id` jobs and dropped from the id map
 - a gone record that is live again is un-marked; one written again is un-marked by the
   upsert itself (store/idmap.py), so the hash skip never hides a record Zendesk lacks;
 - every run that changes something is a `reconcile` row in the run history, with who ran
-  it and how many records were deleted or marked gone. A dry run writes nothing anywhere.
+  it and how many records were deleted or marked gone, and each record deleted or newly
+  marked gone has its changelog row (`deleted`, `marked_gone`) in the same transaction. A
+  dry run writes nothing anywhere.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from bridge.outreach.client import OutreachClient
 from bridge.pipeline.report import counts_dict
 from bridge.pipeline.run import run_lifecycle
 from bridge.pipeline.services import Services
-from bridge.store import dead_letters, idmap, runs, submitted_jobs
+from bridge.store import changelog, dead_letters, idmap, runs, submitted_jobs
+from bridge.store.changelog import Change
 from bridge.store.idmap import MissingRow
 
 log = get_logger(__name__)
@@ -215,6 +218,8 @@ async def _mark(
 ) -> None:
     async with services.pool.acquire() as conn, conn.transaction():
         report.marked_gone = await idmap.mark_gone(conn, name, [r.source_id for r in gone])
+        marked = [Change(r.source_id, "marked_gone", detail="on_delete keep") for r in gone if not r.gone]
+        await changelog.add_many(conn, name, report.run_id, marked)
         if report.run_id is not None:
             await runs.add_repair_counts(conn, report.run_id, gone=report.marked_gone)
     report.status = "succeeded"
@@ -264,11 +269,17 @@ async def _delete_batch(
             mapping.target.object, list(by_external)
         )
     done = [by_external[r.external_id] for r in results if r.ok or r.already_gone]
+    deleted = [
+        Change(by_external[r.external_id], "deleted", zendesk_job_id=r.job_id,
+               item_result=r.record_id if r.ok else r.error, detail="on_delete delete")
+        for r in results if r.ok or r.already_gone
+    ]  # fmt: skip
     failures = [r for r in results if not (r.ok or r.already_gone)]
     for failure in failures[:5]:
         log.warning("reconcile_delete_failed", external_id=failure.external_id, error=failure.error)
     async with services.pool.acquire() as conn, conn.transaction():
         await idmap.delete_many(conn, mapping.name, done)
+        await changelog.add_many(conn, mapping.name, report.run_id, deleted)
         await submitted_jobs.settle(conn, mapping.name, [], list(by_external))  # stale now
         await dead_letters.resolve(conn, mapping.name, done)
         if report.run_id is not None:

@@ -104,7 +104,7 @@ async def sync_mapping(
                 mapping, services, options, start, report, progress, resolver, stop, fence
             )
             if not options.dry_run and not (stop is not None and stop.is_set()):
-                await _fill_after(mapping, services, options, resolver, began, mappings)
+                await _fill_after(mapping, services, options, resolver, began, mappings, report.run_id)
         report.status = "interrupted" if cut else "partial" if report.failed else "succeeded"
         if cut:
             log.info("run_stopped", pages=report.pages)
@@ -265,11 +265,12 @@ async def _fill_after(
     resolver: Resolver,
     began: datetime,
     mappings: AbcMapping[str, Mapping] | None,
+    run_id: int | None,
 ) -> None:
     known = await park.unleased(services.pool, {**(mappings or {}), mapping.name: mapping},
                                 mine={mapping.name})  # fmt: skip
-    filler = Filler(known, services.zendesk, services.pool, resolver=resolver,
-                    batch_size=options.batch_size, concurrency=options.job_concurrency)  # fmt: skip
+    filler = Filler(known, services.zendesk, services.pool, resolver=resolver, batch_size=options.batch_size,
+                    concurrency=options.job_concurrency, run_id=run_id)  # fmt: skip
     waiting = await filler.on_mappings(mapping.name)
     earlier = await filler.on_zendesk(mapping.name, began)
     if waiting.filled or earlier.filled:

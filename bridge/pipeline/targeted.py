@@ -4,7 +4,7 @@ Both dead-letter retry and webhook deliveries name records rather than a time wi
 both must write them exactly as a scheduled run would: the same `include` and related
 `fields` (so lookups resolve the same way), the same page path (`pipeline/page.py`:
 translate, skip what the id map already holds, bulk upsert), and one transaction per chunk
-for its id-map rows, dead letters, links and run counts. The checkpoint is never touched: a
+for its id-map rows, dead letters, links, changelog rows and run counts. The checkpoint is never touched: a
 targeted sync reads current data, and the scheduled run's watermark stays its own.
 
 Each id comes back as one of: written, unchanged (the id map already holds this payload),
@@ -22,11 +22,19 @@ from typing import Any
 from bridge.mapping.model import Mapping
 from bridge.outreach.models import OutreachId, Page, SourceRecord
 from bridge.pipeline.load import PageLoader
-from bridge.pipeline.page import PageOutcome, change_to_write, commit_links, counts, freshest, load_page
+from bridge.pipeline.page import (
+    PageOutcome,
+    change_to_write,
+    commit_links,
+    counts,
+    freshest,
+    load_page,
+    page_changes,
+)
 from bridge.pipeline.reconcile import with_page_size
 from bridge.pipeline.resolve import relationship_query
 from bridge.pipeline.services import Services
-from bridge.store import dead_letters, idmap, leases, runs, submitted_jobs
+from bridge.store import changelog, dead_letters, idmap, leases, runs, submitted_jobs
 
 FETCH_CHUNK = 1000  # ids per Outreach list request (page[size] ≤ 1000)
 FILTER_CHARS = 6000  # and at most this much `filter[id]` text: request lines have limits
@@ -137,6 +145,7 @@ async def _commit(
         await dead_letters.resolve(conn, name, sorted(result.written | result.unchanged | result.vanished))
         if outcome.dead:
             await dead_letters.add_many(conn, name, run_id, outcome.dead)
-        await commit_links(conn, name, outcome)
+        filled = await commit_links(conn, name, outcome)
+        await changelog.add_many(conn, name, run_id, page_changes(outcome, filled))
         await submitted_jobs.settle(conn, name, [], outcome.sent())  # a stored job is stale now
         await runs.add_counts(conn, run_id, counts(outcome), change_to_write=freshest(outcome))

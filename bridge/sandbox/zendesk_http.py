@@ -75,7 +75,7 @@ def build_app(sandbox: ZendeskSandbox, outer: list[Any]) -> web.Application:
     r.add_get("/api/v2/organizations/show_many", api.organizations_show_many, name="organizations_show_many")
     r.add_get("/api/v2/organizations/search", api.organizations_search, name="organizations_search")
     r.add_get("/api/v2/incremental/users/cursor{ext:(\\.json)?}", api.export_users, name="incremental_users")
-    r.add_get("/api/v2/incremental/organizations/cursor{ext:(\\.json)?}", api.export_organizations, name="incremental_organizations")
+    r.add_get("/api/v2/incremental/organizations{ext:(\\.json)?}", api.export_organizations, name="incremental_organizations")
     return app
 
 
@@ -257,7 +257,7 @@ class _Api:
         return await zendesk_exports.export(request, "users", self.sb.users, self.sb.exports, self.sb.identities)
 
     async def export_organizations(self, request: web.Request) -> web.StreamResponse:
-        return await zendesk_exports.export(request, "organizations", self.sb.organizations, self.sb.exports, self.sb.identities)
+        return await zendesk_exports.export_by_time(request, "organizations", self.sb.organizations, self.sb.exports)
 
     async def users_search(self, request: web.Request) -> web.StreamResponse:
         origin, users = str(request.url.origin()), list(self.sb.users.values())

@@ -56,7 +56,8 @@ LIMIT 1
 # ever inserted, so deleting old ones never waits on a run's page commit.
 PRUNE_SQL = """
 DELETE FROM record_changelog
-WHERE id IN (SELECT id FROM record_changelog WHERE at < $1 LIMIT $2)
+WHERE id IN (SELECT id FROM record_changelog
+             WHERE at < $1 AND ($3::text IS NULL OR mapping = $3) LIMIT $2)
 """
 
 
@@ -124,11 +125,14 @@ async def last_read(conn: Connection, mapping: str, source_id: str) -> Entry | N
     return _entry(row) if row is not None else None
 
 
-async def prune(conn: Connection, before: datetime, batch: int = PRUNE_BATCH) -> int:
-    """Deletes rows older than `before`, `batch` at a time; how many it deleted."""
+async def prune(
+    conn: Connection, before: datetime, batch: int = PRUNE_BATCH, *, mapping: str | None = None
+) -> int:
+    """Deletes rows older than `before` (of one `mapping`, or all), `batch` at a time, each
+    batch its own statement (call outside a transaction); how many it deleted."""
     deleted = 0
     while True:
-        status = await conn.execute(PRUNE_SQL, before, batch)
+        status = await conn.execute(PRUNE_SQL, before, batch, mapping)
         count = int(status.split()[-1])
         deleted += count
         if count < batch:

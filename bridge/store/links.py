@@ -53,6 +53,7 @@ UNPARK_SQL = """
 DELETE FROM parked_links p
 USING unnest($2::text[], $3::text[]) AS t(source_id, field)
 WHERE p.mapping = $1 AND p.source_id = t.source_id AND p.field = t.field
+RETURNING p.source_id, p.field
 """
 # Mapping targets that now have a Zendesk id (other than one already refused), for
 # referrers that have one too: everything a bulk `update` needs, in one query.
@@ -160,10 +161,13 @@ async def park_many(conn: Connection, mapping: str, links: Sequence[ParkedLink])
     )  # fmt: skip
 
 
-async def unpark(conn: Connection, mapping: str, keys: Sequence[tuple[str, str]]) -> None:
-    """Drops the parked rows of these (source_id, field) lookups: they are set or cleared now."""
-    if keys:
-        await conn.execute(UNPARK_SQL, mapping, [k[0] for k in keys], [k[1] for k in keys])
+async def unpark(conn: Connection, mapping: str, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Drops the parked rows of these (source_id, field) lookups: they are set or cleared now.
+    The keys that were parked (and are no longer)."""
+    if not keys:
+        return set()
+    rows = await conn.fetch(UNPARK_SQL, mapping, [k[0] for k in keys], [k[1] for k in keys])
+    return {(row["source_id"], row["field"]) for row in rows}
 
 
 async def ready_on_mappings(

@@ -1,11 +1,18 @@
-"""Zendesk's cursor-based incremental exports of users and organizations, paced to their limit.
+"""Zendesk's incremental exports of users and organizations, paced to their limit.
 
-`GET /api/v2/incremental/{users|organizations}/cursor` (api/zendesk.md, "Incremental exports"):
-the first request carries `start_time`, every later one the `after_cursor` of the page before;
-up to 1,000 rows a page; `end_of_stream` marks the page that reached the present. The last
-`after_cursor` is kept by the caller and handed back next time, so a refresh reads only what
-changed since. Users are asked with `include=identities`, so every email a user can be
-matched by comes with the page.
+Users come from the cursor-based export, organizations from the time-based one: Zendesk
+offers the cursor form for tickets and users only (api/zendesk.md, "Incremental exports").
+- `GET /api/v2/incremental/users/cursor`: the first request carries `start_time`, every later
+  one the `after_cursor` of the page before. Users are asked with `include=identities`, so
+  every email a user can be matched by comes with the page.
+- `GET /api/v2/incremental/organizations?start_time=T`: each page says the second of its last
+  row (`end_time`), where the next page starts. A page may repeat rows of its first second
+  (storing them twice is harmless); one that ends where it began holds every row of that
+  second, so the next starts a second later. A start time less than a minute ago is refused
+  (`StartTimeTooRecent`): nothing can be read yet, and the stream is at its end.
+Up to 1,000 rows a page; `end_of_stream` marks the page that reached the present. Each page
+hands the caller a cursor (the `after_cursor`, or the `end_time` as text) that is kept and
+handed back next time, so a refresh reads only what changed since.
 
 These endpoints have their own limit, 10 requests a minute on top of the account's. The
 `ExportPacer` spaces requests `60 / per_minute` seconds apart, so one process never earns the
@@ -85,6 +92,7 @@ class _ExportAnswer(_Wire):
     organizations: list[_OrganizationWire] = []
     identities: list[_IdentityWire] = []
     after_cursor: str | None = None
+    end_time: int | None = None  # time-based exports
     end_of_stream: bool
 
 
@@ -130,6 +138,36 @@ class IncrementalExports:
         self, kind: Kind, cursor: str | None = None, *, start_time: int = 0
     ) -> AsyncIterator[ExportPage]:
         """Every page from `cursor` (or from `start_time` when there is none) to the present."""
+        pages = self._time_pages if kind == "organizations" else self._cursor_pages
+        async for page in pages(kind, cursor, start_time):
+            yield page
+
+    async def _time_pages(self, kind: Kind, cursor: str | None, start_time: int) -> AsyncIterator[ExportPage]:
+        url = f"{self._base}/api/v2/incremental/{kind}"
+        # A cursor that is not a time came from the cursor form this export once used: read all.
+        start = int(cursor) if cursor is not None and cursor.isdigit() else start_time
+        while True:
+            await self._pacer.wait()
+            try:
+                resp = await self._transport.request(
+                    "GET", url, params={"start_time": str(start), "per_page": str(self._per_page)},
+                    headers=JSON_HEADERS,
+                )  # fmt: skip
+            except RejectedError as exc:
+                if exc.status == 400 and exc.detail.startswith("StartTimeTooRecent"):
+                    yield ExportPage(kind, [], str(start), True)
+                    return
+                raise
+            answer = parse_answer(_ExportAnswer, resp)
+            end = answer.end_time if answer.end_time is not None else start
+            done = answer.end_of_stream
+            following = end if end > start else end + 1  # the page held all of its only second
+            yield ExportPage(kind, _entries(kind, answer), str(end if done else following), done)
+            if done:
+                return
+            start = following
+
+    async def _cursor_pages(self, kind: Kind, cursor: str | None, start_time: int) -> AsyncIterator[ExportPage]:
         url = f"{self._base}/api/v2/incremental/{kind}/cursor"
         while True:
             params = {"per_page": str(self._per_page)}

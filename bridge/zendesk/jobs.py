@@ -388,19 +388,19 @@ def _position(
 def _item_result(job: JobStatus, external_id: str, result: JobResult | None) -> ItemResult:
     if result is not None and _succeeded(result):
         record_id = ZendeskRecordId(result.id) if result.id else None
-        return ItemResult(external_id=external_id, ok=True, record_id=record_id)
+        return ItemResult(external_id=external_id, ok=True, record_id=record_id, job_id=job.id)
     if result is not None and (result.error or result.details):
         code = _flatten(result.error)
-        return ItemResult(external_id, ok=False, error=_error_text(result), code=code)
+        return ItemResult(external_id, ok=False, error=_error_text(result), code=code, job_id=job.id)
     if result is not None and job.status != "failed":
         said = f" (status {result.status!r})" if result.status else ""
-        return ItemResult(external_id, ok=False, error=f"job {job.id} reported a failure{said}")
+        return ItemResult(external_id, ok=False, error=f"job {job.id} reported a failure{said}", job_id=job.id)
     if job.status == "failed":
         reason = job.message or "no message given"
         error = f"job {job.id} failed: {redact_text(reason)[:_ERROR_LIMIT]}"
-        return ItemResult(external_id, ok=False, error=error, unconfirmed=True)
+        return ItemResult(external_id, ok=False, error=error, unconfirmed=True, job_id=job.id)
     error = f"no result for this item in job {job.id}"
-    return ItemResult(external_id, ok=False, error=error, unconfirmed=True)
+    return ItemResult(external_id, ok=False, error=error, unconfirmed=True, job_id=job.id)
 
 
 def _succeeded(result: JobResult) -> bool:

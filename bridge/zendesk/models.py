@@ -38,6 +38,8 @@ class ItemResult:
     # The item's own error code (`RecordInvalid`, `RecordNotFound`, …), if it gave one; left
     # out of equality, as `error` already begins with it.
     code: str = field(default="", compare=False)
+    # The bulk job that gave this result (None: no job ran for the item); for the changelog.
+    job_id: str | None = field(default=None, compare=False)
 
     @property
     def already_gone(self) -> bool:

@@ -121,7 +121,7 @@ async def test_dry_run_writes_nothing(ready: SandboxWorld) -> None:
     assert ready.sandbox.zendesk.records("vehicle") == []
     assert ready.sandbox.counters.count("zendesk", method="POST") == 0
     dsn = ready.settings.database_url.get_secret_value()  # type: ignore[union-attr]
-    for table in ("id_map", "checkpoints", "runs", "dead_letters"):
+    for table in ("id_map", "checkpoints", "runs", "dead_letters", "record_changelog"):
         assert await table_count(dsn, table) == 0, table
 
 

@@ -62,3 +62,28 @@ async def test_prune_never_waits_for_a_page_commit_in_progress(db_pool: asyncpg.
             assert await asyncio.wait_for(changelog.prune(upkeep, cutoff), 5) == 1
     async with db_pool.acquire() as conn:
         assert [e.change.source_id for e in await changelog.for_record(conn, "m", "new")] == ["new"]
+
+
+async def test_prune_of_one_mapping_leaves_the_others(db_conn: Connection) -> None:
+    await changelog.add_many(db_conn, "a", 1, [Change("1", "updated")])
+    await changelog.add_many(db_conn, "b", 1, [Change("1", "updated")])
+    await db_conn.execute("UPDATE record_changelog SET at = now() - interval '40 days'")
+    cutoff = datetime.now(UTC) - changelog.DEFAULT_RETENTION
+    assert await changelog.prune(db_conn, cutoff, mapping="a") == 1
+    assert await db_conn.fetchval("SELECT array_agg(mapping) FROM record_changelog") == ["b"]
+
+
+async def test_a_page_commit_never_waits_for_a_prune_in_progress(db_pool: asyncpg.Pool) -> None:
+    async with db_pool.acquire() as conn:
+        await changelog.add_many(conn, "m", 1, [Change("1", "updated"), Change("2", "updated")])
+        await conn.execute("UPDATE record_changelog SET at = now() - interval '40 days'")
+    cutoff = datetime.now(UTC) - changelog.DEFAULT_RETENTION
+    async with db_pool.acquire() as upkeep, upkeep.transaction():
+        await upkeep.execute(changelog.PRUNE_SQL, cutoff, 10, "m")  # the old rows' locks held
+        async with db_pool.acquire() as page:
+            await page.execute("SET lock_timeout = '5s'")  # blocked would fail, not hang
+            async with page.transaction():  # the same records, as a page commit writes them
+                await changelog.add_many(page, "m", 2, [Change("1", "updated"), Change("2", "created")])
+            await page.execute("RESET lock_timeout")
+    async with db_pool.acquire() as conn:
+        assert [e.run_id for e in await changelog.for_record(conn, "m", "1")] == [2]

@@ -71,8 +71,43 @@ async def test_organizations_export_marks_deleted_ones(rig: Rig) -> None:
     zd = rig.sandbox.zendesk
     keep, gone = zd.add_organization("Keep", "org-1"), zd.add_organization("Gone")
     zd.delete_organization(gone)
+    rig.clock.advance(120)
     pages = [p async for p in exports(rig).pages("organizations")]
     assert {(e.id, e.name, e.deleted) for p in pages for e in p.entries} == {(str(keep), "Keep", False), (str(gone), "Gone", True)}
+
+
+async def test_organizations_are_read_by_time_and_resume_from_the_last_end_time(rig: Rig) -> None:
+    zd = rig.sandbox.zendesk
+    made = []
+    for i in range(7):
+        made.append(zd.add_organization(f"Org {i}", f"org-{i}"))
+        rig.clock.advance(1)
+    rig.clock.advance(120)
+    pages = [p async for p in exports(rig, per_page=3).pages("organizations")]
+    assert pages[-1].end_of_stream and not any(p.end_of_stream for p in pages[:-1])
+    assert {e.id for p in pages for e in p.entries} >= {str(m) for m in made}
+    assert pages[-1].cursor is not None and pages[-1].cursor.isdigit()  # the last end_time
+    assert rig.sandbox.counters.count("zendesk", route="incremental_organizations") == len(pages)
+    zd.add_organization("Fresh", "org-fresh")
+    later = [p async for p in exports(rig).pages("organizations", pages[-1].cursor)]
+    assert [e.name for p in later for e in p.entries] == ["Org 6", "Fresh"]  # its start second again
+    # The cursor is now Fresh's second, under a minute ago: Zendesk refuses the start time,
+    # and there is nothing new to read yet.
+    idle = [p async for p in exports(rig).pages("organizations", later[-1].cursor)]
+    assert [(p.entries, p.cursor, p.end_of_stream) for p in idle] == [([], later[-1].cursor, True)]
+    # A stored cursor from the old cursor-based form reads everything again.
+    again = [p async for p in exports(rig).pages("organizations", "MTU3NjYxMzUzOS4wfHw0Njd8")]
+    assert {e.id for p in again for e in p.entries} >= {str(m) for m in made}
+
+
+async def test_a_page_that_makes_no_progress_moves_past_its_second(rig: Rig) -> None:
+    zd = rig.sandbox.zendesk
+    for i in range(5):
+        zd.add_organization(f"Same second {i}")  # five rows in one second, pages of two
+    rig.clock.advance(120)
+    pages = [p async for p in exports(rig, per_page=2).pages("organizations")]
+    assert len({e.id for p in pages for e in p.entries}) == len(zd.organizations)
+    assert len(pages) <= 3
 
 
 async def test_pacer_spaces_requests_to_the_export_limit() -> None:

@@ -39,6 +39,12 @@ def test_results_matched_by_index_in_any_order() -> None:
     assert all(r.ok for r in matched)
 
 
+def test_every_result_names_the_job_it_came_from() -> None:
+    ok, refused = match_results(job(results=[{"id": "01A", "index": 0}, {"index": 1, "error": "RecordInvalid"}]), EXT[:2])
+    failed = match_results(job(status="failed", message="boom"), EXT[:1])
+    assert [r.job_id for r in (ok, refused, *failed)] == ["J1", "J1", "J1"]
+
+
 def test_results_matched_by_external_id() -> None:
     results = [
         {"id": "01B", "external_id": EXT[1], "success": True, "status": "Updated"},
