@@ -247,12 +247,21 @@ class _Field:
     required: bool
     attribute: str | None  # the one attribute read, when the path is not dotted
     text: bool  # a text field, where a string is its own value
+    # the transforms' context when none of them reads the record (None: one per record)
+    context: TransformContext | None
 
     def read(self, attributes: Mapping[str, Any]) -> Any:
         if self.attribute is not None:
             return attributes.get(self.attribute)
         dotted = ".".join(self.path)
         return attributes[dotted] if dotted in attributes else templates.get_path(attributes, self.path)
+
+
+def _field(key: str, spec: model.FieldSpec) -> _Field:
+    steps = tuple(t.build() for t in spec.transform)
+    context = None if any(step.reads_record for step in steps) else TransformContext(key, {})
+    return _Field(key, spec.path, steps, coercion(spec), spec.type, spec.required,
+                  spec.path[0] if len(spec.path) == 1 else None, spec.type in ("text", "textarea"), context)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,10 +285,7 @@ class Translator:
             for part in Template.parse(mapping.target.external_id).parts
         )
         self._fields = tuple(
-            _Field(key, spec.path, tuple(t.build() for t in spec.transform), coercion(spec), spec.type, spec.required,
-                   spec.path[0] if len(spec.path) == 1 else None, spec.type in ("text", "textarea"))
-            for key, spec in mapping.fields.items()
-            if spec.type != "lookup"
+            _field(key, spec) for key, spec in mapping.fields.items() if spec.type != "lookup"
         )
         self._relations = tuple(
             _Relation(key, r.from_, r.target, r.match) for key, r in mapping.relationships.items()
@@ -338,7 +344,7 @@ class Translator:
         """The value after the field's transforms and its type coercion."""
         try:
             if field.steps:
-                context = TransformContext(field.key, record.attributes, str(record.id), record.type)
+                context = field.context or TransformContext(field.key, record.attributes, str(record.id), record.type)
                 value = transforms.apply_chain(field.steps, value, context)
             return None if value is None else field.coerce(value)
         except RecordError as exc:

@@ -387,3 +387,14 @@ def test_a_translated_hash_is_that_of_its_canonical_json_whatever_the_field_type
     assert out.external_id == "x-things-123456.v1"
     assert out.payload_hash == canonical_hash(out.name, out.fields, out.links, object_key="thing",
                                               external_id="x-things-123456.v1")  # fmt: skip
+
+
+def test_each_record_renders_its_own_template_transform_beside_transforms_that_read_only_the_value() -> None:
+    mapping = one_field({"from": "a", "type": "text", "transform": ["strip", {"template": "{n}/{value}/{id}"}]})
+    plain = one_field({"from": "a", "type": "text", "transform": ["strip", "upper"]})
+    first = record({"n": "one", "a": " x "}, id="1", type="things")
+    second = record({"n": "two", "a": " y "}, id="2", type="things")
+    assert [translate(mapping, r).fields["f"] for r in (first, second)] == ["one/x/1", "two/y/2"]
+    assert [translate(plain, r).fields["f"] for r in (first, second)] == ["X", "Y"]
+    with pytest.raises(RecordError, match="field 'f': transform 'strip' cannot handle"):
+        translate(plain, record({"n": "three", "a": {"not": "text"}}, type="things"))
