@@ -8,6 +8,8 @@ BridgeError
 │  ├─ TransientApiError  429, 5xx, timeout, dropped connection; carries retry_after; retried
 │  ├─ AuthError          credentials refused even after one refresh; stops the run
 │  └─ RejectedError      other 4xx; for one record → dead letter, for the run → fatal
+│     ├─ ExportUnavailable     the account has no such export (403/404): read another way
+│     └─ ExportCursorInvalid   a stored export cursor is refused: restart from a start time
 ├─ RecordError           one record cannot be translated or written → dead letter
 └─ StoreError            database unreachable or inconsistent
    ├─ MigrationError     a migration failed or was edited after it was applied
@@ -91,6 +93,16 @@ class AuthError(ApiError):
 
 class RejectedError(ApiError):
     """The API refused the request as given (a 4xx other than 401 and 429)."""
+
+
+class ExportUnavailable(RejectedError):
+    """Zendesk refused an incremental export as not available to this account or token (a plan,
+    a feature or a role without it): the caller reads the same data another way, and says so."""
+
+
+class ExportCursorInvalid(RejectedError):
+    """Zendesk refused a stored export cursor (`InvalidCursor`: unreadable or expired): the
+    caller starts the export again from a start time."""
 
 
 class RecordError(BridgeError):

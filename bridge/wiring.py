@@ -41,6 +41,7 @@ from bridge.zendesk import auth as zendesk_auth
 from bridge.zendesk import wire as zendesk_wire
 from bridge.zendesk.client import ZendeskClient, ZendeskConfig
 from bridge.zendesk.exports import ExportPacer, IncrementalExports
+from bridge.zendesk.record_export import RecordExport
 
 if TYPE_CHECKING:  # what only some commands build is imported where it is built
     from bridge.alerts import AlertConfig
@@ -154,15 +155,25 @@ async def open_services(
         # The exports' own transport, on the account's one limiter (a 429 holds every Zendesk
         # request, as Zendesk's does): a wait longer than EXPORT_WAIT_SECONDS ends the refresh
         # instead of holding up the run (the next refresh resumes from the saved cursor).
+        # One pacer for every incremental export: Zendesk's 10 a minute is shared by them all.
+        export_pacer = ExportPacer(settings.bridge_directory_exports_per_minute)
         exports = IncrementalExports(
             _transport(session, settings, "zendesk", zendesk_auth_, limiters["zendesk"],
                        zendesk_wire.error_detail, hooks, deadline=EXPORT_WAIT_SECONDS),  # fmt: skip
             zendesk_url,
-            pacer=ExportPacer(settings.bridge_directory_exports_per_minute),
+            pacer=export_pacer,
+        )
+        # The record export (`bridge verify`) reads to the end: a 429 is waited out in full.
+        record_export = RecordExport(
+            _transport(session, settings, "zendesk", zendesk_auth_, limiters["zendesk"],
+                       zendesk_wire.error_detail, hooks),  # fmt: skip
+            zendesk_url,
+            pacer=export_pacer,
         )
         try:
             yield Services(outreach=outreach, zendesk=zendesk, pool=pool,
-                           directory=Directory(pool, exports, zendesk))  # fmt: skip
+                           directory=Directory(pool, exports, zendesk),
+                           record_export=record_export)  # fmt: skip
         finally:
             await job_slots.aclose()
             for budget in budgets.values():

@@ -6,10 +6,12 @@ import pytest
 from pydantic import SecretStr
 
 from bridge import wiring
+from bridge.directory import Directory
 from bridge.errors import ConfigError
 from bridge.outreach.auth import OAuthRefresh, StaticToken
 from bridge.settings import Settings
 from bridge.zendesk.auth import BearerToken, ClientCredentials, LegacyApiToken
+from tests.fixtures_sandbox import SandboxWorld
 
 
 def settings(**values: object) -> Settings:
@@ -53,3 +55,15 @@ async def test_request_deadline_reaches_the_transport() -> None:
         None, s, "zendesk", BearerToken("b"), None, lambda r: "", []  # type: ignore[arg-type]
     )
     assert (transport.config.deadline, transport.config.max_attempts) == (42.0, 3)
+
+
+async def test_the_record_export_shares_the_people_directorys_export_pacer(world: SandboxWorld) -> None:
+    """Zendesk's 10 export requests a minute are one budget for every incremental export."""
+    zd = world.sandbox.zendesk
+    zd.add_object("vehicle", "Vehicle", "Vehicles")
+    made = zd.create_record("vehicle", {"name": "Car", "external_id": "outreach:vehicles:1"})
+    async with wiring.open_pool(world.settings) as pool, wiring.open_services(world.settings, pool) as s:
+        assert s.record_export is not None and isinstance(s.directory, Directory)
+        assert s.record_export._pacer is s.directory._exports._pacer
+        pages = [p async for p in s.record_export.pages("vehicle")]
+    assert [r.id for p in pages for r in p.records] == [made["id"]]

@@ -175,8 +175,11 @@ def page_changes(outcome: PageOutcome, filled: Sequence[tuple[str, str]] = ()) -
         rows.append(Change(source_id, "skipped_unchanged", updated_at.get(source_id)))
     for link in outcome.parked:
         rows.append(Change(link.source_id, "parked_link", detail=parked_detail(link)))
-    for source_id, name in filled:
-        rows.append(Change(source_id, "filled_link", detail=name))
+    written = {row.source_id: row.zendesk_id for row in outcome.written}
+    for source_id, name in filled:  # set by the record's own write
+        result = results.get(source_id)
+        rows.append(Change(source_id, "filled_link", None, result.job_id if result is not None else None,
+                           written.get(source_id), name))  # fmt: skip
     return rows
 
 

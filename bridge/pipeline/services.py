@@ -1,5 +1,5 @@
-"""What every pipeline step works with: both API clients, the database pool and the people
-directory.
+"""What every pipeline step works with: both API clients, the database pool, the people
+directory and the record export.
 
 Built once per process by `wiring.open_services`; sync, targeted syncs, reconcile, dead-letter
 retry and the fill take it, so none of them imports another to get it.
@@ -14,6 +14,7 @@ import asyncpg
 from bridge.outreach.client import OutreachClient
 from bridge.pipeline.resolve import PeopleDirectory
 from bridge.zendesk.client import ZendeskClient
+from bridge.zendesk.record_export import RecordExport
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,3 +23,5 @@ class Services:
     zendesk: ZendeskClient
     pool: asyncpg.Pool
     directory: PeopleDirectory | None = None  # Zendesk users/organizations kept in Postgres
+    # custom object records changed since a cursor (`bridge verify`); paced with the directory's
+    record_export: RecordExport | None = None

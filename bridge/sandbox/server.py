@@ -5,7 +5,9 @@ request passes, outermost first, through: counting (arrival, final status, Retry
 sent), fault injection, then the simulator's own auth and rate limiting. Every record the
 Zendesk simulator stores is also logged in the counters' write log. `/_sandbox/...` is the
 control surface for out-of-process callers (faults, counters, touching Outreach records,
-reading both simulators' state); it is neither counted nor faulted.
+reading both simulators' state; on the Zendesk server, `/_sandbox/zendesk/...` also changes
+records by hand and switches the exports, see `zendesk_control.py`); it is neither counted nor
+faulted.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.sandbox import faults as faults_mod
+from bridge.sandbox import zendesk_control
 from bridge.sandbox.counters import UNMATCHED, Counters
 from bridge.sandbox.faults import DROPPED, Faults
 from bridge.sandbox.outreach import OutreachSandbox
@@ -74,6 +77,8 @@ class Sandbox:
 
     async def _serve(self, api: str, app: web.Application) -> str:
         self._add_control_routes(app)
+        if api == "zendesk":
+            zendesk_control.add_routes(app, self.zendesk)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._ports[api])

@@ -29,10 +29,12 @@ from aiohttp import web
 from bridge.sandbox import zendesk_http
 from bridge.sandbox.zendesk_exports import Exports
 from bridge.sandbox.zendesk_jobs import JobRunner
+from bridge.sandbox.zendesk_record_export import RecordChanges
 from bridge.sandbox.zendesk_records import RecordInvalid, check_fields, check_record, problem
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ADMIN_USER_ID = "10001"
+AGENT_USER_ID = "10002"  # who changes records "by hand", in the Zendesk UI
 
 
 def _utcnow() -> datetime:
@@ -89,6 +91,7 @@ class ZendeskSandbox:
         self.jobs = JobRunner(self, max_jobs=max_jobs, delay=job_delay)
         # incremental exports: change log, tombstones, their own 10 requests/min (api/zendesk.md)
         self.exports = Exports(clock, rate_limit=export_rate_limit)
+        self.record_changes = RecordChanges(clock)  # the custom object record export's log
         self.user_emails: dict[int, list[str]] = {}  # every email identity, primary first
         # called with (object key, "create" | "update", stored record, fields sent) after each write
         self.write_hooks: list[Callable[[str, str, dict[str, Any], dict[str, Any]], None]] = []
@@ -129,6 +132,7 @@ class ZendeskSandbox:
         return obj
 
     def delete_object(self, key: str) -> None:
+        self.record_changes.forget(key)
         for table in (self.objects, self.fields, self._records, self._ids, self._by_ext):
             table.pop(key, None)
 
@@ -185,8 +189,9 @@ class ZendeskSandbox:
             out["url"] = f"{origin}/api/v2/custom_objects/{object_key}/records/{rec['id']}.json"
         return out
 
-    def create_record(self, object_key: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Validate and store a new record; RecordInvalid if it breaks a rule."""
+    def create_record(self, object_key: str, payload: dict[str, Any], *, by_hand: bool = False) -> dict[str, Any]:
+        """Validate and store a new record; RecordInvalid if it breaks a rule. `by_hand`: an
+        agent in the Zendesk UI made it, so it is not in the write log of API writes."""
         ext = payload.get("external_id")
         if ext is not None and ext in self._by_ext[object_key]:
             raise RecordInvalid({"external_id": problem(f"external_id {ext!r} is already taken", "DuplicateValue")})
@@ -197,22 +202,28 @@ class ZendeskSandbox:
         rec: dict[str, Any] = {
             "id": rid, "name": payload.get("name"), "external_id": ext, "custom_object_key": object_key,
             "custom_object_fields": values, "created_at": now, "updated_at": now,
-            "created_by_user_id": ADMIN_USER_ID, "updated_by_user_id": ADMIN_USER_ID,
+            "created_by_user_id": AGENT_USER_ID if by_hand else ADMIN_USER_ID,
+            "updated_by_user_id": AGENT_USER_ID if by_hand else ADMIN_USER_ID,
         }  # fmt: skip
         check_record(rec, creating=True)
         self._records[object_key][rid] = rec
         self._ids[object_key].append(rid)
         if ext is not None:
             self._by_ext[object_key][ext] = rid
-        for hook in self.write_hooks:
+        self.record_changes.touch(object_key, rid)
+        for hook in [] if by_hand else self.write_hooks:
             hook(object_key, "create", rec, values)
         return rec
 
-    def update_record(self, object_key: str, record_id: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Change only what `payload` sends; RecordInvalid if the result breaks a rule."""
+    def update_record(
+        self, object_key: str, record_id: str, payload: dict[str, Any], *, by_hand: bool = False
+    ) -> dict[str, Any]:
+        """Change only what `payload` sends; RecordInvalid if the result breaks a rule. `by_hand`:
+        an agent in the Zendesk UI changed it, so it is not in the write log of API writes."""
         rec = self._records[object_key][record_id]
         values = check_fields(self.fields[object_key], payload.get("custom_object_fields") or {}, self.resolve)
-        merged = {**rec, "custom_object_fields": {**rec["custom_object_fields"], **values}, "updated_at": self.now()}
+        merged = {**rec, "custom_object_fields": {**rec["custom_object_fields"], **values}, "updated_at": self.now(),
+                  "updated_by_user_id": AGENT_USER_ID if by_hand else ADMIN_USER_ID}  # fmt: skip
         if "name" in payload:
             merged["name"] = payload["name"]
         new_ext = payload.get("external_id", rec["external_id"])
@@ -225,7 +236,8 @@ class ZendeskSandbox:
         if new_ext is not None:
             self._by_ext[object_key][new_ext] = record_id
         rec.update(merged)
-        for hook in self.write_hooks:
+        self.record_changes.touch(object_key, record_id)
+        for hook in [] if by_hand else self.write_hooks:
             hook(object_key, "update", rec, values)
         return rec
 
@@ -252,6 +264,7 @@ class ZendeskSandbox:
         ids.remove(record_id)
         if rec["external_id"] is not None:
             self._by_ext[object_key].pop(rec["external_id"], None)
+        self.record_changes.bury(object_key, rec, self.now())
         return True
 
     def delete_record_by_external_id(self, object_key: str, external_id: str) -> bool:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bridge.sandbox import zendesk_exports
+from bridge.sandbox import zendesk_exports, zendesk_record_export
 from bridge.sandbox.zendesk_jobs import ACTIONS, MAX_ITEMS, TooManyJobs
 from bridge.sandbox.zendesk_records import FIELD_TYPES, RecordInvalid, job_request_problem
 
@@ -76,6 +76,7 @@ def build_app(sandbox: ZendeskSandbox, outer: list[Any]) -> web.Application:
     r.add_get("/api/v2/organizations/search", api.organizations_search, name="organizations_search")
     r.add_get("/api/v2/incremental/users/cursor{ext:(\\.json)?}", api.export_users, name="incremental_users")
     r.add_get("/api/v2/incremental/organizations{ext:(\\.json)?}", api.export_organizations, name="incremental_organizations")
+    r.add_get("/api/v2/incremental/custom_objects/{key}/cursor{ext:(\\.json)?}", api.export_records, name="incremental_custom_object_records")
     return app
 
 
@@ -258,6 +259,9 @@ class _Api:
 
     async def export_organizations(self, request: web.Request) -> web.StreamResponse:
         return await zendesk_exports.export_by_time(request, "organizations", self.sb.organizations, self.sb.exports)
+
+    async def export_records(self, request: web.Request) -> web.StreamResponse:
+        return await zendesk_record_export.export(request, self.sb)
 
     async def users_search(self, request: web.Request) -> web.StreamResponse:
         origin, users = str(request.url.origin()), list(self.sb.users.values())

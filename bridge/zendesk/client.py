@@ -253,6 +253,7 @@ class ZendeskClient:
                     external_id=wire.external_id,
                     name=wire.name,
                     fields=dict(wire.custom_object_fields or {}),
+                    updated_at=wire.updated_at,
                 )
             url = listing.next_url(resp.url, resp.json())
             query = None  # links.next already carries every parameter

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, NewType
 
 ZendeskRecordId = NewType("ZendeskRecordId", str)
@@ -64,6 +65,7 @@ class ZendeskRecord:
     external_id: str | None
     name: str
     fields: dict[str, Any]
+    updated_at: datetime | None = None  # when Zendesk last changed it, where the answer says
 
 
 @dataclass(frozen=True, slots=True)

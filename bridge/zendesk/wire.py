@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
@@ -98,6 +99,7 @@ class RecordWire(_Wire):
     name: str = ""
     external_id: IdStr | None = None
     custom_object_fields: dict[str, Any] | None = None
+    updated_at: datetime | None = None
 
 
 class Links(_Wire):
@@ -114,6 +116,21 @@ class RecordsPage(_Wire):
     custom_object_records: list[RecordWire]
     links: Links = Links()
     meta: Meta = Meta()
+
+
+class ExportMeta(_Wire):
+    has_more: bool
+
+
+class RecordExportAnswer(_Wire):
+    """`GET /api/v2/incremental/custom_objects/{key}/cursor` (api/zendesk.md, "Incremental
+    exports"): `meta.has_more` says whether to go on; `end_of_stream`, which every incremental
+    export carries, is read when `meta` is absent."""
+
+    custom_object_records: list[RecordWire]
+    after_cursor: str | None = None
+    meta: ExportMeta | None = None
+    end_of_stream: bool | None = None
 
 
 class ObjectEnvelope(_Wire):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -155,6 +156,16 @@ async def test_list_records_follows_cursor_links(client, mock) -> None:
 
     assert got[0] == ZendeskRecord("01R1", "outreach:car:1", "Car 1", {"speed": 1})
     assert [r.id for r in got] == ["01R1", "01R2", "01R3"]
+
+
+async def test_listed_records_carry_their_updated_at(client, mock) -> None:
+    page = records_page([1], None)
+    page["custom_object_records"][0]["updated_at"] = "2026-11-02T10:00:05Z"
+    mock.get(f"{RECORDS}?page[size]=100", payload=page)
+
+    [got] = [r async for r in client.list_records("car")]
+
+    assert got.updated_at == datetime(2026, 11, 2, 10, 0, 5, tzinfo=UTC)
 
 
 async def test_list_records_refuses_a_link_to_another_origin(client, mock) -> None:
