@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -136,6 +137,18 @@ def fresh_database(server_dsn: str, name: str) -> str:
     from bridge.store.scratch import fresh_database as fresh
 
     return asyncio.run(fresh(server_dsn, name))
+
+
+@contextmanager
+def scratch_database(server_dsn: str, prefix: str) -> Iterator[str]:
+    """A fresh database of its own (`prefix` and a random suffix, so that benchmarks run at the
+    same moment on a shared server never recreate each other's); its DSN; dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    dsn = fresh_database(server_dsn, name)
+    try:
+        yield dsn
+    finally:
+        drop_database(server_dsn, name)
 
 
 def drop_database(server_dsn: str, name: str) -> None:

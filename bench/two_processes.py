@@ -37,10 +37,10 @@ from bench.harness import (  # noqa: E402
     bridge_env,
     counters,
     create_objects,
-    fresh_database,
     query,
     reset_counters,
     sandbox_process,
+    scratch_database,
     server_dsn,
 )
 from bridge.sandbox.counters import busiest_window  # noqa: E402
@@ -72,8 +72,7 @@ def main() -> None:
 def scenario(server: str, records: int, budget: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, sandbox_process(
         Path(tmp) / "sandbox.json", "--vehicles", str(records), "--brands", "20", "--prospects", str(records),
-    ) as info:
-        dsn = fresh_database(server, "bridge_bench_two")
+    ) as info, scratch_database(server, "bridge_bench_two") as dsn:
         vehicles, prospects, every = _mappings(Path(tmp))
         env = bridge_env(info, dsn, every, ZENDESK_RATE_LIMIT=str(budget))
         bridge(["migrate"], env)

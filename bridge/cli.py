@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import importlib.metadata
+import importlib
 import os
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from bridge import logs
-from bridge.commands import explain, repair, schema, sync, verify, webhooks
-from bridge.commands import sandbox as sandbox_cmd
 from bridge.commands.common import EXIT_CONFIG, EXIT_FATAL
 from bridge.errors import BridgeError, ConfigError
 from bridge.settings import Settings, load_settings
@@ -30,13 +28,15 @@ from bridge.store import pool as store_pool
 
 log = logs.get_logger(__name__)
 
+Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
         logs.configure(settings.log_format, settings.log_level)
-        handler: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]] = args.handler
+        handler: Handler = args.handler
         with store_pool.boundary(_database(settings)):  # no driver error leaves as a traceback
             with _lean_gc():
                 return asyncio.run(handler(args, settings))
@@ -65,10 +65,11 @@ def _lean_gc() -> Iterator[None]:
     container objects per field of every record and frees them by reference counting, yet
     each 700 allocations started a collection that walked every young object, and every full
     one walked the whole imported code too (a sixth of a dry run's CPU). Start-up objects
-    live as long as the process, so they are frozen out of collections; the young generation
-    collects every 10,000. Both are undone afterwards (for callers of `main` in-process)."""
+    live as long as the process, so they are frozen out of collections, as they are: a
+    collection first would walk them all once more, for the little garbage imports leave
+    (a tenth of a short run's CPU). The young generation collects every 10,000. Both are
+    undone afterwards (for callers of `main` in-process)."""
     thresholds = gc.get_threshold()
-    gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
     try:
@@ -102,6 +103,19 @@ consistent and a rerun resumes.
 `bridge COMMAND --help` describes each command."""
 
 
+def _command_handler(module: str, name: str) -> Handler:
+    """Command `name` of `bridge.commands.<module>`, imported only when it runs: each command
+    loads what it needs and no more (a backfill neither the worker's scheduler and web server
+    nor the terminal display), and a process's start-up is most of a short run's CPU."""
+
+    async def run(args: argparse.Namespace, settings: Settings) -> int:
+        handler: Handler = getattr(importlib.import_module(f"bridge.commands.{module}"), name)
+        return await handler(args, settings)
+
+    run.__qualname__ = f"{module}.{name}"
+    return run
+
+
 def _command(sub: Any, name: str, summary: str, description: str) -> argparse.ArgumentParser:
     """A subcommand with a one-line summary (in `bridge --help`) and a description of its own."""
     parser: argparse.ArgumentParser = sub.add_parser(
@@ -116,13 +130,13 @@ def _parser() -> argparse.ArgumentParser:
         prog="bridge", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    parser.add_argument("--version", action="version", version=f"bridge {_version()}",
+    parser.add_argument("--version", action=_PrintVersion,
                         help="print the installed version of bridge and exit")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _command(sub, "migrate", "create or update bridge's tables in Postgres",
              "Applies bridge's SQL migrations to DATABASE_URL (or the embedded Postgres). Run it\n"
              "once before any other command and after each upgrade; it is idempotent and safe\n"
-             "from several processes at once.").set_defaults(handler=sync.cmd_migrate)  # fmt: skip
+             "from several processes at once.").set_defaults(handler=_command_handler("sync", "cmd_migrate"))  # fmt: skip
     _add_schema_commands(sub)
     backfill = _command(sub, "backfill", "sync mappings once, then exit",
                         "Syncs the mappings once, in dependency order, from where their last run\n"
@@ -146,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="with --diff: JSON Lines, one object per record and one summary per mapping")
     backfill.add_argument("--limit", type=int, metavar="N",
                           help="with --diff: updates and dead letters shown per mapping (default 20)")
-    backfill.set_defaults(handler=sync.cmd_backfill)
+    backfill.set_defaults(handler=_command_handler("sync", "cmd_backfill"))
     st = _command(sub, "status", "where each mapping stands",
                   "Per mapping: records synced, dead letters, parked links, watermark, the last\n"
                   "run and its counts, lag, and which process holds it.")  # fmt: skip
@@ -157,13 +171,13 @@ def _parser() -> argparse.ArgumentParser:
                     help="--check: more dead letters than this is unhealthy ($BRIDGE_CHECK_MAX_DEAD_LETTERS, 0)")
     st.add_argument("--max-lag-seconds", type=float, metavar="S",
                     help="--check: lag over this is unhealthy ($BRIDGE_CHECK_MAX_LAG_SECONDS, 3600)")
-    st.set_defaults(handler=sync.cmd_status)
+    st.set_defaults(handler=_command_handler("sync", "cmd_status"))
     worker = _command(sub, "worker", "run every mapping on its schedule until SIGTERM",
                       "The long-running process: runs each mapping on its schedule (and upkeep in\n"
                       "between) until SIGTERM or SIGINT, then stops cleanly. Serves /healthz,\n"
                       "/readyz and /metrics on $PORT. Several replicas may share one database.")  # fmt: skip
-    worker.set_defaults(handler=sync.cmd_worker)
-    explain.add_parser(sub, _command)
+    worker.set_defaults(handler=_command_handler("sync", "cmd_worker"))
+    _add_explain_command(sub)
     _add_local_commands(sub)
     _add_repair_commands(sub)
     _add_webhook_commands(sub)
@@ -176,7 +190,7 @@ def _add_webhook_commands(sub: Any) -> None:
                    "delivery in Postgres for the workers to drain; runs no schedule. For platforms\n"
                    "that send HTTP to a separate process (Heroku's web dyno). Needs\n"
                    "OUTREACH_WEBHOOK_SECRET.")  # fmt: skip
-    web.set_defaults(handler=sync.cmd_web)
+    web.set_defaults(handler=_command_handler("sync", "cmd_web"))
     hooks = _command(sub, "webhooks", "the Outreach webhooks that trigger targeted syncs",
                      "ensure: create or update one webhook per standard Outreach type a mapping\n"
                      "reads, pointing at BRIDGE_PUBLIC_URL/webhooks/outreach with\n"
@@ -185,10 +199,26 @@ def _add_webhook_commands(sub: Any) -> None:
                      "remove: delete bridge's webhooks (others are never touched).")  # fmt: skip
     hooks.add_argument("action", choices=["ensure", "status", "remove"], help="what to do")
     hooks.add_argument("--json", action="store_true", help="status as JSON")
-    hooks.set_defaults(handler=webhooks.cmd_webhooks)
+    hooks.set_defaults(handler=_command_handler("webhooks", "cmd_webhooks"))
+
+
+class _PrintVersion(argparse.Action):
+    """argparse's `version` action, reading the installed version only when asked (reading
+    the package metadata is a noticeable part of every other command's start-up)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:  # fmt: skip
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:  # fmt: skip
+        print(f"bridge {_version()}")
+        parser.exit()
 
 
 def _version() -> str:
+    import importlib.metadata
+
     try:
         return importlib.metadata.version("bridge")
     except importlib.metadata.PackageNotFoundError:
@@ -202,7 +232,7 @@ def _add_schema_commands(sub: Any) -> None:
                         "unless --remote.")  # fmt: skip
     validate.add_argument("--remote", action="store_true",
                           help="also check against the live Outreach schema and Zendesk fields")
-    validate.set_defaults(handler=schema.cmd_validate)
+    validate.set_defaults(handler=_command_handler("schema", "cmd_validate"))
     schema_cmd = _command(sub, "schema", "Zendesk custom objects and fields for the mappings",
                           "Compares the mappings with the custom objects and fields in Zendesk\n"
                           "(plan) and creates what is missing (apply).")  # fmt: skip
@@ -211,11 +241,11 @@ def _add_schema_commands(sub: Any) -> None:
                     "Shows which Zendesk custom objects and fields the mappings need that are\n"
                     "missing or differ, and which Outreach fields changed. Changes nothing.")  # fmt: skip
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
-    plan.set_defaults(handler=schema.cmd_schema_plan)
+    plan.set_defaults(handler=_command_handler("schema", "cmd_schema_plan"))
     _command(schema_sub, "apply", "create what is missing (never deletes or retypes)",
              "Creates the Zendesk custom objects and fields the plan shows as missing, within\n"
              "Zendesk's limits. It never deletes or retypes anything.").set_defaults(
-        handler=schema.cmd_schema_apply)  # fmt: skip
+        handler=_command_handler("schema", "cmd_schema_apply"))  # fmt: skip
     mappings_cmd = _command(sub, "mappings", "work with mapping files",
                             "Helpers to write mapping files (one YAML file per mapping in\n"
                             "BRIDGE_MAPPINGS; the file name is the mapping's name).")  # fmt: skip
@@ -227,7 +257,7 @@ def _add_schema_commands(sub: Any) -> None:
     scaffold.add_argument("type", metavar="OUTREACH_TYPE", help="custom object internal name, or e.g. prospects")
     scaffold.add_argument("--object", metavar="KEY", help="Zendesk object key (default: the type, singular)")
     scaffold.add_argument("--out", metavar="FILE", type=Path, help="write here (default: print)")
-    scaffold.set_defaults(handler=schema.cmd_mappings_scaffold)
+    scaffold.set_defaults(handler=_command_handler("schema", "cmd_mappings_scaffold"))
 
 
 def _add_local_commands(sub: Any) -> None:
@@ -237,7 +267,7 @@ def _add_local_commands(sub: Any) -> None:
                     "scaffolds, plans, applies, backfills, changes records and syncs again,\n"
                     "telling each step. Needs no credentials.")  # fmt: skip
     demo.add_argument("--vehicles", type=int, default=500, help="sample vehicles to seed (default 500)")
-    demo.set_defaults(handler=sync.cmd_demo)
+    demo.set_defaults(handler=_command_handler("sync", "cmd_demo"))
     box = _command(sub, "sandbox", "start the fake APIs and a database to try bridge by hand",
                    "Starts the sandbox Outreach and Zendesk on loopback with sample data, and a\n"
                    "fresh database (bridge_sandbox in the embedded Postgres, or DATABASE_URL as\n"
@@ -247,7 +277,7 @@ def _add_local_commands(sub: Any) -> None:
     box.add_argument("--vehicles", type=int, default=200, help="sample vehicles to seed (default 200)")
     box.add_argument("--env-file", metavar="FILE", type=Path,
                      help="also write the environment to FILE (e.g. .env, which bridge reads)")  # fmt: skip
-    box.set_defaults(handler=sandbox_cmd.cmd_sandbox)
+    box.set_defaults(handler=_command_handler("sandbox", "cmd_sandbox"))
 
 
 def _iso_time(text: str) -> datetime:
@@ -269,7 +299,7 @@ def _add_repair_commands(sub: Any) -> None:
     rec.add_argument("mappings", nargs="*", metavar="MAPPING", help="mapping names; default: all")
     rec.add_argument("--dry-run", action="store_true", help="count what is missing, change nothing")
     rec.add_argument("--force", action="store_true", help="delete past the safety share")
-    rec.set_defaults(handler=repair.cmd_reconcile)
+    rec.set_defaults(handler=_command_handler("repair", "cmd_reconcile"))
     dl = _command(sub, "dead-letters", "list, retry or purge dead letters",
                   "Dead letters are the records that could not be translated or written, each\n"
                   "with its error. List them, retry them now (after fixing the mapping or the\n"
@@ -277,13 +307,13 @@ def _add_repair_commands(sub: Any) -> None:
     dl.add_argument("action", choices=["list", "retry", "purge"], help="what to do with them")
     dl.add_argument("--mapping", metavar="M", help="only this mapping's dead letters")
     dl.add_argument("--json", action="store_true", help="print JSON instead of text (list)")
-    dl.set_defaults(handler=repair.cmd_dead_letters)
+    dl.set_defaults(handler=_command_handler("repair", "cmd_dead_letters"))
     reset = _command(sub, "reset", "clear a checkpoint so the next run is full",
                      "Clears a mapping's checkpoint, so its next run reads every record again.\n"
                      "The id map is kept, so nothing is duplicated in Zendesk.")  # fmt: skip
     reset.add_argument("mapping", metavar="MAPPING", help="the mapping to reset")
     reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    reset.set_defaults(handler=repair.cmd_reset)
+    reset.set_defaults(handler=_command_handler("repair", "cmd_reset"))
     _add_verify_command(sub)
 
 
@@ -304,4 +334,34 @@ def _add_verify_command(sub: Any) -> None:
     check.add_argument("--repair", action="store_true",
                        help="rewrite the edited and deleted records from Outreach")
     check.add_argument("--json", action="store_true", help="print the whole report as JSON")
-    check.set_defaults(handler=verify.cmd_verify)
+    check.set_defaults(handler=_command_handler("verify", "cmd_verify"))
+
+
+EXPLAIN_HELP = """\
+Tells one record's story from bridge's own state: the version it last read (Outreach
+updatedAt, when, which run), the payload the CURRENT mapping file would write, field by field
+next to the payload last written (* marks the fields that differ), the Zendesk record id, the
+recent changelog (newest first), its dead letter, parked links and refused lookup ids, and,
+when the record is not in Zendesk, why in one sentence: filtered out by source.filter, not
+read yet, dead-lettered, deleted in Outreach (kept or removed per on_delete), or never seen.
+
+ID is an Outreach id (123) or an external id (outreach:vehicles:123, or the mapping's own).
+
+When it asks the APIs: a record bridge's state settles (an id-map row, a dead letter, or a
+changelog row saying bridge deleted it) is explained from Postgres alone, with no request and
+no credentials. Any other record costs ONE Outreach request (the record by id), which tells
+never seen, filtered out and not read yet apart. --live costs one Outreach and one Zendesk
+request, whatever the state. It writes nothing anywhere.
+
+exit codes: 0 explained (also when the record is not in Zendesk); 2 unknown mapping or an ID
+that is neither; 3 the database or an API failed."""
+
+
+def _add_explain_command(sub: Any) -> None:
+    parser = _command(sub, "explain", "why one record looks the way it does in Zendesk", EXPLAIN_HELP)
+    parser.add_argument("mapping", metavar="MAPPING", help="the mapping's name")
+    parser.add_argument("id", metavar="ID", help="an Outreach id or an external id")
+    parser.add_argument("--json", action="store_true", help="print JSON with stable keys instead of text")
+    parser.add_argument("--live", action="store_true",
+                        help="also read the record from Outreach and Zendesk (one request each)")  # fmt: skip
+    parser.set_defaults(handler=_command_handler("explain", "cmd_explain"))

@@ -10,11 +10,33 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
+from types import ModuleType
 from typing import Any, TextIO
 
-import structlog
 
-from bridge.redact import redact_value
+def _structlog_without_rich() -> ModuleType:
+    """structlog, imported without rich when neither is loaded yet.
+
+    structlog's console renderer imports rich (a sixth of bridge's start-up) to draw
+    exceptions, which it never gets here: `format_exc_info` below turns them into text first.
+    With rich hidden for that one import, structlog takes its plain fallback; rich stays
+    importable for whoever needs it (the terminal progress display)."""
+    if "structlog" in sys.modules or "rich" in sys.modules:
+        import structlog
+
+        return structlog
+    sys.modules["rich"] = None  # type: ignore[assignment]  # `import rich` now fails fast
+    try:
+        import structlog
+
+        return structlog
+    finally:
+        del sys.modules["rich"]
+
+
+structlog = _structlog_without_rich()
+
+from bridge.redact import redact_value  # noqa: E402
 
 
 def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

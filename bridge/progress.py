@@ -5,24 +5,28 @@ Off a terminal, `pipeline.report.LogProgress` writes one structured line per pag
 
 from __future__ import annotations
 
-from typing import TextIO
-
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
+from typing import TYPE_CHECKING, TextIO
 
 from bridge.pipeline.report import LogProgress, ProgressSink, RunReport
+
+if TYPE_CHECKING:  # rich is imported only for a terminal, where it draws
+    from rich.live import Live
+    from rich.table import Table
 
 
 class TerminalProgress:
     """A table of the running mapping's counts and rate, redrawn after each page."""
 
     def __init__(self, stream: TextIO) -> None:
+        from rich.console import Console
+
         self._console = Console(file=stream)
         self._live: Live | None = None
 
     def page_settled(self, report: RunReport) -> None:
         if self._live is None:
+            from rich.live import Live
+
             self._live = Live(_table(report), console=self._console, refresh_per_second=8)
             self._live.start()
         self._live.update(_table(report))
@@ -37,6 +41,8 @@ class TerminalProgress:
 
 
 def _table(report: RunReport) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"{report.mapping} ({report.status})", title_justify="left")
     for column in ("pages", "fetched", "written", "skipped", "failed", "records/s"):
         table.add_column(column, justify="right")

@@ -91,19 +91,22 @@ def _plain(value: Any) -> bool:
 
 
 def payload_hash(
-    name: str, fields: Mapping[str, Any], links: Iterable[Link] = (), *, object_key: str, external_id: str
+    name: str, fields: Mapping[str, Any], links: Iterable[Link] = (), *, object_key: str, external_id: str,
+    plain: bool = False,
 ) -> str:
     """sha256 hex of the canonical JSON of where the record goes (object and external id),
     name, fields (and links, when there are any): a record sent elsewhere is written again.
 
     Canonical: `json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)` as
     UTF-8. Stored hashes were made so, and any other byte would rewrite every record once.
+    `plain` says the caller knows every field value is a str, bool, int, None or a list of
+    them (the translator knows it from the field types), so they need not be checked.
     """
     document: dict[str, Any] = {"object": object_key, "external_id": external_id, "name": name, "fields": fields}
     link_list = [(k.field, k.target, k.match, k.source_type, k.source_id) for k in links]
     if link_list:
         document["links"] = sorted(link_list, key=lambda item: item[0])  # one link per field
-    if all(_plain(value) for value in fields.values()):
+    if plain or all(_plain(value) for value in fields.values()):
         text = _PLAIN_ENCODER.encode(document)
     else:
         text = _CANONICAL.encode(document).encode("utf-8")
@@ -244,12 +247,21 @@ class _Field:
     required: bool
     attribute: str | None  # the one attribute read, when the path is not dotted
     text: bool  # a text field, where a string is its own value
+    # the transforms' context when none of them reads the record (None: one per record)
+    context: TransformContext | None
 
     def read(self, attributes: Mapping[str, Any]) -> Any:
         if self.attribute is not None:
             return attributes.get(self.attribute)
         dotted = ".".join(self.path)
         return attributes[dotted] if dotted in attributes else templates.get_path(attributes, self.path)
+
+
+def _field(key: str, spec: model.FieldSpec) -> _Field:
+    steps = tuple(t.build() for t in spec.transform)
+    context = None if any(step.reads_record for step in steps) else TransformContext(key, {})
+    return _Field(key, spec.path, steps, coercion(spec), spec.type, spec.required,
+                  spec.path[0] if len(spec.path) == 1 else None, spec.type in ("text", "textarea"), context)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,14 +285,20 @@ class Translator:
             for part in Template.parse(mapping.target.external_id).parts
         )
         self._fields = tuple(
-            _Field(key, spec.path, tuple(t.build() for t in spec.transform), coercion(spec), spec.type, spec.required,
-                   spec.path[0] if len(spec.path) == 1 else None, spec.type in ("text", "textarea"))
-            for key, spec in mapping.fields.items()
-            if spec.type != "lookup"
+            _field(key, spec) for key, spec in mapping.fields.items() if spec.type != "lookup"
         )
         self._relations = tuple(
             _Relation(key, r.from_, r.target, r.match) for key, r in mapping.relationships.items()
         )
+        ids = [i for i, part in enumerate(self._external_id) if isinstance(part, tuple)]
+        # the usual external id has {id} once: the text around it, to concatenate per record
+        self._id_around = (
+            ("".join(self._external_id[: ids[0]]), "".join(self._external_id[ids[0] + 1:]))  # type: ignore[arg-type]
+            if len(ids) == 1 else None
+        )  # fmt: skip
+        # Every coercion but the decimal one gives a str, bool, int, None or a list of str (a
+        # value no transform touched is None or, in a text field, a str): hashed as they are.
+        self._plain = all(f.type != "decimal" for f in self._fields)
 
     def translate(self, record: SourceRecord) -> Translated:
         """The payload for `record`; raises RecordError naming the field and value at fault.
@@ -313,16 +331,20 @@ class Translator:
         name = self._name.render_record(attributes, source_id, record.type)
         if not name.strip():
             name = f"{record.type} {source_id}"
-        external_id = "".join(source_id if isinstance(p, tuple) else p for p in self._external_id)
+        if self._id_around is not None:
+            external_id = self._id_around[0] + source_id + self._id_around[1]
+        else:
+            external_id = "".join(source_id if isinstance(p, tuple) else p for p in self._external_id)
         links = self._links(record) if self._relations else ()
-        digest = payload_hash(name, values, links, object_key=self._object_key, external_id=external_id)
+        digest = payload_hash(name, values, links, object_key=self._object_key, external_id=external_id,
+                              plain=self._plain)  # fmt: skip
         return Translated(source_id, external_id, name, values, links, digest)
 
     def _converted(self, field: _Field, value: Any, record: SourceRecord) -> Any:
         """The value after the field's transforms and its type coercion."""
         try:
             if field.steps:
-                context = TransformContext(field.key, record.attributes, str(record.id), record.type)
+                context = field.context or TransformContext(field.key, record.attributes, str(record.id), record.type)
                 value = transforms.apply_chain(field.steps, value, context)
             return None if value is None else field.coerce(value)
         except RecordError as exc:

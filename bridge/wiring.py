@@ -21,42 +21,38 @@ import asyncpg
 from pydantic import SecretStr
 
 from bridge import embedded_pg
-from bridge.alerts import AlertConfig
 from bridge.directory import Directory
 from bridge.errors import ConfigError
 from bridge.http.budget import BudgetPolicy, SharedBudget, SharedSlots
 from bridge.http.ratelimit import RateLimiter
 from bridge.http.retry import RetryPolicy
 from bridge.http.transport import Auth, ErrorParser, HttpConfig, RequestEvent, Transport
-from bridge.metrics import Metrics
 from bridge.outreach import auth as outreach_auth
 from bridge.outreach import wire as outreach_wire
 from bridge.outreach.client import OutreachClient, OutreachConfig
 from bridge.pipeline.backfill import LeaseConfig
-from bridge.pipeline.reconcile import ReconcileOptions
-from bridge.pipeline.redrive import RedriveOptions
 from bridge.pipeline.services import Services
 from bridge.pipeline.sync import SyncOptions
-from bridge.pipeline.verify import VerifyOptions
-from bridge.scheduler import ScheduleConfig
 from bridge.settings import Settings
-from bridge.status_check import StatusThresholds
 from bridge.store import pool as store_pool
 from bridge.store.budget import PgBudgetStore, PgSlotStore
-from bridge.store.crypto import TokenCipher
 from bridge.store.leases import holder_id
-from bridge.store.tokens import PgTokenStore
-from bridge.upkeep import UpkeepConfig
-from bridge.webhooks.consumer import ConsumerOptions
-from bridge.worker import WorkerConfig
 from bridge.zendesk import auth as zendesk_auth
 from bridge.zendesk import wire as zendesk_wire
 from bridge.zendesk.client import ZendeskClient, ZendeskConfig
 from bridge.zendesk.exports import ExportPacer, IncrementalExports
 from bridge.zendesk.record_export import RecordExport
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # what only some commands build is imported where it is built
+    from bridge.alerts import AlertConfig
+    from bridge.metrics import Metrics
+    from bridge.pipeline.reconcile import ReconcileOptions
+    from bridge.pipeline.redrive import RedriveOptions
+    from bridge.pipeline.verify import VerifyOptions
     from bridge.sandbox.seed import SeedInfo
+    from bridge.status_check import StatusThresholds
+    from bridge.upkeep import UpkeepConfig
+    from bridge.worker import WorkerConfig
 
 # A refresh waits this long at most for the exports' own limit (a 429's Retry-After) before it
 # gives up until the next refresh, which resumes from the saved cursor: a run never waits long.
@@ -79,6 +75,8 @@ class RequestTally:
 
 def alert_config(settings: Settings) -> AlertConfig | None:
     """The alert webhook's settings, or None when BRIDGE_ALERT_WEBHOOK_URL is unset (no alerts)."""
+    from bridge.alerts import AlertConfig
+
     if settings.bridge_alert_webhook_url is None:
         return None
     secret = settings.bridge_alert_secret
@@ -95,6 +93,8 @@ def alert_config(settings: Settings) -> AlertConfig | None:
 
 def status_thresholds(settings: Settings) -> StatusThresholds:
     """`bridge status --check`'s defaults, before its command-line options."""
+    from bridge.status_check import StatusThresholds
+
     return StatusThresholds(
         max_dead_letters=settings.bridge_check_max_dead_letters,
         max_lag_seconds=settings.bridge_check_max_lag_seconds,
@@ -307,6 +307,9 @@ def _zendesk_credentials(settings: Settings) -> str:
 
 
 def _outreach_auth(settings: Settings, session: aiohttp.ClientSession, pool: asyncpg.Pool) -> Auth:
+    from bridge.store.crypto import TokenCipher
+    from bridge.store.tokens import PgTokenStore
+
     if _outreach_credentials(settings) == "static":
         assert settings.outreach_access_token is not None
         return outreach_auth.StaticToken(settings.outreach_access_token.get_secret_value())
@@ -368,6 +371,8 @@ def lease_config(settings: Settings, holder: str) -> LeaseConfig:
 
 def reconcile_options(settings: Settings, actor: str, *, job_concurrency: int | None = None,
                       **run: Any) -> ReconcileOptions:  # fmt: skip
+    from bridge.pipeline.reconcile import ReconcileOptions
+
     return ReconcileOptions(
         actor=actor, max_delete_share=settings.bridge_reconcile_max_delete_share,
         page_size=settings.bridge_reconcile_page_size,
@@ -377,17 +382,24 @@ def reconcile_options(settings: Settings, actor: str, *, job_concurrency: int | 
 
 def redrive_options(settings: Settings, actor: str) -> RedriveOptions:
     """`bridge dead-letters retry`: every letter now, whatever its attempts and backoff."""
+    from bridge.pipeline.redrive import RedriveOptions
+
     return RedriveOptions(actor=actor, batch_size=settings.bridge_batch_size)
 
 
 def verify_options(settings: Settings, actor: str, *, job_concurrency: int | None = None) -> VerifyOptions:
     """`bridge verify --repair`: how the rewrites are sent."""
+    from bridge.pipeline.verify import VerifyOptions
+
     return VerifyOptions(actor=actor, batch_size=settings.bridge_batch_size,
                          job_concurrency=job_concurrency or settings.bridge_job_concurrency,
                          settle=timedelta(seconds=settings.bridge_verify_settle_seconds))  # fmt: skip
 
 
 def upkeep_config(settings: Settings, actor: str = "worker") -> UpkeepConfig:
+    from bridge.pipeline.redrive import RedriveOptions
+    from bridge.upkeep import UpkeepConfig
+
     concurrency = min(settings.bridge_job_concurrency, 4)  # upkeep stays in the background
     return UpkeepConfig(
         every_seconds=settings.bridge_upkeep_every_seconds,
@@ -407,6 +419,10 @@ def upkeep_config(settings: Settings, actor: str = "worker") -> UpkeepConfig:
 
 
 def worker_config(settings: Settings, holder: str) -> WorkerConfig:
+    from bridge.scheduler import ScheduleConfig
+    from bridge.webhooks.consumer import ConsumerOptions
+    from bridge.worker import WorkerConfig
+
     return WorkerConfig(
         port=settings.port,
         webhook_secret=settings.webhook_secret(),

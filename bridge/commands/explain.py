@@ -21,36 +21,6 @@ from bridge.pipeline.would_write import FieldRow
 from bridge.settings import Settings
 from bridge.zendesk.models import ZendeskRecord
 
-HELP = """\
-Tells one record's story from bridge's own state: the version it last read (Outreach
-updatedAt, when, which run), the payload the CURRENT mapping file would write, field by field
-next to the payload last written (* marks the fields that differ), the Zendesk record id, the
-recent changelog (newest first), its dead letter, parked links and refused lookup ids, and,
-when the record is not in Zendesk, why in one sentence: filtered out by source.filter, not
-read yet, dead-lettered, deleted in Outreach (kept or removed per on_delete), or never seen.
-
-ID is an Outreach id (123) or an external id (outreach:vehicles:123, or the mapping's own).
-
-When it asks the APIs: a record bridge's state settles (an id-map row, a dead letter, or a
-changelog row saying bridge deleted it) is explained from Postgres alone, with no request and
-no credentials. Any other record costs ONE Outreach request (the record by id), which tells
-never seen, filtered out and not read yet apart. --live costs one Outreach and one Zendesk
-request, whatever the state. It writes nothing anywhere.
-
-exit codes: 0 explained (also when the record is not in Zendesk); 2 unknown mapping or an ID
-that is neither; 3 the database or an API failed."""
-
-
-def add_parser(sub: Any, command: Any) -> None:
-    """Adds `explain` to the subcommands (`command` is cli._command)."""
-    parser = command(sub, "explain", "why one record looks the way it does in Zendesk", HELP)
-    parser.add_argument("mapping", metavar="MAPPING", help="the mapping's name")
-    parser.add_argument("id", metavar="ID", help="an Outreach id or an external id")
-    parser.add_argument("--json", action="store_true", help="print JSON with stable keys instead of text")
-    parser.add_argument("--live", action="store_true",
-                        help="also read the record from Outreach and Zendesk (one request each)")  # fmt: skip
-    parser.set_defaults(handler=cmd_explain)
-
 
 class _LazyRemote:
     """Opens the API clients on the first request explain makes, and never before: a record

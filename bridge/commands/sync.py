@@ -7,23 +7,23 @@ import asyncio
 import json
 import sys
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from bridge import status, status_check, wiring
-from bridge.commands import preview
+from bridge import wiring
 from bridge.commands.common import EXIT_DEAD_LETTERS, EXIT_FATAL, EXIT_OK, require_migrated, select
 from bridge.errors import ConfigError
 from bridge.mapping.load import load_mappings
 from bridge.mapping.model import Mapping
-from bridge.metrics import Metrics
 from bridge.pipeline.backfill import backfill
 from bridge.pipeline.report import RunReport
 from bridge.pipeline.run import StopRequest, settle_or_cancel, stop_signals
 from bridge.pipeline.sync import SyncOptions
-from bridge.progress import progress_for
 from bridge.settings import Settings
 from bridge.store import leases as store_leases
 from bridge.store import migrate as store_migrate
-from bridge.worker import Worker
+
+if TYPE_CHECKING:
+    from bridge import status
 
 
 async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -35,6 +35,8 @@ async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     if getattr(args, "diff", False) or getattr(args, "json", False) or getattr(args, "limit", None) is not None:
+        from bridge.commands import preview
+
         return await preview.cmd_backfill_diff(args, settings)
     mappings = load_mappings(settings.bridge_mappings)
     names = select(mappings, args.mappings)
@@ -72,6 +74,7 @@ async def run_backfill(
     stop: asyncio.Event | None = None,
 ) -> list[RunReport]:
     """`pipeline.backfill` wired from settings (the leases are the worker's: one writer each)."""
+    from bridge.progress import progress_for
     lease = wiring.lease_config(settings, store_leases.holder_id("backfill"))
     wiring.check_api_settings(settings)
     async with wiring.open_pool(settings) as pool:
@@ -83,6 +86,8 @@ async def run_backfill(
 
 async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Runs the worker until a stop signal; raises BridgeError if it had to stop on its own."""
+    from bridge.metrics import Metrics
+    from bridge.worker import Worker
     mappings = load_mappings(settings.bridge_mappings)
     holder = store_leases.holder_id("worker")
     config = wiring.worker_config(settings, holder)
@@ -111,6 +116,7 @@ async def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge import status
     try:
         mappings = load_mappings(settings.bridge_mappings)
     except ConfigError:
@@ -159,6 +165,7 @@ def _verify_line(last: dict[str, object]) -> str:
 
 def _check(rows: list[status.MappingStatus], args: argparse.Namespace, settings: Settings) -> int:
     """`status --check`: exit 0 when every mapping is healthy, else 1 with one line per reason."""
+    from bridge import status_check
     limits = wiring.status_thresholds(settings)
     if args.max_dead_letters is not None:
         limits = replace(limits, max_dead_letters=args.max_dead_letters)

@@ -16,6 +16,11 @@ burst of `burst` requests allowed after a quiet spell. Invariants:
 - A Retry-After seen by one process is stored in the shared row; no process is handed a send
   time before it, and the send times a process already held from before it are dropped.
 - Send times come back as delays from the store's clock, so hosts with skewed clocks agree.
+- Requests that follow one another closely (a listing's pages, each asked for once the last
+  one is read) find their send time already claimed: the next one is claimed while this one
+  goes, so the store's round trip is not on every request's path. A stream that ends leaves at
+  most one claimed send time unused; requests further apart than half the validity (polls)
+  claim nothing ahead.
 
 Job slots are leases with an expiry, renewed while their job runs: at most `cap` bulk jobs are
 queued or running per account, and a process that dies holding slots frees them at expiry.
@@ -110,6 +115,8 @@ class SharedBudget:
         self._wanting = 0  # callers of `acquire` without a send time yet
         self._paused_until = float("-inf")
         self._pushes: set[asyncio.Task[None]] = set()
+        self._last_acquired = float("-inf")
+        self._ahead: asyncio.Task[None] | None = None
         self.claims = 0  # round trips to the store
         self.dropped = 0  # send times that expired unused or fell inside a pause
         self.waited_seconds = 0.0
@@ -122,9 +129,26 @@ class SharedBudget:
             if delay > 0:
                 self.waited_seconds += delay
                 await self._sleep(delay)
-            if self._usable(slot, self._clock()):
+            now = self._clock()
+            if self._usable(slot, now):
+                self._claim_ahead(now)
                 return
             self.dropped += 1  # a pause came while waiting, or the loop was late
+
+    def _claim_ahead(self, now: float) -> None:
+        """Claims the next send time now when this request closely follows the last one and
+        none is held or being claimed: the next request of the stream will not wait for it."""
+        follows = now - self._last_acquired <= self.policy.validity / 2
+        self._last_acquired = now
+        if not follows or self._slots or self._claiming.locked() or self._wanting:
+            return
+        self._ahead = asyncio.get_running_loop().create_task(self._claim_quietly())
+
+    async def _claim_quietly(self) -> None:
+        try:
+            await self._claim()
+        except Exception as exc:  # the next request claims again, and fails loudly if it must
+            log.debug("rate_budget_claim_ahead_failed", scope=self.policy.scope, error=str(exc))
 
     async def _next_slot(self) -> float:
         """The next held send time, claiming more when none is held. `_wanting` counts the
@@ -154,6 +178,8 @@ class SharedBudget:
 
     async def aclose(self) -> None:
         """Waits for pauses still being stored, so a Retry-After is not lost at exit."""
+        if self._ahead is not None:
+            await asyncio.gather(self._ahead, return_exceptions=True)
         if self._pushes:
             await asyncio.gather(*self._pushes, return_exceptions=True)
 

@@ -325,6 +325,7 @@ class TransformDef:
     build: Callable[[Any, Mapping[str, Any]], StepFn]
     needs_arg: bool = False
     options: frozenset[str] = frozenset()
+    reads_record: bool = False  # looks at the context's record, not only at the field's value
 
 
 def _defs() -> Iterable[TransformDef]:
@@ -343,7 +344,7 @@ def _defs() -> Iterable[TransformDef]:
                        _build_map, True, frozenset({"default"}))
     yield TransformDef("default", "{default: x}: use x when the value is missing or empty", _build_default, True)
     yield TransformDef("template", '{template: "{first} {last}"}: render over attributes and {value}',
-                       _build_template, True)
+                       _build_template, True, reads_record=True)
     yield TransformDef("join", '{join: ", "}: list -> text (bare `join` uses ", ")', _build_join)
     yield TransformDef("split", '{split: ","}: text -> list of trimmed, non-empty parts', _build_split)
     yield TransformDef("truncate", "{truncate: 255}: keep at most that many characters", _build_truncate, True)
@@ -368,10 +369,12 @@ def docs() -> list[tuple[str, str]]:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """A built transform, ready to run."""
+    """A built transform, ready to run. One that does not `reads_record` may be given a
+    context holding only its field (one made per mapping, not per record)."""
 
     name: str
     fn: StepFn
+    reads_record: bool = True
 
 
 def build_step(name: str, arg: Any = None, options: Mapping[str, Any] | None = None) -> Step:
@@ -385,7 +388,7 @@ def build_step(name: str, arg: Any = None, options: Mapping[str, Any] | None = N
         raise ValueError(f"transform {name!r} takes no option {unknown[0]!r}")
     if definition.needs_arg and arg is None:
         raise ValueError(f"transform {name!r} needs an argument: {definition.doc}")
-    return Step(name, definition.build(arg, opts))
+    return Step(name, definition.build(arg, opts), definition.reads_record)
 
 
 def apply_chain(steps: Sequence[Step], value: Any, context: TransformContext) -> Any:

@@ -110,6 +110,7 @@ class OutreachClient:
                 next_url = listing.next_url(url, body)
                 if next_url is not None:  # read ahead while this page is converted and used
                     reading = asyncio.ensure_future(self._get_json(next_url))
+                    await asyncio.sleep(0)  # the request leaves now, not after the conversion
                 try:
                     page = wire.to_page(body, url, next_url)
                 except (pydantic.ValidationError, ValueError) as exc:

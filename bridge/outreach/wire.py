@@ -147,16 +147,17 @@ def _fast_record(raw: Any) -> SourceRecord | None:
     if relationships is None:
         return None
     updated_at = parse_timestamp(attributes.get("updatedAt"))
-    return SourceRecord(kind, OutreachId(ident), attributes, relationships, updated_at)
+    return SourceRecord(kind, ident, attributes, relationships, updated_at)
 
 
 _ABSENT: Any = object()
 
 
-def _fast_id(value: Any) -> str | None:
+def _fast_id(value: Any) -> OutreachId | None:
+    # OutreachId is a NewType: calling it only costs a call, so the str is returned as one
     if value.__class__ is str:
-        return value
-    return str(value) if value.__class__ is int else None  # a bool's class is bool
+        return value  # type: ignore[return-value]
+    return str(value) if value.__class__ is int else None  # type: ignore[return-value]  # a bool's class is bool
 
 
 def _fast_relationships(raw: Any) -> dict[str, RelatedRef | None] | None:
@@ -173,11 +174,11 @@ def _fast_relationships(raw: Any) -> dict[str, RelatedRef | None] | None:
         data = rel["data"]
         if data is None:
             out[name] = None
-        elif data.__class__ is dict:
-            ref = _fast_ref(data)
-            if ref is None:
+        elif data.__class__ is dict:  # _fast_ref, inlined: two relationships a record, or more
+            kind, ident = data.get("type"), _fast_id(data.get("id"))
+            if kind.__class__ is not str or ident is None:
                 return None
-            out[name] = ref
+            out[name] = RelatedRef(kind, ident)
         elif data.__class__ is not list or not all(
             item.__class__ is dict and _fast_ref(item) for item in data
         ):
@@ -189,7 +190,7 @@ def _fast_ref(data: dict[str, Any]) -> RelatedRef | None:
     kind, ident = data.get("type"), _fast_id(data.get("id"))
     if kind.__class__ is not str or ident is None:
         return None
-    return RelatedRef(kind, OutreachId(ident))
+    return RelatedRef(kind, ident)
 
 
 def _identity(raw: Any) -> tuple[str, OutreachId] | None:

@@ -225,7 +225,7 @@ async def _after_overlapping(in_flight: deque[_InFlight], ids: frozenset[str]) -
     """
     while in_flight and in_flight[0].settled.is_set():  # pages settle in listing order
         in_flight.popleft()
-    earlier = [loading for loading in in_flight if loading.ids & ids]
+    earlier = [loading for loading in in_flight if not loading.ids.isdisjoint(ids)]
     if earlier:
         shared = ids.intersection(frozenset().union(*(loading.ids for loading in earlier)))
         log.info("page_waits_for_overlap", pages=len(earlier), records=len(shared))

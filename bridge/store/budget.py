@@ -7,6 +7,11 @@ this module keeps the rows. Invariants:
   send times. Times are epoch seconds on the database clock, handed back as a delay (`lead`),
   so no process compares its own clock with another's.
 - A pause only lengthens (`greatest`), and every later claim starts after it.
+- A claim commits without waiting for its WAL flush (`synchronous_commit` off for that one
+  statement): it is on the path of requests, and a flush costs milliseconds on a busy disk.
+  Other claimers see it at once all the same; only a crash of the database server itself can
+  lose the last fraction of a second of claims, letting that many requests go early, which
+  the API's own 429 then paces.
 - A job slot is taken only when free or expired, again under the row lock, so at most `cap`
   unexpired slots exist per scope; a holder renews all its slots in one statement, and an
   expired slot is never renewed, only taken again.
@@ -23,11 +28,12 @@ from bridge.store.pool import Connection, translated
 
 # The account's clock starts at the latest of: where it was, now, and the end of a pause (plus
 # the tolerance, so the first send time is not before the pause ends). $5 replaces the database
-# clock in tests.
+# clock in tests. `set_config(…, true)` lasts until this statement's own commit.
 CLAIM_SQL = """
 INSERT INTO rate_budgets AS b (scope, tat, claimed_at)
 SELECT $1, c.now + $2::int * $3::float8, c.now
-  FROM (SELECT coalesce($5::float8, extract(epoch FROM clock_timestamp())) AS now) AS c
+  FROM (SELECT coalesce($5::float8, extract(epoch FROM clock_timestamp())) AS now,
+               set_config('synchronous_commit', 'off', true) AS unflushed) AS c
 ON CONFLICT (scope) DO UPDATE
    SET tat = greatest(b.tat, EXCLUDED.claimed_at, b.paused_until + $4::float8) + $2::int * $3::float8,
        claimed_at = EXCLUDED.claimed_at,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -155,3 +156,33 @@ async def test_oauth_secrets_never_reach_the_output(ready: SandboxWorld) -> None
     for secret in (seed.outreach_client_secret, seed.outreach_refresh_token, seed.zendesk_client_secret):
         assert secret not in out and secret not in err
     assert_exact(ready.sandbox)
+
+
+# What only the worker, the web intake, the terminal display or the repair and schema commands
+# use: a backfill's start-up is most of a short run's CPU, and none of this is its work.
+NOT_FOR_A_BACKFILL = (
+    "apscheduler", "prometheus_client", "aiohttp.web", "rich", "pygments", "bridge.worker",
+    "bridge.scheduler", "bridge.server", "bridge.metrics", "bridge.webhooks", "bridge.upkeep",
+    "bridge.alerts", "bridge.status", "bridge.schema", "bridge.pipeline.reconcile",
+    "bridge.pipeline.redrive", "bridge.commands.repair", "bridge.commands.schema",
+)  # fmt: skip
+LOADED = (
+    "import json, sys\n"
+    "from bridge import cli\n"
+    "code = cli.main(sys.argv[2:])\n"
+    "open(sys.argv[1], 'w').write(json.dumps(sorted(sys.modules)))\n"
+    "raise SystemExit(code)\n"
+)
+
+
+async def test_a_dry_run_loads_only_what_a_backfill_uses(ready: SandboxWorld, tmp_path: Path) -> None:
+    listing = tmp_path / "modules.json"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LOADED, str(listing), "backfill", "--dry-run", cwd=REPO,
+        env={**os.environ, **ready.env()}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=90)
+    assert proc.returncode == 0, err.decode()
+    loaded = json.loads(listing.read_text())
+    assert "bridge.pipeline.sync" in loaded  # it did run
+    assert [m for m in loaded if m.startswith(NOT_FOR_A_BACKFILL)] == []

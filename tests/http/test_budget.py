@@ -74,6 +74,68 @@ async def test_a_lone_request_claims_one_send_time() -> None:
     assert store.claims == [1]
 
 
+class SlowBudget(MemoryBudget):
+    """A store whose claims take `round_trip` seconds (a commit on a busy database)."""
+
+    round_trip = 0.03
+
+    async def claim(self, scope: str, count: int, interval: float, tolerance: float) -> Grant:
+        await self.time.sleep(self.round_trip)
+        return await super().claim(scope, count, interval, tolerance)
+
+
+BURSTY = BudgetPolicy("outreach:acme", limit=10_000, window=3600.0, burst=500, validity=1.0, batch=10)
+
+
+async def test_requests_one_after_another_find_their_send_time_already_claimed() -> None:
+    """A listing asks for page after page, each as soon as the last one's answer is read: the
+    next send time is claimed while this request is out: once two requests have followed each
+    other, none waits for the store."""
+    time = FakeTime(start=1000.0)  # long after any earlier send: the burst is free
+    store = SlowBudget(time)
+    budget = SharedBudget(store, BURSTY, clock=time.clock, sleep=time.sleep)
+    waits = []
+    for _ in range(5):
+        before = time.now
+        await budget.acquire()
+        waits.append(time.now - before)
+        await time.sleep(0.05)  # the request, then the page's work
+    assert waits[:2] == pytest.approx([SlowBudget.round_trip] * 2)
+    assert waits[2:] == [0.0] * 3
+    assert budget.dropped == 0
+
+
+async def test_requests_far_apart_claim_nothing_ahead() -> None:
+    """A poll every few seconds would only waste the send time claimed ahead of it."""
+    time = FakeTime(start=0.0)
+    store = MemoryBudget(time)
+    budget = SharedBudget(store, POLICY, clock=time.clock, sleep=time.sleep)
+    for _ in range(3):
+        await budget.acquire()
+        await time.sleep(5.0)
+    await budget.aclose()
+    assert store.claims == [1, 1, 1] and budget.dropped == 0
+
+
+async def test_a_claim_ahead_that_fails_is_claimed_again_by_the_next_request() -> None:
+    time = FakeTime(start=1000.0)
+
+    class Flaky(MemoryBudget):
+        async def claim(self, scope: str, count: int, interval: float, tolerance: float) -> Grant:
+            if len(self.claims) == 2:
+                self.claims.append(0)
+                raise OSError("database unreachable")
+            return await super().claim(scope, count, interval, tolerance)
+
+    store = Flaky(time)
+    budget = SharedBudget(store, BURSTY, clock=time.clock, sleep=time.sleep)
+    for _ in range(4):
+        await budget.acquire()
+        await time.sleep(0.05)
+    await budget.aclose()
+    assert store.claims[:3] == [1, 1, 0] and len(store.claims) >= 4
+
+
 async def test_a_send_time_left_unused_past_its_validity_is_dropped() -> None:
     time = FakeTime(start=0.0)
     store = MemoryBudget(time)

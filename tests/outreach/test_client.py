@@ -132,12 +132,31 @@ async def test_the_next_page_is_read_while_this_one_is_in_use(session, mocked, f
     assert len(requests_to(mocked, second)) == 1
 
 
+async def test_the_next_page_is_asked_for_before_this_one_is_converted(session, mocked, fake_time) -> None:
+    """The read-ahead request leaves before this page's records are read and handed on (which
+    takes milliseconds for a page of 1,000), not when the listing next waits: cursor paging is
+    a chain, and each link waits for the last page's answer."""
+    c = client(session, fake_time)
+    first, second = c.list_url("vehicles", custom_object=True), f"{LIST}?page%5Bafter%5D=Wzk3Mjc1XQ%3D%3D"
+    mocked.get(first, payload=page_body([1, 2], second))
+    mocked.get(second, payload=page_body([3], None))
+    asked_by_then = []
+    async for page in c.pages(first):
+        if page.url == first:  # no await in between: only what ran before the page came
+            asked_by_then = [str(url) for (_, url) in mocked.requests]
+    assert second in asked_by_then
+
+
 async def test_a_listing_left_early_cancels_the_page_it_was_reading(session, mocked, fake_time) -> None:
     c = client(session, fake_time)
     first, second = c.list_url("vehicles", custom_object=True), f"{LIST}?page%5Bafter%5D=Wzk3Mjc1XQ%3D%3D"
     answered = asyncio.Event()
+
+    async def hang(url: Any, **kwargs: Any) -> None:  # never answers by itself
+        await answered.wait()
+
     mocked.get(first, payload=page_body([1], second))
-    mocked.get(second, callback=lambda url, **kw: answered.wait())  # never answers by itself
+    mocked.get(second, callback=hang)
     pages = c.pages(first)
     assert [r.id for r in (await anext(pages)).records] == ["1"]
     await pages.aclose()
