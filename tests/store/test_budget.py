@@ -90,6 +90,7 @@ async def test_two_processes_claiming_at_once_share_one_clock(db_pool: asyncpg.P
 async def test_a_claim_commits_without_waiting_for_the_flush_and_leaves_the_connection_as_it_was(
     db_conn: Any,
 ) -> None:
+    await db_conn.execute("SET synchronous_commit = on")  # the test server's default may be off
     async with db_conn.transaction():
         await budget.claim(db_conn, "z", 1, 0.1, 0.0)
         assert await db_conn.fetchval("SHOW synchronous_commit") == "off"  # for its own commit
