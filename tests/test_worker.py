@@ -37,7 +37,7 @@ async def test_a_dead_side_task_stops_the_worker_and_releases_its_leases(
     dsn = world.settings.database_url.get_secret_value()  # type: ignore[union-attr]
     mappings = load_mappings(mappings_dir)
     holder = leases.holder_id("worker")
-    config = replace(wiring.worker_config(world.settings, holder), port=0, lease_ttl=1.0,
+    config = replace(wiring.worker_config(world.settings, holder), port=0, lease_ttl=5.0,
                      schedule=ScheduleConfig(jitter_seconds=0, startup_stagger_seconds=0.1))  # fmt: skip
     async with wiring.open_pool(world.settings) as pool:
         metrics = Metrics()
