@@ -78,8 +78,7 @@ async def kill_points(world: SandboxWorld) -> list[tuple[str, Callable[[], Await
         return await settled() > at_start
 
     async def most_pages_settled() -> bool:
-        now = await settled()
-        return now > at_start and now >= 150
+        return await settled() - at_start >= 150
 
     return [
         ("before any write", outreach_listed),
@@ -89,11 +88,23 @@ async def kill_points(world: SandboxWorld) -> list[tuple[str, Callable[[], Await
     ]
 
 
+async def top_up(world: SandboxWorld, unsettled: int = 200) -> None:
+    """Adds vehicles to Outreach until `unsettled` of them have no id-map row: a kill can land
+    after its run has finished, and the next process must still have a run to be killed in."""
+    dsn = world.settings.database_url.get_secret_value()  # type: ignore[union-attr]
+    out = world.sandbox.outreach
+    missing = unsettled - (len(out.ids("vehicles")) - int(await fetchval(dsn, "SELECT count(*) FROM id_map WHERE mapping = 'vehicles'")))  # type: ignore[call-overload]
+    brand = out.ids("vehicle_brands")[0]
+    for i in range(max(missing, 0)):
+        out.put("vehicles", {"vehicle_name": f"Extra {i}", "speed": "90mph", "color": "red"}, {"brand": brand})
+
+
 async def test_sigkill_at_any_point_then_rerun_ends_exact(ready: SandboxWorld) -> None:
     ready.sandbox.faults.set_latency("zendesk", 0.02)
     ready.sandbox.faults.set_latency("outreach", 0.02)
     killed_at = []
     for point in range(4):
+        await top_up(ready)
         name, condition = (await kill_points(ready))[point]
         proc = await start_bridge(ready, "backfill")
         await wait_for(condition, name)
