@@ -72,8 +72,8 @@ async def preview_page(
     ready, untranslatable = await translate_page_yielding(mapping, page)
     ids = [t.source_id for t in ready]
     async with pool.acquire() as conn:
-        known = await idmap.hashes(conn, mapping.name, ids)
         written = await idmap.written(conn, mapping.name, ids)
+        known = {sid: row.payload_hash for sid, row in written.items() if row.gone_at is None}
         changed = [t for t in ready if known.get(t.source_id) != t.payload_hash]
         values = await lookups.values(conn, changed, page.included) if mapping.relationships else {}
     out = {d.source_id: RecordDiff(mapping.name, d.source_id, d.external_id, Action.DEAD_LETTER, error=d.error)

@@ -211,12 +211,12 @@ _ENCODER = msgspec.json.Encoder(order="sorted")
 PACK_COMPRESS_FROM = 1024
 WRITTEN_SQL = """
 SELECT source_id, zendesk_id, external_id, written_payload, source_record, source_updated_at,
-       synced_at, gone_at
+       synced_at, gone_at, payload_hash
 FROM id_map WHERE mapping = $1 AND source_id = ANY($2::text[])
 """
 WRITTEN_BY_ZENDESK_ID_SQL = """
 SELECT source_id, zendesk_id, external_id, written_payload, source_record, source_updated_at,
-       synced_at, gone_at
+       synced_at, gone_at, payload_hash
 FROM id_map WHERE mapping = $1 AND zendesk_id = ANY($2::text[])
 """
 
@@ -261,6 +261,7 @@ class WrittenRecord:
     source_updated_at: datetime | None
     synced_at: datetime
     gone_at: datetime | None
+    payload_hash: str = ""  # the hash `hashes` gives (which leaves out rows marked gone)
 
 
 def _written(row: asyncpg.Record) -> WrittenRecord:
@@ -274,6 +275,7 @@ def _written(row: asyncpg.Record) -> WrittenRecord:
         row["source_updated_at"],
         row["synced_at"],
         row["gone_at"],
+        row["payload_hash"],
     )
 
 
